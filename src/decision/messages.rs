@@ -1,0 +1,215 @@
+//! Every text a user reads: warnings (printed by kubectl as `Warning: <text>`) and deny
+//! messages. Warnings are at most 120 characters, at most four, most important first; deny
+//! messages say what to do next.
+
+use super::{Field, Path, Subject};
+use crate::decision::policy::{PlatformBounds, Policy};
+use crate::limits::{Limit, Scope};
+use std::fmt;
+
+/// Kubernetes asks webhooks to keep warnings to 120 characters.
+pub const MAX_WARNING_CHARS: usize = 120;
+/// More than a few warnings are not read; the API server also drops them past 4096 bytes.
+pub const MAX_WARNINGS: usize = 4;
+
+/// A deny message: a short headline (reused as a warning when an override lets it through),
+/// what to do about it, and notes (e.g. an ignored override).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub headline: String,
+    pub advice: String,
+    pub notes: Vec<String>,
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}. {}", self.headline, self.advice)?;
+        for note in &self.notes {
+            write!(f, " {note}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What the request asks for, in the words of its path: `replicas 3 -> 6`, `HPA web maxReplicas 10`.
+fn requested(s: &Subject) -> String {
+    let change = match s.old_replicas {
+        Some(old) if old != s.new_replicas => format!("{old} -> {}", s.new_replicas),
+        _ => s.new_replicas.to_string(),
+    };
+    match &s.path {
+        Path::Deployment | Path::Scale => format!("replicas {change}"),
+        Path::Hpa { hpa } => format!("HPA {hpa} maxReplicas {change}"),
+    }
+}
+
+/// The limit and where it came from: `PED max 4 for team-a/api`.
+fn limit_name(s: &Subject, limit: &Limit) -> String {
+    match limit.scope {
+        Scope::Deployment => format!("PED max {} for {}", limit.max_replicas, s.workload()),
+        Scope::NamespaceDefault => format!("PED namespace default max {} for {}", limit.max_replicas, s.namespace),
+        Scope::GlobalDefault => {
+            format!("platform default max {} for unregistered {}", limit.max_replicas, s.workload())
+        }
+    }
+}
+
+/// How the user brings the request under the limit on this path.
+fn how_to_lower(s: &Subject, max: i32) -> String {
+    match &s.path {
+        Path::Deployment => format!("lower spec.replicas to {max} or less"),
+        Path::Scale => format!("scale to {max} or less"),
+        Path::Hpa { hpa } => format!("lower maxReplicas (and minReplicas) of HPA {hpa} to {max} or less"),
+    }
+}
+
+pub fn violation(s: &Subject, limit: &Limit) -> String {
+    let mut text = format!("{} exceeds {}", requested(s), limit_name(s, limit));
+    if let Some(min) = s.min_replicas.filter(|&m| m > limit.max_replicas) {
+        text.push_str(&format!(" (minReplicas {min} too)"));
+    }
+    text
+}
+
+pub fn violation_denied(s: &Subject, limit: &Limit) -> Denial {
+    let mut advice = format!(
+        "To deploy, {}, or raise maxReplicas in the PED config of {} and rerun the onboarding pipeline",
+        how_to_lower(s, limit.max_replicas),
+        s.workload()
+    );
+    if let Some(owner) = &limit.owner {
+        advice.push_str(&format!(" (registered owner: {owner})"));
+    }
+    advice.push('.');
+    if let Some(fields) = other_changes(s) {
+        advice.push_str(&format!(" Nothing of this request was applied, including its changes to {fields}."));
+    }
+    Denial { headline: violation(s, limit), advice, notes: vec![] }
+}
+
+pub fn ratchet(s: &Subject, limit: &Limit) -> String {
+    format!(
+        "{} is above {}; allowed as it does not raise replicas, please {}",
+        requested(s),
+        limit_name(s, limit),
+        how_to_lower(s, limit.max_replicas)
+    )
+}
+
+pub fn below_min(s: &Subject, min: i32) -> String {
+    format!("{} is below the PED minReplicas {min} registered for {}", requested(s), s.workload())
+}
+
+pub fn out_of_bounds(s: &Subject, limit: &Limit, bounds: &PlatformBounds) -> String {
+    format!(
+        "{} is outside the platform bounds {}-{}; ask the platform team to correct the PED entry",
+        limit_name(s, limit),
+        bounds.min_replicas,
+        bounds.max_replicas
+    )
+}
+
+pub fn unregistered(s: &Subject) -> String {
+    format!(
+        "{} is not registered in PED; register it with the onboarding pipeline to set its maxReplicas",
+        s.workload()
+    )
+}
+
+pub fn unregistered_denied(s: &Subject) -> Denial {
+    Denial {
+        headline: format!("{} is not registered in PED", s.workload()),
+        advice: "Register it with the onboarding pipeline (PED) with its maxReplicas, then deploy again.".to_string(),
+        notes: vec![],
+    }
+}
+
+pub fn registry_unavailable_open(s: &Subject, reason: &str) -> String {
+    format!("PED limit for {} not checked: registry unreachable ({reason})", s.workload())
+}
+
+pub fn registry_unavailable_closed(s: &Subject, reason: &str) -> Denial {
+    Denial {
+        headline: format!("PED registry unreachable, cannot check the replica limit of {} ({reason})", s.workload()),
+        advice: "Retry in a minute; if it persists, tell the platform team.".to_string(),
+        notes: vec![],
+    }
+}
+
+pub fn allowed_by_override(headline: &str) -> String {
+    format!("{headline}; allowed by break-glass override")
+}
+
+pub fn override_used(s: &Subject, reason: &str) -> String {
+    format!("override by {}: {reason} (recorded)", s.user)
+}
+
+pub fn override_ignored(s: &Subject, policy: &Policy) -> String {
+    let groups: Vec<&str> = policy.override_rule.groups.iter().map(String::as_str).collect();
+    let who =
+        if groups.is_empty() { "nobody may override".to_string() } else { format!("only {} may", groups.join(", ")) };
+    format!(
+        "The {} annotation was ignored: {} is not allowed to override ({who}).",
+        policy.override_rule.annotation, s.user
+    )
+}
+
+/// `changes: replicas 3 -> 6, image of api, env of api`; None when nothing was classified.
+pub fn change_summary(s: &Subject) -> Option<String> {
+    if s.changes.is_empty() {
+        return None;
+    }
+    let mut parts: Vec<String> = vec![];
+    for change in &s.changes {
+        let part = match (change.field, &change.container) {
+            (Field::Replicas, _) => match s.old_replicas {
+                Some(old) => format!("replicas {old} -> {}", s.new_replicas),
+                None => "replicas".to_string(),
+            },
+            (field, Some(container)) => format!("{} of {container}", field.as_str()),
+            (field, None) => field.as_str().to_string(),
+        };
+        if !parts.contains(&part) {
+            parts.push(part);
+        }
+    }
+    Some(format!("changes: {}", parts.join(", ")))
+}
+
+/// The fields besides replicas that a refused request would have changed.
+fn other_changes(s: &Subject) -> Option<String> {
+    let mut fields: Vec<&str> = vec![];
+    for field in s.changes.iter().map(|c| c.field).filter(|f| *f != Field::Replicas) {
+        if !fields.contains(&field.as_str()) {
+            fields.push(field.as_str());
+        }
+    }
+    (!fields.is_empty()).then(|| fields.join(", "))
+}
+
+/// Applies the warning limits: at most `MAX_WARNINGS`, each cut to `MAX_WARNING_CHARS`.
+pub fn limit_warnings(warnings: Vec<String>) -> Vec<String> {
+    warnings.into_iter().take(MAX_WARNINGS).map(|w| truncate(w, MAX_WARNING_CHARS)).collect()
+}
+
+/// Cuts a text to `max` characters (not bytes: names may be non-ASCII), marking the cut with `…`.
+pub fn truncate(text: String, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text;
+    }
+    let mut cut: String = text.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_counts_characters_and_marks_the_cut() {
+        assert_eq!(truncate("abc".into(), 3), "abc");
+        assert_eq!(truncate("abcd".into(), 3), "ab…");
+        assert_eq!(truncate("ééééé".into(), 4).chars().count(), 4);
+    }
+}

@@ -1,0 +1,13 @@
+//! replica-guard: a Kubernetes validating admission webhook that holds Deployments to the
+//! replica limits their teams registered through the platform's onboarding pipeline (PED).
+//!
+//! Where things are:
+//! - `decision`: where the decision is made (pure; no I/O).
+//! - `limits`: where limits come from (the PED registry and its sources).
+//! - `admission`: turning an AdmissionReview body into a decision input and the decision into a response.
+//! - `server`: HTTPS and admin listeners, TLS, and `server::shutdown` (what happens on SIGTERM).
+//! - `config`, `metrics`, `audit`, `certs`, `watch`: configuration, Prometheus metrics, the audit
+//!   log record, development certificates, and noticing changed files.
+
+pub mod decision;
+pub mod limits;

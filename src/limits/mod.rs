@@ -1,0 +1,53 @@
+//! Where limits come from: the PED registry, seen through a `LimitSource`.
+//!
+//! `table` is the in-memory view every snapshot source (file, ConfigMap) produces, `file` parses
+//! and validates the registry YAML, `store` keeps the last good snapshot while reloads come and
+//! go, and `file_source` watches a file on disk and feeds the store.
+
+pub mod file;
+pub mod table;
+
+use crate::decision::policy::Mode;
+use serde::Serialize;
+
+/// One registry entry as the decision sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Limit {
+    pub max_replicas: i32,
+    pub min_replicas: Option<i32>,
+    /// Overrides the namespace and global mode for this workload.
+    pub mode: Option<Mode>,
+    /// Who to talk to: shown in deny messages so the developer knows whose PED file it is.
+    pub owner: Option<String>,
+    pub scope: Scope,
+}
+
+/// Which level of the registry an answer came from; messages name it so a developer knows
+/// whether to edit their own entry or ask for one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Scope {
+    Deployment,
+    NamespaceDefault,
+    GlobalDefault,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Deployment => "deployment",
+            Scope::NamespaceDefault => "namespace-default",
+            Scope::GlobalDefault => "global-default",
+        }
+    }
+}
+
+/// The registry's answer for one namespace/deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Registered(Limit),
+    Unregistered,
+    /// The registry could not answer and nothing earlier is known; the reason is shown to users.
+    Unavailable(String),
+}
