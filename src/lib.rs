@@ -11,3 +11,8 @@
 
 pub mod decision;
 pub mod limits;
+pub mod admission;
+pub mod audit;
+pub mod metrics;
+pub mod watch;
+pub mod config;

@@ -5,10 +5,14 @@
 //! go, and `file_source` watches a file on disk and feeds the store.
 
 pub mod file;
+pub mod file_source;
+pub mod store;
 pub mod table;
 
 use crate::decision::policy::Mode;
 use serde::Serialize;
+use std::future::Future;
+use std::pin::Pin;
 
 /// One registry entry as the decision sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -50,4 +54,15 @@ pub enum Lookup {
     Unregistered,
     /// The registry could not answer and nothing earlier is known; the reason is shown to users.
     Unavailable(String),
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A place limits come from. Sources never fail a lookup: a registry that cannot answer says
+/// `Lookup::Unavailable`, and the policy's `registryFailure` decides what that means.
+pub trait LimitSource: Send + Sync {
+    fn lookup<'a>(&'a self, namespace: &'a str, deployment: &'a str) -> BoxFuture<'a, Lookup>;
+
+    /// Whether the registry has been read at least once; `/readyz` waits for it.
+    fn is_ready(&self) -> bool;
 }

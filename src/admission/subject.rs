@@ -1,0 +1,199 @@
+//! Finding what a request asks for, on each path to more replicas: the Deployment itself, its
+//! scale subresource, and HorizontalPodAutoscalers that target it.
+
+use super::ReviewError;
+use crate::decision::changes::{self, ObjectView};
+use crate::decision::{Operation, Path, Subject};
+use k8s_openapi::api::apps::v1::DeploymentSpec;
+use k8s_openapi::api::autoscaling::v1::ScaleSpec;
+use k8s_openapi::api::autoscaling::v2::CrossVersionObjectReference;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, Operation as KubeOperation};
+use serde::Deserialize;
+
+/// What the webhook makes of a request.
+#[derive(Debug)]
+pub enum Target {
+    /// A request on a replica path: decide it.
+    Subject(Subject),
+    /// Not a replica path (another kind, DELETE, an HPA on a StatefulSet...): allowed and logged.
+    NotHandled(String),
+}
+
+/// The fields of a HorizontalPodAutoscaler spec that matter here; the same in `autoscaling/v1`,
+/// `v2beta2` and `v2` (only the metrics differ between versions, and they are not read).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HpaSpec {
+    scale_target_ref: CrossVersionObjectReference,
+    #[serde(default)]
+    min_replicas: Option<i32>,
+    max_replicas: i32,
+}
+
+/// The largest replica count a request may carry: anything above is a bug or an attack, not a
+/// deployment, and is refused as bad input before any rule is applied.
+pub const MAX_REPLICAS: i32 = 1_000_000;
+
+pub fn target(req: &AdmissionRequest<DynamicObject>, override_annotation: &str) -> Result<Target, ReviewError> {
+    let operation = match &req.operation {
+        KubeOperation::Create => Operation::Create,
+        KubeOperation::Update => Operation::Update,
+        other => return Ok(Target::NotHandled(format!("operation {other:?}"))),
+    };
+    let resource = (req.resource.group.as_str(), req.resource.resource.as_str(), req.sub_resource.as_deref());
+    let path = match resource {
+        ("apps", "deployments", None) => PathKind::Deployment,
+        ("apps", "deployments", Some("scale")) => PathKind::Scale,
+        ("autoscaling", "horizontalpodautoscalers", None) => PathKind::Hpa,
+        (group, resource, sub) => {
+            let sub = sub.map(|s| format!("/{s}")).unwrap_or_default();
+            return Ok(Target::NotHandled(format!("resource {group}/{resource}{sub}")));
+        }
+    };
+    let namespace = req.namespace.clone().filter(|n| !n.is_empty()).ok_or(ReviewError::MissingField("namespace"))?;
+    let new = req.object.as_ref().ok_or(ReviewError::MissingField("object"))?;
+    let old = match operation {
+        Operation::Update => Some(req.old_object.as_ref().ok_or(ReviewError::MissingField("oldObject"))?),
+        Operation::Create => None,
+    };
+    let new_view = path.read(new, "object")?;
+    let old_view = old.map(|o| path.read(o, "oldObject")).transpose()?;
+
+    let (path, deployment) = match (path, &new_view.hpa_target) {
+        (PathKind::Hpa, Some(target)) if target.kind != "Deployment" => {
+            return Ok(Target::NotHandled(format!("HPA targets a {}, not a Deployment", target.kind)));
+        }
+        (PathKind::Hpa, Some(target)) => (Path::Hpa { hpa: object_name(req, new) }, target.name.clone()),
+        (PathKind::Scale, _) => (Path::Scale, object_name(req, new)),
+        _ => (Path::Deployment, object_name(req, new)),
+    };
+    let changes = match old {
+        Some(old) => changes::between(view(old), view(new)),
+        None => vec![],
+    };
+    let override_reason = new
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(override_annotation))
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty());
+    Ok(Target::Subject(Subject {
+        path,
+        operation,
+        namespace,
+        deployment,
+        new_replicas: new_view.replicas,
+        old_replicas: old_view.as_ref().map(|v| v.replicas),
+        min_replicas: new_view.min_replicas,
+        override_reason,
+        user: req.user_info.username.clone().unwrap_or_default(),
+        groups: req.user_info.groups.clone().unwrap_or_default(),
+        dry_run: req.dry_run,
+        changes,
+    }))
+}
+
+fn view(object: &DynamicObject) -> ObjectView<'_> {
+    ObjectView {
+        spec: object.data.get("spec"),
+        labels: object.metadata.labels.as_ref(),
+        annotations: object.metadata.annotations.as_ref(),
+    }
+}
+
+/// The request's name, or the object's when the request carries none.
+fn object_name(req: &AdmissionRequest<DynamicObject>, object: &DynamicObject) -> String {
+    if req.name.is_empty() { object.metadata.name.clone().unwrap_or_default() } else { req.name.clone() }
+}
+
+#[derive(Clone, Copy)]
+enum PathKind {
+    Deployment,
+    Scale,
+    Hpa,
+}
+
+/// The replica fields read from one object (new or old).
+struct ReplicaView {
+    replicas: i32,
+    min_replicas: Option<i32>,
+    hpa_target: Option<CrossVersionObjectReference>,
+}
+
+impl PathKind {
+    fn kind(self) -> &'static str {
+        match self {
+            PathKind::Deployment => "apps/v1 Deployment",
+            PathKind::Scale => "autoscaling/v1 Scale",
+            PathKind::Hpa => "autoscaling HorizontalPodAutoscaler",
+        }
+    }
+
+    fn expected_kind(self) -> &'static str {
+        match self {
+            PathKind::Deployment => "Deployment",
+            PathKind::Scale => "Scale",
+            PathKind::Hpa => "HorizontalPodAutoscaler",
+        }
+    }
+
+    /// Reads the replica fields, with the defaults the API server applies: a Deployment without
+    /// `spec.replicas` has 1, a Scale without it has 0 (0 is omitted from the JSON).
+    fn read(self, object: &DynamicObject, which: &'static str) -> Result<ReplicaView, ReviewError> {
+        if let Some(types) = &object.types
+            && types.kind != self.expected_kind()
+        {
+            return Err(self.invalid(format!("kind is {:?}", types.kind)));
+        }
+        let spec = object.data.get("spec");
+        let view = match self {
+            PathKind::Deployment => {
+                let spec: DeploymentSpec = self.parse(spec.ok_or_else(|| self.invalid("spec is missing".into()))?)?;
+                ReplicaView { replicas: spec.replicas.unwrap_or(1), min_replicas: None, hpa_target: None }
+            }
+            PathKind::Scale => {
+                let spec: ScaleSpec = spec.map(|s| self.parse(s)).transpose()?.unwrap_or_default();
+                ReplicaView { replicas: spec.replicas.unwrap_or(0), min_replicas: None, hpa_target: None }
+            }
+            PathKind::Hpa => {
+                let spec: HpaSpec = self.parse(spec.ok_or_else(|| self.invalid("spec is missing".into()))?)?;
+                ReplicaView {
+                    replicas: spec.max_replicas,
+                    min_replicas: spec.min_replicas,
+                    hpa_target: Some(spec.scale_target_ref),
+                }
+            }
+        };
+        let field = match self {
+            PathKind::Hpa => "spec.maxReplicas",
+            _ => "spec.replicas",
+        };
+        check_replicas(which, field, view.replicas)?;
+        if let Some(min) = view.min_replicas {
+            check_replicas(which, "spec.minReplicas", min)?;
+        }
+        Ok(view)
+    }
+
+    fn parse<'a, T: Deserialize<'a>>(self, spec: &'a serde_json::Value) -> Result<T, ReviewError> {
+        serde_path_to_error::deserialize(spec).map_err(|e| {
+            let path = e.path().to_string();
+            let at = if path == "." { "spec".to_string() } else { format!("spec.{path}") };
+            self.invalid(format!("{at}: {}", e.into_inner()))
+        })
+    }
+
+    fn invalid(self, detail: String) -> ReviewError {
+        ReviewError::InvalidObject { kind: self.kind(), detail }
+    }
+}
+
+fn check_replicas(which: &'static str, field: &'static str, value: i32) -> Result<(), ReviewError> {
+    if (0..=MAX_REPLICAS).contains(&value) {
+        Ok(())
+    } else {
+        Err(ReviewError::InvalidReplicas { which, field, value: value.into(), max: MAX_REPLICAS })
+    }
+}

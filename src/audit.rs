@@ -1,0 +1,113 @@
+//! The audit record: one JSON line per admission that changed something or violated something.
+//! This is the trail the original design wanted in BigQuery; a log sink picks the lines up by
+//! `"log": "replica-guard-audit"`. The field set is fixed: absent values are `null`, never missing.
+
+use crate::decision::{Decision, Subject};
+use serde::Serialize;
+use std::io::Write;
+use std::sync::Mutex;
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord<'a> {
+    pub log: &'static str,
+    pub time: String,
+    pub uid: &'a str,
+    pub user: &'a str,
+    pub namespace: &'a str,
+    /// The Deployment whose limit applied.
+    pub name: &'a str,
+    /// deployment, scale or hpa.
+    pub path: &'static str,
+    /// The HPA's own name on the hpa path.
+    pub hpa: Option<&'a str>,
+    pub operation: &'static str,
+    pub old_replicas: Option<i32>,
+    pub new_replicas: i32,
+    pub max_replicas: Option<i32>,
+    pub mode: Option<&'static str>,
+    pub decision: &'static str,
+    pub rule: &'static str,
+    pub changed_fields: Vec<&'static str>,
+    pub changed_paths: Vec<&'a str>,
+    pub override_reason: Option<&'a str>,
+    pub override_result: &'static str,
+    pub warnings: &'a [String],
+    pub message: Option<&'a str>,
+    pub dry_run: bool,
+}
+
+/// Most paths a record lists; a rewrite of a whole object would otherwise make one huge line.
+const MAX_PATHS: usize = 50;
+
+impl<'a> AuditRecord<'a> {
+    pub fn new(uid: &'a str, subject: &'a Subject, decision: &'a Decision, time: String) -> Self {
+        use crate::decision::{Override, Path};
+        let (path, hpa) = match &subject.path {
+            Path::Deployment => ("deployment", None),
+            Path::Scale => ("scale", None),
+            Path::Hpa { hpa } => ("hpa", Some(hpa.as_str())),
+        };
+        Self {
+            log: "replica-guard-audit",
+            time,
+            uid,
+            user: &subject.user,
+            namespace: &subject.namespace,
+            name: &subject.deployment,
+            path,
+            hpa,
+            operation: subject.operation.as_str(),
+            old_replicas: subject.old_replicas,
+            new_replicas: subject.new_replicas,
+            max_replicas: decision.limit.as_ref().map(|l| l.max_replicas),
+            mode: decision.mode.map(|m| m.as_str()),
+            decision: decision.verdict.as_str(),
+            rule: decision.rule.as_str(),
+            changed_fields: crate::admission::respond::changed_fields(subject),
+            changed_paths: subject.changes.iter().take(MAX_PATHS).map(|c| c.path.as_str()).collect(),
+            override_reason: subject.override_reason.as_deref(),
+            override_result: match decision.override_use {
+                Override::NotUsed => "none",
+                Override::Honoured => "honoured",
+                Override::Ignored => "ignored",
+            },
+            warnings: &decision.warnings,
+            message: decision.deny_message.as_deref(),
+            dry_run: subject.dry_run,
+        }
+    }
+
+    /// Whether this admission is worth a record: it changed something, or broke or bent a rule.
+    pub fn is_worth_recording(subject: &Subject, decision: &Decision) -> bool {
+        !subject.changes.is_empty()
+            || subject.operation == crate::decision::Operation::Create
+            || decision.verdict != crate::decision::Verdict::Allowed
+            || decision.is_violation()
+    }
+}
+
+/// Where audit records go: stdout in production, a buffer in tests.
+pub struct AuditLog {
+    out: Mutex<Box<dyn Write + Send>>,
+}
+
+impl AuditLog {
+    pub fn stdout() -> Self {
+        Self::to(Box::new(std::io::stdout()))
+    }
+
+    pub fn to(out: Box<dyn Write + Send>) -> Self {
+        Self { out: Mutex::new(out) }
+    }
+
+    /// Writes one record as one line, in one write, so lines never interleave with other logs.
+    pub fn write(&self, record: &AuditRecord<'_>) {
+        let Ok(mut line) = serde_json::to_vec(record) else { return };
+        line.push(b'\n');
+        let mut out = self.out.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Err(e) = out.write_all(&line).and_then(|()| out.flush()) {
+            tracing::error!(error = %e, "could not write the audit record");
+        }
+    }
+}

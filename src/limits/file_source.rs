@@ -1,0 +1,82 @@
+//! The file source: a registry YAML file on disk (in Kubernetes, a mounted ConfigMap), reloaded
+//! when it changes, including kubelet's symlink swap. A broken edit is logged and counted, and
+//! the last good snapshot keeps serving.
+
+use super::file::{self, LimitsFileError};
+use super::store::SnapshotStore;
+use crate::decision::policy::PlatformBounds;
+use crate::metrics::Metrics;
+use crate::watch::ChangeDetector;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileSourceError {
+    #[error("cannot read the registry file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("registry file {path}: {source}")]
+    Invalid { path: PathBuf, source: LimitsFileError },
+}
+
+pub struct FileSource {
+    path: PathBuf,
+    store: Arc<SnapshotStore>,
+    metrics: Arc<Metrics>,
+    bounds: PlatformBounds,
+}
+
+impl FileSource {
+    pub fn new(path: PathBuf, store: Arc<SnapshotStore>, metrics: Arc<Metrics>, bounds: PlatformBounds) -> Self {
+        Self { path, store, metrics, bounds }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads and validates the file; on success it becomes the current snapshot. Returns the
+    /// number of entries.
+    pub fn load(&self) -> Result<usize, FileSourceError> {
+        let result = std::fs::read_to_string(&self.path)
+            .map_err(|source| FileSourceError::Read { path: self.path.clone(), source })
+            .and_then(|text| {
+                file::parse(&text).map_err(|source| FileSourceError::Invalid { path: self.path.clone(), source })
+            });
+        match result {
+            Ok(table) => {
+                let entries = table.len();
+                self.metrics.publish_registry(&table, &self.bounds);
+                self.store.replace(table);
+                self.metrics.registry_reloads.with_label_values(&["file", "success"]).inc();
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+                self.metrics.registry_last_success.set(now.as_secs_f64());
+                Ok(entries)
+            }
+            Err(e) => {
+                self.metrics.registry_reloads.with_label_values(&["file", "error"]).inc();
+                Err(e)
+            }
+        }
+    }
+
+    /// Polls the file every `interval` and reloads it when it changed. Runs until the task is dropped.
+    pub async fn watch(self: Arc<Self>, interval: Duration) {
+        let mut detector = ChangeDetector::new([self.path.as_path()]);
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            if !detector.changed([self.path.as_path()]) {
+                continue;
+            }
+            let source = self.clone();
+            match tokio::task::spawn_blocking(move || source.load()).await {
+                Ok(Ok(entries)) => tracing::info!(path = %self.path.display(), entries, "registry file reloaded"),
+                Ok(Err(e)) => tracing::error!(error = %e, "registry file not reloaded; the last good copy stays in use"),
+                Err(e) => tracing::error!(error = %e, "registry reload task failed"),
+            }
+        }
+    }
+}

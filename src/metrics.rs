@@ -1,0 +1,173 @@
+//! Prometheus metrics. Names follow Prometheus and kube-state-metrics conventions: prefix
+//! `replica_guard_`, base units, `_total` counters, and `namespace`/`deployment` labels so they
+//! join with `kube_deployment_spec_replicas`.
+//!
+//! No per-pod "last requested replicas" gauge: each webhook replica sees a different subset of
+//! requests, so such gauges disagree. `registered_max_replicas` is the same on every replica.
+
+use crate::decision::policy::PlatformBounds;
+use crate::limits::table::LimitTable;
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub duration: HistogramVec,
+    pub field_changes: IntCounterVec,
+    pub violations: IntCounterVec,
+    pub overrides: IntCounterVec,
+    pub exemptions: IntCounterVec,
+    pub bad_requests: IntCounterVec,
+    pub registered_max: IntGaugeVec,
+    pub namespace_default_max: IntGaugeVec,
+    pub registry_entries: IntGauge,
+    pub registry_out_of_bounds: IntGauge,
+    pub registry_reloads: IntCounterVec,
+    pub registry_last_success: Gauge,
+    pub tls_cert_expiry: Gauge,
+}
+
+/// Latency buckets from 50 µs to 2.5 s: the webhook's own share is sub-millisecond, registry
+/// lookups over the network are not.
+const DURATION_BUCKETS: [f64; 14] =
+    [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5];
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let int_gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let int_gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid gauge");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = Gauge::new(name, help).expect("valid gauge");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "replica_guard_admission_duration_seconds",
+                "Time from a decoded request to its encoded response, registry lookup included.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["kind"],
+        )
+        .expect("valid histogram");
+        registry.register(Box::new(duration.clone())).expect("unique metric");
+        let build_info = GaugeVec::new(
+            Opts::new("replica_guard_build_info", "Always 1; the labels say which build is running."),
+            &["version"],
+        )
+        .expect("valid gauge");
+        registry.register(Box::new(build_info.clone())).expect("unique metric");
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
+
+        Self {
+            requests: counter(
+                "replica_guard_admission_requests_total",
+                "Admission requests answered, by kind, operation and decision (allowed, warned, denied, not-handled).",
+                &["kind", "operation", "decision"],
+            ),
+            duration,
+            field_changes: counter(
+                "replica_guard_field_changes_total",
+                "Changed fields by class (replicas, image, resources, env, volumes, strategy, other); dry runs not counted.",
+                &["namespace", "deployment", "field"],
+            ),
+            violations: counter(
+                "replica_guard_violations_total",
+                "Requests asking for more replicas than registered, by the mode that applied; dry runs not counted.",
+                &["namespace", "deployment", "mode"],
+            ),
+            overrides: counter(
+                "replica_guard_overrides_total",
+                "Break-glass override annotations, by result (honoured, ignored).",
+                &["namespace", "deployment", "result"],
+            ),
+            exemptions: counter(
+                "replica_guard_exempt_requests_total",
+                "Requests allowed without evaluation, by exemption (system-namespace, namespace, user, group).",
+                &["exemption"],
+            ),
+            bad_requests: counter(
+                "replica_guard_bad_requests_total",
+                "Requests refused with HTTP 4xx because the body was not a usable AdmissionReview.",
+                &["reason"],
+            ),
+            registered_max: int_gauge_vec(
+                "replica_guard_registered_max_replicas",
+                "maxReplicas registered in PED for each Deployment entry.",
+                &["namespace", "deployment"],
+            ),
+            namespace_default_max: int_gauge_vec(
+                "replica_guard_namespace_default_max_replicas",
+                "maxReplicas registered in PED as a namespace-wide default.",
+                &["namespace"],
+            ),
+            registry_entries: int_gauge("replica_guard_registry_entries", "Entries in the current registry snapshot."),
+            registry_out_of_bounds: int_gauge(
+                "replica_guard_registry_out_of_bounds_entries",
+                "Registry entries whose maxReplicas is outside the platform bounds.",
+            ),
+            registry_reloads: counter(
+                "replica_guard_registry_reloads_total",
+                "Registry loads, by source and result (success, error); on error the last good snapshot stays.",
+                &["source", "result"],
+            ),
+            registry_last_success: gauge(
+                "replica_guard_registry_last_success_timestamp_seconds",
+                "Unix time of the last successful registry load.",
+            ),
+            tls_cert_expiry: gauge(
+                "replica_guard_tls_cert_expiry_timestamp_seconds",
+                "Unix time at which the serving certificate expires.",
+            ),
+            registry,
+        }
+    }
+
+    /// Publishes a new registry snapshot: the gauges are rebuilt so removed entries disappear.
+    pub fn publish_registry(&self, table: &LimitTable, bounds: &PlatformBounds) {
+        self.registered_max.reset();
+        self.namespace_default_max.reset();
+        let mut out_of_bounds = 0;
+        for (namespace, deployment, limit) in table.deployment_entries() {
+            self.registered_max.with_label_values(&[namespace, deployment]).set(limit.max_replicas.into());
+            out_of_bounds += i64::from(!bounds.contains(limit.max_replicas));
+        }
+        for (namespace, limit) in table.namespace_defaults() {
+            self.namespace_default_max.with_label_values(&[namespace]).set(limit.max_replicas.into());
+            out_of_bounds += i64::from(!bounds.contains(limit.max_replicas));
+        }
+        self.registry_entries.set(table.len() as i64);
+        self.registry_out_of_bounds.set(out_of_bounds);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families, and ours are built above.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
