@@ -211,7 +211,10 @@ impl Config {
         if !(1024..=64 * 1024 * 1024).contains(&s.max_body_bytes) {
             return Err((
                 "server.maxBodyBytes",
-                format!("must be between 1024 and 67108864, got {}; AdmissionReviews are rarely above 1 MiB", s.max_body_bytes),
+                format!(
+                    "must be between 1024 and 67108864, got {}; AdmissionReviews are rarely above 1 MiB",
+                    s.max_body_bytes
+                ),
             ));
         }
         check_seconds("server.requestTimeoutSeconds", s.request_timeout_seconds, 0.1, 30.0)?;
@@ -238,7 +241,10 @@ impl Config {
         if !is_qualified_name(&self.policy.override_rule.annotation) {
             return Err((
                 "policy.override.annotation",
-                format!("{:?} is not a valid annotation key (e.g. replica-guard.io/override)", self.policy.override_rule.annotation),
+                format!(
+                    "{:?} is not a valid annotation key (e.g. replica-guard.io/override)",
+                    self.policy.override_rule.annotation
+                ),
             ));
         }
         Ok(())
@@ -299,9 +305,21 @@ mod tests {
             ("registry: {file: {path: x}}\nserver: {address: nowhere}", "server.address", "invalid socket address"),
             ("registry: {file: {path: x}}\npolicy: {mode: block}", "policy.mode", "unknown variant `block`"),
             ("registry: {file: {path: x}}\nserver: {maxBodyBytes: 10}", "server.maxBodyBytes", "between 1024"),
-            ("registry: {file: {path: x}}\nserver: {requestTimeoutSeconds: 60}", "server.requestTimeoutSeconds", "between"),
-            ("registry: {file: {path: x}}\npolicy: {platformBounds: {minReplicas: 9, maxReplicas: 8}}", "policy.platformBounds", "minReplicas (9)"),
-            ("registry: {file: {path: x}}\npolicy: {override: {annotation: 'a b'}}", "policy.override.annotation", "not a valid annotation key"),
+            (
+                "registry: {file: {path: x}}\nserver: {requestTimeoutSeconds: 60}",
+                "server.requestTimeoutSeconds",
+                "between",
+            ),
+            (
+                "registry: {file: {path: x}}\npolicy: {platformBounds: {minReplicas: 9, maxReplicas: 8}}",
+                "policy.platformBounds",
+                "minReplicas (9)",
+            ),
+            (
+                "registry: {file: {path: x}}\npolicy: {override: {annotation: 'a b'}}",
+                "policy.override.annotation",
+                "not a valid annotation key",
+            ),
             ("registry: {htp: {}}", "registry.htp", "unknown field `htp`"),
             ("registry: {}", "registry", "choose a source"),
             ("server: {}", "(top level)", "missing field `registry`"),
@@ -317,7 +335,8 @@ mod tests {
     fn relative_paths_are_taken_from_the_config_folder() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.yaml");
-        std::fs::write(&path, format!("{MINIMAL}server: {{tls: {{certFile: certs/tls.crt, keyFile: /abs/tls.key}}}}")).unwrap();
+        std::fs::write(&path, format!("{MINIMAL}server: {{tls: {{certFile: certs/tls.crt, keyFile: /abs/tls.key}}}}"))
+            .unwrap();
         let c = Config::load(&path).unwrap();
         assert_eq!(c.server.tls.cert_file, dir.path().join("certs/tls.crt"));
         assert_eq!(c.server.tls.key_file, PathBuf::from("/abs/tls.key"));

@@ -9,10 +9,13 @@
 //! - `config`, `metrics`, `audit`, `certs`, `watch`: configuration, Prometheus metrics, the audit
 //!   log record, development certificates, and noticing changed files.
 
-pub mod decision;
-pub mod limits;
 pub mod admission;
 pub mod audit;
-pub mod metrics;
-pub mod watch;
+pub mod certs;
 pub mod config;
+pub mod decision;
+pub mod limits;
+pub mod metrics;
+pub mod server;
+pub mod watch;
+pub mod webhook;

@@ -62,7 +62,10 @@ mod tests {
             ("{", "body is not valid JSON"),
             ("[]", "body is not an AdmissionReview"),
             (r#"{"apiVersion":"admission.k8s.io/v1"}"#, "missing field `kind`"),
-            (r#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#, "apiVersion must be admission.k8s.io/v1"),
+            (
+                r#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#,
+                "apiVersion must be admission.k8s.io/v1",
+            ),
             (r#"{"apiVersion":"admission.k8s.io/v1","kind":"Pod"}"#, "kind must be AdmissionReview"),
             (r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#, "has no request"),
             (r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{}}"#, "request: missing field"),
@@ -76,7 +79,11 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_refused_not_overflowed() {
-        let body = format!(r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","x":{}{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        let body = format!(
+            r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","x":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
         assert!(decode(body.as_bytes()).unwrap_err().to_string().contains("recursion limit"));
     }
 }

@@ -74,7 +74,9 @@ impl FileSource {
             let source = self.clone();
             match tokio::task::spawn_blocking(move || source.load()).await {
                 Ok(Ok(entries)) => tracing::info!(path = %self.path.display(), entries, "registry file reloaded"),
-                Ok(Err(e)) => tracing::error!(error = %e, "registry file not reloaded; the last good copy stays in use"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "registry file not reloaded; the last good copy stays in use")
+                }
                 Err(e) => tracing::error!(error = %e, "registry reload task failed"),
             }
         }

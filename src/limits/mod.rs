@@ -66,3 +66,30 @@ pub trait LimitSource: Send + Sync {
     /// Whether the registry has been read at least once; `/readyz` waits for it.
     fn is_ready(&self) -> bool;
 }
+
+/// A registry source opened from the config: what answers lookups, and the task that keeps it
+/// current (to be spawned by the caller; an offline check drops it).
+pub struct Opened {
+    pub source: std::sync::Arc<dyn LimitSource>,
+    pub refresher: Option<BoxFuture<'static, ()>>,
+}
+
+/// Opens the configured source and reads the registry once, so that a registry that cannot be
+/// read stops the start with a clear error instead of a webhook that is never ready.
+pub fn open(
+    registry: &crate::config::RegistryConfig,
+    bounds: crate::decision::policy::PlatformBounds,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+) -> Result<Opened, file_source::FileSourceError> {
+    use std::sync::Arc;
+    match registry.source() {
+        crate::config::Source::File(file) => {
+            let store = Arc::new(store::SnapshotStore::default());
+            let source = Arc::new(file_source::FileSource::new(file.path.clone(), store.clone(), metrics, bounds));
+            let entries = source.load()?;
+            tracing::info!(path = %file.path.display(), entries, "registry file loaded");
+            let interval = crate::config::seconds(file.poll_interval_seconds);
+            Ok(Opened { source: store, refresher: Some(Box::pin(source.watch(interval))) })
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The serving certificate. New handshakes ask `CertStore` for the current certificate, so a
+//! rotated Secret takes effect without a restart and without touching open connections.
+
+use crate::metrics::Metrics;
+use crate::watch::ChangeDetector;
+use rustls::crypto::ring::sign::any_supported_type;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{ServerConfig, version};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source} (set server.tls.certFile/keyFile, or mount the TLS Secret there)")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} holds no PEM certificate")]
+    NoCertificate { path: PathBuf },
+    #[error("{path} holds no PEM private key: {detail}")]
+    NoKey { path: PathBuf, detail: String },
+    #[error("the key in {path} cannot sign: {detail}")]
+    UnusableKey { path: PathBuf, detail: String },
+    #[error("the certificate in {cert} does not belong to the key in {key}")]
+    Mismatch { cert: PathBuf, key: PathBuf },
+}
+
+/// Reads a PEM certificate chain and private key and checks that they belong together.
+pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, TlsError> {
+    let read = |p: &Path| std::fs::read(p).map_err(|source| TlsError::Read { path: p.to_path_buf(), source });
+    let cert_pem = read(cert_file)?;
+    let key_pem = read(key_file)?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(&cert_pem).filter_map(Result::ok).collect();
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate { path: cert_file.to_path_buf() });
+    }
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| TlsError::NoKey { path: key_file.to_path_buf(), detail: e.to_string() })?;
+    let signing_key = any_supported_type(&key)
+        .map_err(|e| TlsError::UnusableKey { path: key_file.to_path_buf(), detail: e.to_string() })?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    certified
+        .keys_match()
+        .map_err(|_| TlsError::Mismatch { cert: cert_file.to_path_buf(), key: key_file.to_path_buf() })?;
+    Ok(certified)
+}
+
+/// The current serving certificate, swapped whole on rotation.
+#[derive(Debug)]
+pub struct CertStore {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl CertStore {
+    pub fn new(key: CertifiedKey) -> Self {
+        Self { current: RwLock::new(Arc::new(key)) }
+    }
+
+    pub fn replace(&self, key: CertifiedKey) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(key);
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+}
+
+/// TLS 1.2 and 1.3 only; ALPN offers HTTP/2 and HTTP/1.1 (the API server uses HTTP/1.1).
+pub fn server_config(store: Arc<CertStore>) -> Arc<ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&version::TLS13, &version::TLS12])
+        .expect("ring supports TLS 1.2 and 1.3")
+        .with_no_client_auth()
+        .with_cert_resolver(store);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// Reloads the certificate when either file changes (including a Secret volume's symlink swap).
+/// A half-written or mismatched pair is logged and retried on the next change; the old
+/// certificate keeps serving meanwhile.
+pub async fn watch(
+    store: Arc<CertStore>,
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    interval: Duration,
+    metrics: Arc<Metrics>,
+) {
+    let mut detector = ChangeDetector::new([cert_file.as_path(), key_file.as_path()]);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        if !detector.changed([cert_file.as_path(), key_file.as_path()]) {
+            continue;
+        }
+        match load_certified_key(&cert_file, &key_file) {
+            Ok(key) => {
+                let _ = &metrics;
+                store.replace(key);
+                tracing::info!(cert = %cert_file.display(), "serving certificate reloaded");
+            }
+            Err(e) => tracing::error!(error = %e, "serving certificate not reloaded; the previous one stays in use"),
+        }
+    }
+}
