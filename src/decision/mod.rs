@@ -257,10 +257,12 @@ impl Outcome {
             ChangeSummary::WithWarnings => !warnings.is_empty() || self.denial.is_some(),
             ChangeSummary::Always => true,
         };
-        if summarize && !exempt && self.denial.is_none() {
-            if let Some(summary) = messages::change_summary(subject) {
-                warnings.push(summary);
-            }
+        if summarize
+            && !exempt
+            && self.denial.is_none()
+            && let Some(summary) = messages::change_summary(subject)
+        {
+            warnings.push(summary);
         }
         let warnings = messages::limit_warnings(warnings);
         let verdict = match (&self.denial, warnings.is_empty()) {
