@@ -221,7 +221,7 @@ impl Config {
         check_seconds("server.shutdownDelaySeconds", s.shutdown_delay_seconds, 0.0, 300.0)?;
         check_seconds("server.shutdownTimeoutSeconds", s.shutdown_timeout_seconds, 0.0, 300.0)?;
         check_seconds("server.tls.reloadIntervalSeconds", s.tls.reload_interval_seconds, 0.1, 3600.0)?;
-        if s.address == s.admin_address {
+        if s.address == s.admin_address && s.address.port() != 0 {
             return Err(("server.adminAddress", format!("must differ from server.address ({})", s.address)));
         }
         let Some(f) = &self.registry.file else {

@@ -89,10 +89,10 @@ pub fn violation_denied(s: &Subject, limit: &Limit) -> Denial {
 
 pub fn ratchet(s: &Subject, limit: &Limit) -> String {
     format!(
-        "{} is above {}; allowed as it does not raise replicas, please {}",
+        "{} is above {}; allowed as not raised, please lower to {}",
         requested(s),
         limit_name(s, limit),
-        how_to_lower(s, limit.max_replicas)
+        limit.max_replicas
     )
 }
 
@@ -166,6 +166,7 @@ pub fn change_summary(s: &Subject) -> Option<String> {
                 Some(old) => format!("replicas {old} -> {}", s.new_replicas),
                 None => "replicas".to_string(),
             },
+            (Field::Other, _) => describe_path(&change.path),
             (field, Some(container)) => format!("{} of {container}", field.as_str()),
             (field, None) => field.as_str().to_string(),
         };
@@ -174,6 +175,27 @@ pub fn change_summary(s: &Subject) -> Option<String> {
         }
     }
     Some(format!("changes: {}", parts.join(", ")))
+}
+
+/// A short name for an unclassified change: `annotation team/x`, `pod annotation
+/// kubectl.kubernetes.io/restartedAt`, `paused`, `template.spec.nodeSelector`.
+fn describe_path(pointer: &str) -> String {
+    let decode = |s: &str| s.replace("~1", "/").replace("~0", "~");
+    let prefixes = [
+        ("/metadata/annotations/", "annotation "),
+        ("/metadata/labels/", "label "),
+        ("/spec/template/metadata/annotations/", "pod annotation "),
+        ("/spec/template/metadata/labels/", "pod label "),
+    ];
+    for (prefix, name) in prefixes {
+        if let Some(key) = pointer.strip_prefix(prefix) {
+            return format!("{name}{}", decode(key));
+        }
+    }
+    let path = pointer.strip_prefix("/spec/").unwrap_or(pointer);
+    // Stop at the first list index: `template.spec.containers` rather than `...containers.0.ports.1`.
+    let tokens: Vec<String> = path.split('/').take_while(|t| t.parse::<usize>().is_err()).map(decode).collect();
+    tokens.join(".")
 }
 
 /// The fields besides replicas that a refused request would have changed.

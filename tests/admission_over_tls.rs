@@ -1,0 +1,292 @@
+//! The captured AdmissionReview bodies, sent over TLS to a real server on 127.0.0.1 with both
+//! HTTP/1.1 and HTTP/2 on kept-alive connections, as the API server sends them.
+
+mod common;
+
+use common::{Protocol, REGISTRY, TestServer, fixture, fixture_json};
+use serde_json::Value;
+
+struct Case {
+    fixture: &'static str,
+    allowed: bool,
+    /// Each expected warning, in order (exact text).
+    warnings: &'static [&'static str],
+    /// A part of the deny message.
+    denial: Option<&'static str>,
+    /// Audit annotations that must be present with these values.
+    annotations: &'static [(&'static str, &'static str)],
+}
+
+const ENFORCE: &str = "mode: enforce\noverride: {groups: [platform-admins]}";
+
+/// The design's fixture table, decided with the example registry (both APIs registered at 4).
+const ENFORCE_CASES: &[Case] = &[
+    Case {
+        fixture: "deployment-create-replicas-3.json",
+        allowed: true,
+        warnings: &[],
+        denial: None,
+        annotations: &[
+            ("decision", "allowed"),
+            ("rule", "within-limit"),
+            ("requested-replicas", "3"),
+            ("max-replicas", "4"),
+        ],
+    },
+    Case {
+        fixture: "deployment-redeploy-replicas-3-to-6-and-image.json",
+        allowed: false,
+        warnings: &[],
+        denial: Some(
+            "replicas 3 -> 6 exceeds PED max 4 for team-a/payments-api. To deploy, lower spec.replicas to 4 or less, or raise maxReplicas in the PED config of team-a/payments-api",
+        ),
+        annotations: &[
+            ("decision", "denied"),
+            ("rule", "violation"),
+            ("mode", "enforce"),
+            ("previous-replicas", "3"),
+            ("requested-replicas", "6"),
+            ("changed-fields", "replicas,image"),
+        ],
+    },
+    Case {
+        fixture: "deployment-patch-4-to-7.json",
+        allowed: false,
+        warnings: &[],
+        denial: Some("replicas 4 -> 7 exceeds PED max 4 for team-a/payments-api"),
+        annotations: &[("decision", "denied"), ("changed-fields", "replicas")],
+    },
+    Case {
+        fixture: "deployment-server-side-apply-3-to-4-and-image.json",
+        allowed: true,
+        warnings: &[],
+        denial: None,
+        annotations: &[("decision", "allowed"), ("changed-fields", "replicas,image")],
+    },
+    Case {
+        fixture: "deployment-create-without-replicas-field.json",
+        allowed: true,
+        warnings: &[],
+        denial: None,
+        annotations: &[("requested-replicas", "1")],
+    },
+    Case {
+        fixture: "deployment-env-and-memory-change.json",
+        allowed: true,
+        warnings: &[],
+        denial: None,
+        annotations: &[("decision", "allowed"), ("changed-fields", "resources,env")],
+    },
+    Case {
+        fixture: "deployment-rollout-restart.json",
+        allowed: true,
+        warnings: &[],
+        denial: None,
+        annotations: &[("decision", "allowed"), ("changed-fields", "other")],
+    },
+    Case {
+        fixture: "deployment-dry-run-3-to-12.json",
+        allowed: false,
+        warnings: &[],
+        denial: Some("replicas 3 -> 12 exceeds PED max 4 for team-a/payments-api"),
+        annotations: &[("decision", "denied")],
+    },
+    Case {
+        fixture: "deployment-override-annotation-by-platform-admin-7-to-8.json",
+        allowed: true,
+        warnings: &[
+            "replicas 7 -> 8 exceeds PED max 4 for team-a/payments-api; allowed by break-glass override",
+            "override by bob@example.com: INC-4711 black friday (recorded)",
+            "changes: replicas 7 -> 8, annotation replica-guard.io/override",
+        ],
+        denial: None,
+        annotations: &[
+            ("decision", "warned"),
+            ("override", "INC-4711 black friday"),
+            ("override-user", "bob@example.com"),
+        ],
+    },
+];
+
+fn check(case: &Case, response: &Value, fixture_uid: &str) {
+    let name = case.fixture;
+    assert_eq!(response["uid"], fixture_uid, "{name}: the uid must be echoed");
+    assert_eq!(response["allowed"], case.allowed, "{name}: {response}");
+    let warnings: Vec<&str> =
+        response["warnings"].as_array().map(|w| w.iter().map(|w| w.as_str().unwrap()).collect()).unwrap_or_default();
+    assert_eq!(warnings, case.warnings, "{name}");
+    for w in &warnings {
+        assert!(w.chars().count() <= 120 && !w.starts_with("Warning"), "{name}: {w}");
+    }
+    match case.denial {
+        Some(text) => {
+            assert_eq!(response["status"]["code"], 403, "{name}");
+            assert_eq!(response["status"]["reason"], "Forbidden", "{name}");
+            let message = response["status"]["message"].as_str().unwrap();
+            assert!(message.contains(text), "{name}: {message}");
+        }
+        None => assert!(response["status"]["code"].is_null(), "{name}: {response}"),
+    }
+    for (key, value) in case.annotations {
+        assert_eq!(response["auditAnnotations"][key], *value, "{name}: annotation {key} in {response}");
+    }
+}
+
+async fn run_cases(protocol: Protocol) {
+    let server = TestServer::start(ENFORCE, REGISTRY).await;
+    let mut client = server.client(protocol).await;
+    let expected_alpn: &[u8] = if protocol == Protocol::Http2 { b"h2" } else { b"http/1.1" };
+    assert_eq!(client.alpn.as_deref(), Some(expected_alpn));
+    // One connection for every case: keep-alive as the API server uses it.
+    for case in ENFORCE_CASES {
+        let uid = fixture_json(case.fixture)["request"]["uid"].as_str().unwrap().to_string();
+        let response = client.review(fixture(case.fixture)).await;
+        check(case, &response, &uid);
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn fixtures_over_http1_keep_alive() {
+    run_cases(Protocol::Http1).await;
+}
+
+#[tokio::test]
+async fn fixtures_over_http2() {
+    run_cases(Protocol::Http2).await;
+}
+
+#[tokio::test]
+async fn warn_mode_allows_the_redeploy_and_summarises_it() {
+    let server = TestServer::start("mode: warn", REGISTRY).await;
+    let mut client = server.client(Protocol::Http1).await;
+    let response = client.review(fixture("deployment-redeploy-replicas-3-to-6-and-image.json")).await;
+    check(
+        &Case {
+            fixture: "deployment-redeploy-replicas-3-to-6-and-image.json",
+            allowed: true,
+            warnings: &[
+                "replicas 3 -> 6 exceeds PED max 4 for team-a/payments-api",
+                "changes: replicas 3 -> 6, image of api",
+            ],
+            denial: None,
+            annotations: &[("decision", "warned"), ("mode", "warn"), ("rule", "violation")],
+        },
+        &response,
+        "3d67f3da-ec68-44fd-b56f-7cb24f929878",
+    );
+    assert_eq!(
+        server
+            .metric("replica_guard_violations_total{deployment=\"payments-api\",mode=\"warn\",namespace=\"team-a\"}")
+            .await,
+        1.0
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn audit_mode_allows_silently_but_records() {
+    let server = TestServer::start("mode: audit", REGISTRY).await;
+    let mut client = server.client(Protocol::Http1).await;
+    let response = client.review(fixture("deployment-patch-4-to-7.json")).await;
+    assert_eq!(response["allowed"], true);
+    assert!(response["warnings"].is_null(), "{response}");
+    assert_eq!(response["auditAnnotations"]["rule"], "violation");
+    assert_eq!(response["auditAnnotations"]["mode"], "audit");
+    let records = server.audit_records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["rule"], "violation");
+    assert_eq!(
+        server
+            .metric("replica_guard_violations_total{deployment=\"payments-api\",mode=\"audit\",namespace=\"team-a\"}")
+            .await,
+        1.0
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_denied_update_sent_twice_gets_the_same_answer() {
+    // The API server retries a denied UPDATE with fresh data: answers must be idempotent.
+    let server = TestServer::start(ENFORCE, REGISTRY).await;
+    let mut client = server.client(Protocol::Http1).await;
+    let first = client.review(fixture("deployment-patch-4-to-7.json")).await;
+    let second = client.review(fixture("deployment-patch-4-to-7.json")).await;
+    assert_eq!(first, second);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn audit_record_is_complete_and_dry_runs_are_marked_but_not_counted() {
+    let server = TestServer::start(ENFORCE, REGISTRY).await;
+    let mut client = server.client(Protocol::Http1).await;
+    client.review(fixture("deployment-redeploy-replicas-3-to-6-and-image.json")).await;
+    client.review(fixture("deployment-dry-run-3-to-12.json")).await;
+    // managedFields-only churn and an unchanged object must stay silent: no record.
+    let records = server.audit_records();
+    assert_eq!(records.len(), 2, "{records:?}");
+    let real = &records[0];
+    for key in [
+        "time",
+        "uid",
+        "user",
+        "namespace",
+        "name",
+        "operation",
+        "oldReplicas",
+        "newReplicas",
+        "maxReplicas",
+        "decision",
+        "changedFields",
+        "dryRun",
+    ] {
+        assert!(real.get(key).is_some(), "audit record lacks {key}: {real}");
+    }
+    assert_eq!(real["uid"], "3d67f3da-ec68-44fd-b56f-7cb24f929878");
+    assert_eq!(real["user"], "admin");
+    assert_eq!(
+        (real["oldReplicas"].as_i64(), real["newReplicas"].as_i64(), real["maxReplicas"].as_i64()),
+        (Some(3), Some(6), Some(4))
+    );
+    assert_eq!(real["changedFields"], serde_json::json!(["replicas", "image"]));
+    assert_eq!(real["dryRun"], false);
+    let dry = &records[1];
+    assert_eq!(dry["dryRun"], true);
+    assert_eq!(dry["decision"], "denied");
+    // Only the real request counts as a violation and as changes.
+    let labels = "{deployment=\"payments-api\",mode=\"enforce\",namespace=\"team-a\"}";
+    assert_eq!(server.metric(&format!("replica_guard_violations_total{labels}")).await, 1.0);
+    let replicas = "{deployment=\"payments-api\",field=\"replicas\",namespace=\"team-a\"}";
+    assert_eq!(server.metric(&format!("replica_guard_field_changes_total{replicas}")).await, 1.0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_follow_the_naming_conventions() {
+    let server = TestServer::start(ENFORCE, REGISTRY).await;
+    let mut client = server.client(Protocol::Http2).await;
+    client.review(fixture("deployment-create-replicas-3.json")).await;
+    let (status, text) = server.admin_get("/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        "replica_guard_registered_max_replicas{deployment=\"payments-api\",namespace=\"team-a\"} 4",
+        "replica_guard_registered_max_replicas{deployment=\"orders-api\",namespace=\"team-a\"} 4",
+        "replica_guard_admission_requests_total{decision=\"allowed\",kind=\"deployment\",operation=\"CREATE\"} 1",
+        "replica_guard_registry_entries 2",
+        "replica_guard_registry_reloads_total{result=\"success\",source=\"file\"} 1",
+        "replica_guard_build_info{version=\"",
+        "replica_guard_admission_duration_seconds_bucket{kind=\"deployment\",le=\"",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let server = TestServer::start(ENFORCE, REGISTRY).await;
+    assert_eq!(server.admin_get("/healthz").await.0, 200);
+    assert_eq!(server.admin_get("/readyz").await, (200, "ok\n".to_string()));
+    assert_eq!(server.admin_get("/nope").await.0, 404);
+    server.shutdown().await;
+}

@@ -1,0 +1,230 @@
+//! Shared by the integration tests: a real replica-guard on 127.0.0.1 with freshly generated
+//! certificates, and a TLS client that talks HTTP/1.1 or HTTP/2 to it like the API server.
+#![allow(dead_code)]
+
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::StatusCode;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use replica_guard::audit::AuditLog;
+use replica_guard::config::Config;
+use replica_guard::server::{self, Running};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::Value;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// The example registry: both fixture workloads registered with maxReplicas 4.
+pub const REGISTRY: &str = "entries:
+  - {namespace: team-a, deployment: payments-api, maxReplicas: 4, owner: payments-team@example.com}
+  - {namespace: team-a, deployment: orders-api, maxReplicas: 4}
+";
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn fixture_json(name: &str) -> Value {
+    serde_json::from_slice(&fixture(name)).unwrap()
+}
+
+/// An audit sink the test can read.
+#[derive(Clone, Default)]
+pub struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub https: SocketAddr,
+    pub admin: SocketAddr,
+    pub ca_pem: String,
+    audit: SharedBuf,
+    running: Option<Running>,
+}
+
+impl TestServer {
+    /// Starts a server with `policy` (YAML of the `policy:` section) and `registry` (the limits file).
+    pub async fn start(policy: &str, registry: &str) -> Self {
+        Self::start_with(policy, registry, "").await
+    }
+
+    /// Like `start`, with extra YAML lines for the `server:` section (each indented by two spaces).
+    pub async fn start_with(policy: &str, registry: &str, server_extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = replica_guard::certs::generate(&replica_guard::certs::local_names()).unwrap();
+        certs.write(&dir.path().join("tls.crt"), &dir.path().join("tls.key")).unwrap();
+        std::fs::write(dir.path().join("limits.yaml"), registry).unwrap();
+        let config = format!(
+            "server:\n  address: 127.0.0.1:0\n  adminAddress: 127.0.0.1:0\n  tls: {{certFile: tls.crt, keyFile: tls.key, reloadIntervalSeconds: 0.1}}\n{server_extra}\npolicy:\n{}\nregistry:\n  file: {{path: limits.yaml, pollIntervalSeconds: 0.1}}\n",
+            indent(policy)
+        );
+        std::fs::write(dir.path().join("config.yaml"), config).unwrap();
+        let config = Config::load(&dir.path().join("config.yaml")).unwrap();
+        let audit = SharedBuf::default();
+        let running = server::start(&config, AuditLog::to(Box::new(audit.clone()))).await.unwrap();
+        Self {
+            https: running.https_address,
+            admin: running.admin_address,
+            ca_pem: certs.ca_pem,
+            dir,
+            audit,
+            running: Some(running),
+        }
+    }
+
+    pub async fn client(&self, protocol: Protocol) -> Client {
+        Client::connect(self.https, &self.ca_pem, protocol).await
+    }
+
+    /// The audit records written so far, parsed.
+    pub fn audit_records(&self) -> Vec<Value> {
+        let text = String::from_utf8(self.audit.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// GET on the admin listener: (status, body).
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        let stream = TcpStream::connect(self.admin).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        let req = hyper::Request::get(path).header("host", "localhost").body(Full::new(Bytes::new())).unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// The value of one metric sample, e.g. `replica_guard_violations_total{...}`; 0 when absent.
+    pub async fn metric(&self, name_and_labels: &str) -> f64 {
+        let (_, text) = self.admin_get("/metrics").await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name_and_labels).and_then(|rest| rest.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().unwrap()
+    }
+}
+
+fn indent(yaml: &str) -> String {
+    yaml.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    Http2,
+}
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+/// One kept-alive TLS connection, as the API server holds them.
+pub struct Client {
+    sender: Sender,
+    /// The protocol ALPN settled on.
+    pub alpn: Option<Vec<u8>>,
+    /// The certificate the server presented (DER).
+    pub server_cert: Vec<u8>,
+}
+
+pub fn tls_connector(ca_pem: &str, alpn: &[&[u8]]) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    TlsConnector::from(Arc::new(config))
+}
+
+impl Client {
+    pub async fn connect(address: SocketAddr, ca_pem: &str, protocol: Protocol) -> Self {
+        let alpn: &[u8] = match protocol {
+            Protocol::Http1 => b"http/1.1",
+            Protocol::Http2 => b"h2",
+        };
+        let connector = tls_connector(ca_pem, &[alpn]);
+        let tcp = TcpStream::connect(address).await.unwrap();
+        let tls = connector.connect(ServerName::IpAddress(address.ip().into()), tcp).await.unwrap();
+        let (_, session) = tls.get_ref();
+        let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
+        let server_cert = session.peer_certificates().unwrap()[0].to_vec();
+        let io = TokioIo::new(tls);
+        let sender = match protocol {
+            Protocol::Http1 => {
+                let (sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+                tokio::spawn(conn);
+                Sender::H1(sender)
+            }
+            Protocol::Http2 => {
+                let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.unwrap();
+                tokio::spawn(conn);
+                Sender::H2(sender)
+            }
+        };
+        Self { sender, alpn, server_cert }
+    }
+
+    /// POSTs `body` to `path` with a Content-Type (none when empty); returns status and JSON body.
+    pub async fn post(&mut self, path: &str, content_type: &str, body: Vec<u8>) -> Result<(StatusCode, Value), String> {
+        let mut req = hyper::Request::post(format!("https://127.0.0.1{path}")).header("host", "127.0.0.1");
+        if !content_type.is_empty() {
+            req = req.header("content-type", content_type);
+        }
+        let req = req.body(Full::new(Bytes::from(body))).unwrap();
+        let resp = match &mut self.sender {
+            Sender::H1(s) => {
+                s.ready().await.map_err(|e| e.to_string())?;
+                s.send_request(req).await
+            }
+            Sender::H2(s) => {
+                s.ready().await.map_err(|e| e.to_string())?;
+                s.send_request(req).await
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let json = serde_json::from_slice(&body).map_err(|e| format!("{status}: not JSON ({e}): {body:?}"))?;
+        Ok((status, json))
+    }
+
+    /// POSTs an AdmissionReview the way the API server does and returns its `response` object.
+    pub async fn review(&mut self, body: Vec<u8>) -> Value {
+        let (status, json) = self.post("/validate?timeout=10s", "application/json", body).await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{json}");
+        assert_eq!(json["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(json["kind"], "AdmissionReview");
+        json["response"].clone()
+    }
+}
