@@ -186,6 +186,10 @@ impl Config {
             problem,
         })?;
         config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        if config.policy.own_namespace.is_none() {
+            // Set from the downward API by the chart, so the webhook never evaluates its own namespace.
+            config.policy.own_namespace = std::env::var("POD_NAMESPACE").ok().filter(|n| !n.is_empty());
+        }
         Ok(config)
     }
 
