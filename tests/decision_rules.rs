@@ -36,6 +36,16 @@ fn update(old: i32, new: i32) -> Subject {
     s
 }
 
+/// The same request on another path: `kubectl scale` or an HPA named like its target.
+fn on(path: Path, mut s: Subject) -> Subject {
+    s.path = path;
+    s
+}
+
+fn hpa() -> Path {
+    Path::Hpa { hpa: "payments-api".into() }
+}
+
 fn change(field: Field, path: &str) -> FieldChange {
     FieldChange { field, path: path.into(), container: Some("api".into()).filter(|_| field != Field::Replicas) }
 }
@@ -238,6 +248,97 @@ fn cases() -> Vec<Case> {
             verdict: Denied,
             decided_by: Violation,
             says: "replicas 7 exceeds",
+        },
+        Case {
+            rule: "ratchet: an update that changes nothing above max stays silent",
+            subject: update(7, 7),
+            lookup: limit(4),
+            policy: enforce.clone(),
+            verdict: Allowed,
+            decided_by: Ratchet,
+            says: "",
+        },
+        // The ratchet and the violation hold on every path: kubectl scale and HPAs.
+        Case {
+            rule: "scale path: scaling above max is denied",
+            subject: on(Path::Scale, update(6, 9)),
+            lookup: limit(4),
+            policy: enforce.clone(),
+            verdict: Denied,
+            decided_by: Violation,
+            says: "replicas 6 -> 9 exceeds PED max 4 for team-a/payments-api. To deploy, scale to 4 or less",
+        },
+        Case {
+            rule: "scale path: warn mode warns",
+            subject: on(Path::Scale, update(6, 9)),
+            lookup: limit(4),
+            policy: policy(Mode::Warn),
+            verdict: Warned,
+            decided_by: Violation,
+            says: "replicas 6 -> 9 exceeds PED max 4",
+        },
+        Case {
+            rule: "scale path ratchet: scaling down while above max passes with a warning",
+            subject: on(Path::Scale, update(9, 6)),
+            lookup: limit(4),
+            policy: enforce.clone(),
+            verdict: Warned,
+            decided_by: Ratchet,
+            says: "replicas 9 -> 6 is above PED max 4",
+        },
+        Case {
+            rule: "scale path ratchet: scaling up while above max is a violation",
+            subject: on(Path::Scale, update(6, 7)),
+            lookup: limit(4),
+            policy: enforce.clone(),
+            verdict: Denied,
+            decided_by: Violation,
+            says: "replicas 6 -> 7 exceeds",
+        },
+        Case {
+            rule: "scale path: scaling to 0 always passes",
+            subject: on(Path::Scale, update(9, 0)),
+            lookup: limit(4),
+            policy: enforce.clone(),
+            verdict: Allowed,
+            decided_by: WithinLimit,
+            says: "",
+        },
+        Case {
+            rule: "hpa path: creating with maxReplicas above max is denied",
+            subject: on(hpa(), create(10)),
+            lookup: limit(4),
+            policy: enforce.clone(),
+            verdict: Denied,
+            decided_by: Violation,
+            says: "HPA payments-api maxReplicas 10 exceeds PED max 4 for team-a/payments-api",
+        },
+        Case {
+            rule: "hpa path ratchet: lowering maxReplicas while still above max passes with a warning",
+            subject: on(hpa(), update(12, 8)),
+            lookup: limit(4),
+            policy: enforce.clone(),
+            verdict: Warned,
+            decided_by: Ratchet,
+            says: "HPA payments-api maxReplicas 12 -> 8 is above PED max 4",
+        },
+        Case {
+            rule: "hpa path ratchet: raising maxReplicas while above max is a violation",
+            subject: on(hpa(), update(8, 12)),
+            lookup: limit(4),
+            policy: enforce.clone(),
+            verdict: Denied,
+            decided_by: Violation,
+            says: "HPA payments-api maxReplicas 8 -> 12 exceeds",
+        },
+        Case {
+            rule: "hpa path: lowering maxReplicas to within max is allowed",
+            subject: on(hpa(), update(12, 4)),
+            lookup: limit(4),
+            policy: enforce.clone(),
+            verdict: Allowed,
+            decided_by: WithinLimit,
+            says: "",
         },
         // Unregistered workloads.
         Case {
@@ -548,5 +649,20 @@ fn namespace_and_global_defaults_are_named_as_such() {
     assert!(
         first_text(&decide(&create(5), &global, &policy(Mode::Warn)))
             .contains("platform default max 2 for unregistered team-a/payments-api")
+    );
+}
+
+#[test]
+fn on_the_scale_path_an_override_group_member_is_told_how_to_override() {
+    let mut p = policy(Mode::Enforce);
+    p.override_rule.groups.insert("platform-admins".into());
+    let mut s = on(Path::Scale, update(6, 9));
+    let message = decide(&s, &limit(4), &p).deny_message.unwrap();
+    assert!(!message.contains("kubectl scale cannot carry"), "not for users who cannot override: {message}");
+    s.groups = vec!["platform-admins".into()];
+    let message = decide(&s, &limit(4), &p).deny_message.unwrap();
+    assert!(
+        message.ends_with("kubectl scale cannot carry the replica-guard.io/override annotation: to override, apply the Deployment with the annotation and the new spec.replicas."),
+        "{message}"
     );
 }

@@ -65,7 +65,8 @@ pub fn between(old: ObjectView<'_>, new: ObjectView<'_>) -> Vec<FieldChange> {
     let mut changes: Vec<FieldChange> = json_patch::diff(old_spec, new_spec)
         .0
         .iter()
-        .map(|op| classify_spec_path(op.path().as_str(), old_spec, new_spec))
+        .flat_map(|op| per_key(op.path().as_str(), old_spec, new_spec))
+        .map(|path| classify_spec_path(&path, old_spec, new_spec))
         .collect();
     changed_keys(old.labels, new.labels, &[], "/metadata/labels", &mut changes);
     changed_keys(old.annotations, new.annotations, &NOISE_ANNOTATIONS, "/metadata/annotations", &mut changes);
@@ -84,10 +85,28 @@ fn changed_keys(
     let keys = old.keys().chain(new.keys().filter(|k| !old.contains_key(*k)));
     for key in keys.filter(|k| !ignore.contains(&k.as_str())) {
         if old.get(key) != new.get(key) {
-            let escaped = key.replace('~', "~0").replace('/', "~1");
-            out.push(FieldChange { field: Field::Other, path: format!("{prefix}/{escaped}"), container: None });
+            out.push(FieldChange { field: Field::Other, path: format!("{prefix}/{}", escape(key)), container: None });
         }
     }
+}
+
+/// A map key as a JSON pointer token.
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// A whole labels/annotations map added or removed (the pod template had none before a
+/// `kubectl rollout restart`, say) becomes one change per key, so the summary can name the key.
+fn per_key(path: &str, old_spec: &Value, new_spec: &Value) -> Vec<String> {
+    if !(path.ends_with("/metadata/annotations") || path.ends_with("/metadata/labels")) {
+        return vec![path.to_string()];
+    }
+    let empty = serde_json::Map::new();
+    let [old, new] = [old_spec, new_spec].map(|spec| spec.pointer(path).and_then(Value::as_object).unwrap_or(&empty));
+    let keys = old.keys().chain(new.keys().filter(|k| !old.contains_key(*k)));
+    let changed: Vec<String> =
+        keys.filter(|k| old.get(*k) != new.get(*k)).map(|k| format!("{path}/{}", escape(k))).collect();
+    if changed.is_empty() { vec![path.to_string()] } else { changed }
 }
 
 /// `path` is a JSON pointer below `spec`, e.g. `/template/spec/containers/0/image`.

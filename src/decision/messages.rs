@@ -154,6 +154,13 @@ pub fn override_ignored(s: &Subject, policy: &Policy) -> String {
     )
 }
 
+pub fn override_not_on_scale(policy: &Policy) -> String {
+    format!(
+        "kubectl scale cannot carry the {} annotation: to override, apply the Deployment with the annotation and the new spec.replicas.",
+        policy.override_rule.annotation
+    )
+}
+
 /// `changes: replicas 3 -> 6, image of api, env of api`; None when nothing was classified.
 pub fn change_summary(s: &Subject) -> Option<String> {
     if s.changes.is_empty() {

@@ -191,7 +191,13 @@ fn evaluate_limit(subject: &Subject, limit: &Limit, policy: &Policy) -> Outcome 
             _ => outcome,
         }
     } else if already_over && not_raised {
-        Outcome::allowed(Rule::Ratchet).warn(messages::ratchet(subject, limit))
+        // An update that changes nothing a person wrote (a controller touching metadata, a
+        // server-side-apply migration) is not worth a warning, even above the maximum.
+        if subject.changes.is_empty() {
+            Outcome::allowed(Rule::Ratchet)
+        } else {
+            Outcome::allowed(Rule::Ratchet).warn(messages::ratchet(subject, limit))
+        }
     } else {
         match mode {
             Mode::Enforce => Outcome::denied(Rule::Violation, messages::violation_denied(subject, limit)),
@@ -285,7 +291,16 @@ impl Outcome {
     /// The break-glass annotation turns a denial into a warning, for members of the override
     /// groups only; anyone else is told it was ignored.
     fn apply_override(&mut self, subject: &Subject, policy: &Policy) -> Override {
-        let Some(reason) = subject.override_reason.as_deref() else { return Override::NotUsed };
+        let Some(reason) = subject.override_reason.as_deref() else {
+            // A Scale request carries none of its Deployment's annotations, so the override
+            // cannot be expressed there: tell a user who could override how to do it.
+            if let (Path::Scale, Some(denial)) = (&subject.path, &mut self.denial)
+                && policy.may_override(&subject.groups)
+            {
+                denial.notes.push(messages::override_not_on_scale(policy));
+            }
+            return Override::NotUsed;
+        };
         let needed = self.denial.is_some() || self.rule == Rule::Violation;
         if !needed {
             return Override::NotUsed;
