@@ -4,7 +4,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use replica_guard::audit::AuditLog;
-use replica_guard::config::{Config, LogFormat};
+use replica_guard::config::{Config, LogFormat, Source};
 use replica_guard::metrics::Metrics;
 use replica_guard::webhook::Webhook;
 use std::path::PathBuf;
@@ -77,9 +77,29 @@ fn check(config: &Config, review: &std::path::Path) -> anyhow::Result<()> {
         std::fs::read(review).with_context(|| format!("cannot read {}", review.display()))?
     };
     let metrics = Arc::new(Metrics::new());
-    let limits = replica_guard::limits::open(&config.registry, config.policy.platform_bounds, metrics.clone())?.source;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let opened = runtime.block_on(replica_guard::limits::open(
+        &config.registry,
+        config.policy.platform_bounds,
+        metrics.clone(),
+        kube::Client::try_default,
+    ))?;
+    if let Some(refresher) = opened.refresher.filter(|_| matches!(config.registry.source(), Source::ConfigMap(_))) {
+        // A ConfigMap is read by its watch: run it until the first load.
+        runtime.block_on(async {
+            let watch = tokio::spawn(refresher);
+            let loaded = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                while !opened.source.is_ready() {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            })
+            .await;
+            watch.abort();
+            loaded.map_err(|_| anyhow::anyhow!("the registry ConfigMap was not loaded within 10 s (see the log)"))
+        })?;
+    }
+    let limits = opened.source;
     let webhook = Webhook::new(config.policy.clone(), limits, metrics, AuditLog::to(Box::new(std::io::sink())));
-    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let answer = runtime.block_on(webhook.review(&body))?;
     let answer: serde_json::Value = serde_json::from_slice(&answer)?;
     println!("{}", serde_json::to_string_pretty(&answer)?);

@@ -27,6 +27,9 @@ pub struct Metrics {
     pub registry_out_of_bounds: IntGauge,
     pub registry_reloads: IntCounterVec,
     pub registry_last_success: Gauge,
+    pub registry_lookups: IntCounterVec,
+    pub registry_lookup_duration: HistogramVec,
+    pub registry_cache_entries: IntGauge,
     pub tls_cert_expiry: Gauge,
 }
 
@@ -68,6 +71,16 @@ impl Metrics {
         )
         .expect("valid histogram");
         registry.register(Box::new(duration.clone())).expect("unique metric");
+        let registry_lookup_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "replica_guard_registry_lookup_duration_seconds",
+                "Time to answer a registry lookup, cache included.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["source"],
+        )
+        .expect("valid histogram");
+        registry.register(Box::new(registry_lookup_duration.clone())).expect("unique metric");
         let build_info = GaugeVec::new(
             Opts::new("replica_guard_build_info", "Always 1; the labels say which build is running."),
             &["version"],
@@ -131,6 +144,16 @@ impl Metrics {
             registry_last_success: gauge(
                 "replica_guard_registry_last_success_timestamp_seconds",
                 "Unix time of the last successful registry load.",
+            ),
+            registry_lookups: counter(
+                "replica_guard_registry_lookups_total",
+                "Registry lookups by source and result (hit, miss, negative, stale, error).",
+                &["source", "result"],
+            ),
+            registry_lookup_duration,
+            registry_cache_entries: int_gauge(
+                "replica_guard_registry_cache_entries",
+                "Entries in the cache in front of a remote registry.",
             ),
             tls_cert_expiry: gauge(
                 "replica_guard_tls_cert_expiry_timestamp_seconds",

@@ -130,6 +130,19 @@ fn check_name(value: &str, place: &str, key: &str) -> Result<(), LimitsFileError
 }
 
 fn to_limit(f: RawFields, scope: Scope, place: &str) -> Result<Limit, LimitsFileError> {
+    validated_limit(f.max_replicas, f.min_replicas, f.mode, f.owner, scope, place)
+}
+
+/// The checks every source applies to an entry, wherever it came from.
+pub fn validated_limit(
+    max_replicas: i64,
+    min_replicas: Option<i64>,
+    mode: Option<Mode>,
+    owner: Option<String>,
+    scope: Scope,
+    place: &str,
+) -> Result<Limit, LimitsFileError> {
+    let f = RawFields { max_replicas, min_replicas, mode, owner };
     let err = |problem: String| LimitsFileError::Entry { place: place.to_string(), problem };
     let replicas = |key: &str, v: i64| -> Result<i32, LimitsFileError> {
         if (0..=ABSURD_REPLICAS).contains(&v) {

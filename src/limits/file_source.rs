@@ -2,14 +2,14 @@
 //! when it changes, including kubelet's symlink swap. A broken edit is logged and counted, and
 //! the last good snapshot keeps serving.
 
-use super::file::{self, LimitsFileError};
-use super::store::SnapshotStore;
+use super::file::LimitsFileError;
+use super::store::{SnapshotStore, apply_document};
 use crate::decision::policy::PlatformBounds;
 use crate::metrics::Metrics;
 use crate::watch::ChangeDetector;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileSourceError {
@@ -38,26 +38,12 @@ impl FileSource {
     /// Reads and validates the file; on success it becomes the current snapshot. Returns the
     /// number of entries.
     pub fn load(&self) -> Result<usize, FileSourceError> {
-        let result = std::fs::read_to_string(&self.path)
-            .map_err(|source| FileSourceError::Read { path: self.path.clone(), source })
-            .and_then(|text| {
-                file::parse(&text).map_err(|source| FileSourceError::Invalid { path: self.path.clone(), source })
-            });
-        match result {
-            Ok(table) => {
-                let entries = table.len();
-                self.metrics.publish_registry(&table, &self.bounds);
-                self.store.replace(table);
-                self.metrics.registry_reloads.with_label_values(&["file", "success"]).inc();
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-                self.metrics.registry_last_success.set(now.as_secs_f64());
-                Ok(entries)
-            }
-            Err(e) => {
-                self.metrics.registry_reloads.with_label_values(&["file", "error"]).inc();
-                Err(e)
-            }
-        }
+        let text = std::fs::read_to_string(&self.path).map_err(|source| {
+            self.metrics.registry_reloads.with_label_values(&["file", "error"]).inc();
+            FileSourceError::Read { path: self.path.clone(), source }
+        })?;
+        apply_document(&text, "file", &self.store, &self.metrics, &self.bounds)
+            .map_err(|source| FileSourceError::Invalid { path: self.path.clone(), source })
     }
 
     /// Polls the file every `interval` and reloads it when it changed. Runs until the task is dropped.

@@ -4,8 +4,12 @@
 //! and validates the registry YAML, `store` keeps the last good snapshot while reloads come and
 //! go, and `file_source` watches a file on disk and feeds the store.
 
+pub mod cache;
+pub mod configmap_source;
 pub mod file;
 pub mod file_source;
+pub mod http_auth;
+pub mod http_source;
 pub mod store;
 pub mod table;
 
@@ -74,22 +78,55 @@ pub struct Opened {
     pub refresher: Option<BoxFuture<'static, ()>>,
 }
 
-/// Opens the configured source and reads the registry once, so that a registry that cannot be
-/// read stops the start with a clear error instead of a webhook that is never ready.
-pub fn open(
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{0}")]
+    File(#[from] file_source::FileSourceError),
+    #[error("{0}")]
+    Http(#[from] http_source::HttpSourceError),
+    #[error("registry.configMap: no Kubernetes client configuration (in-cluster or kubeconfig): {0}")]
+    Kubernetes(#[from] kube::Error),
+}
+
+/// Opens the configured source. A file is read once here, so that a registry that cannot be
+/// read stops the start with a clear error; a ConfigMap is read by its watch, and `/readyz`
+/// waits for it; a remote registry is asked per request.
+pub async fn open(
     registry: &crate::config::RegistryConfig,
     bounds: crate::decision::policy::PlatformBounds,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
-) -> Result<Opened, file_source::FileSourceError> {
+    kube_client: impl AsyncFnOnce() -> Result<kube::Client, kube::Error>,
+) -> Result<Opened, OpenError> {
+    use crate::config::{Source, seconds};
     use std::sync::Arc;
     match registry.source() {
-        crate::config::Source::File(file) => {
-            let store = Arc::new(store::SnapshotStore::default());
+        Source::File(file) => {
+            let store = Arc::new(store::SnapshotStore::new("file", &metrics));
             let source = Arc::new(file_source::FileSource::new(file.path.clone(), store.clone(), metrics, bounds));
             let entries = source.load()?;
             tracing::info!(path = %file.path.display(), entries, "registry file loaded");
-            let interval = crate::config::seconds(file.poll_interval_seconds);
+            let interval = seconds(file.poll_interval_seconds);
             Ok(Opened { source: store, refresher: Some(Box::pin(source.watch(interval))) })
+        }
+        Source::Http(http) => {
+            let c = &registry.cache;
+            let settings = cache::CacheSettings {
+                ttl: seconds(c.ttl_seconds),
+                negative_ttl: seconds(c.negative_ttl_seconds),
+                error_ttl: seconds(c.error_ttl_seconds),
+                capacity: c.capacity,
+            };
+            let fetcher = http_source::HttpFetcher::new(http)?;
+            Ok(Opened {
+                source: Arc::new(cache::CachedSource::new(fetcher, settings, metrics, "http")),
+                refresher: None,
+            })
+        }
+        Source::ConfigMap(cm) => {
+            let store = Arc::new(store::SnapshotStore::new("configmap", &metrics));
+            let client = kube_client().await?;
+            let source = configmap_source::ConfigMapSource::new(client, cm, store.clone(), metrics, bounds);
+            Ok(Opened { source: store, refresher: Some(Box::pin(source.run())) })
         }
     }
 }

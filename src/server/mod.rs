@@ -9,7 +9,6 @@ pub mod tls;
 use crate::audit::AuditLog;
 use crate::certs::{self, CertError};
 use crate::config::{Config, seconds};
-use crate::limits::file_source::FileSourceError;
 use crate::limits::{self, LimitSource};
 use crate::metrics::Metrics;
 use crate::webhook::Webhook;
@@ -30,7 +29,7 @@ pub enum ServerError {
     #[error("development certificate: {0}")]
     DevCertificate(#[from] CertError),
     #[error("{0}")]
-    Registry(#[from] FileSourceError),
+    Registry(#[from] limits::OpenError),
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
 }
@@ -88,6 +87,16 @@ impl Running {
 
 /// Starts the webhook and returns once both listeners accept connections.
 pub async fn start(config: &Config, audit: AuditLog) -> Result<Running, ServerError> {
+    start_with(config, audit, kube::Client::try_default).await
+}
+
+/// `start`, with the Kubernetes client for the ConfigMap source supplied by the caller (tests
+/// point it at a fake API server).
+pub async fn start_with(
+    config: &Config,
+    audit: AuditLog,
+    kube_client: impl AsyncFnOnce() -> Result<kube::Client, kube::Error>,
+) -> Result<Running, ServerError> {
     let metrics = Arc::new(Metrics::new());
     let tls_config = &config.server.tls;
     if tls_config.generate_dev_certificate
@@ -101,7 +110,7 @@ pub async fn start(config: &Config, audit: AuditLog) -> Result<Running, ServerEr
     let cert_store =
         Arc::new(tls::CertStore::new(tls::load_certified_key(&tls_config.cert_file, &tls_config.key_file)?));
 
-    let opened = limits::open(&config.registry, config.policy.platform_bounds, metrics.clone())?;
+    let opened = limits::open(&config.registry, config.policy.platform_bounds, metrics.clone(), kube_client).await?;
     let mut background: Vec<JoinHandle<()>> = opened.refresher.into_iter().map(tokio::spawn).collect();
     let limits = opened.source;
     let health = Arc::new(Health::new(limits.clone()));

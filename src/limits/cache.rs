@@ -1,0 +1,222 @@
+//! The moka cache in front of a remote registry (HTTP, Firestore).
+//!
+//! - Answers are cached for `ttlSeconds`, "not registered" for the shorter
+//!   `negativeTtlSeconds`, and a failed fetch for `errorTtlSeconds`, so an outage costs one
+//!   upstream attempt per workload per few seconds instead of one per admission.
+//! - Concurrent misses for the same workload share one upstream request (moka's entry API
+//!   coalesces initialisations).
+//! - When a fetch fails, the last answer ever seen for that workload is used (stale-if-error),
+//!   counted as `stale` and logged; with no such answer the lookup is `Unavailable` and the
+//!   policy's `registryFailure` decides.
+
+use super::{BoxFuture, Limit, LimitSource, Lookup};
+use crate::metrics::Metrics;
+use moka::Expiry;
+use moka::future::Cache;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Fetches one workload's entry from a remote registry. `Ok(None)` means "not registered".
+pub trait Fetch: Send + Sync + 'static {
+    fn fetch(&self, namespace: &str, deployment: &str) -> impl Future<Output = Result<Option<Limit>, String>> + Send;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+    pub error_ttl: Duration,
+    pub capacity: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Cached {
+    Found(Limit),
+    NotFound,
+    Failed(Arc<str>),
+}
+
+struct PerAnswerExpiry(CacheSettings);
+
+impl Expiry<(String, String), Cached> for PerAnswerExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &(String, String),
+        value: &Cached,
+        _created: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(match value {
+            Cached::Found(_) => self.0.ttl,
+            Cached::NotFound => self.0.negative_ttl,
+            Cached::Failed(_) => self.0.error_ttl,
+        })
+    }
+}
+
+pub struct CachedSource<F> {
+    fetcher: Arc<F>,
+    fresh: Cache<(String, String), Cached>,
+    /// The last successful answer per workload, kept without a TTL for stale-if-error.
+    last_known: Cache<(String, String), Option<Limit>>,
+    metrics: Arc<Metrics>,
+    source: &'static str,
+}
+
+impl<F: Fetch> CachedSource<F> {
+    pub fn new(fetcher: F, settings: CacheSettings, metrics: Arc<Metrics>, source: &'static str) -> Self {
+        Self {
+            fetcher: Arc::new(fetcher),
+            fresh: Cache::builder().max_capacity(settings.capacity).expire_after(PerAnswerExpiry(settings)).build(),
+            last_known: Cache::builder().max_capacity(settings.capacity).build(),
+            metrics,
+            source,
+        }
+    }
+
+    async fn lookup_inner(&self, namespace: &str, deployment: &str) -> (Lookup, &'static str) {
+        let key = (namespace.to_string(), deployment.to_string());
+        let fetcher = self.fetcher.clone();
+        let (ns, name) = key.clone();
+        let entry = self
+            .fresh
+            .entry(key.clone())
+            .or_insert_with(async move {
+                match fetcher.fetch(&ns, &name).await {
+                    Ok(Some(limit)) => Cached::Found(limit),
+                    Ok(None) => Cached::NotFound,
+                    Err(e) => Cached::Failed(e.into()),
+                }
+            })
+            .await;
+        let fetched = entry.is_fresh();
+        match entry.into_value() {
+            Cached::Found(limit) => {
+                if fetched {
+                    self.remember(key, Some(limit.clone())).await;
+                }
+                (Lookup::Registered(limit), if fetched { "miss" } else { "hit" })
+            }
+            Cached::NotFound => {
+                if fetched {
+                    self.remember(key, None).await;
+                }
+                (Lookup::Unregistered, "negative")
+            }
+            Cached::Failed(reason) => match self.last_known.get(&key).await {
+                Some(known) => {
+                    if fetched {
+                        tracing::warn!(namespace, deployment, error = %reason, "registry unreachable; using the last known entry");
+                    }
+                    (known.map_or(Lookup::Unregistered, Lookup::Registered), "stale")
+                }
+                None => {
+                    if fetched {
+                        tracing::error!(namespace, deployment, error = %reason, "registry unreachable and no earlier answer known");
+                    }
+                    (Lookup::Unavailable(reason.to_string()), "error")
+                }
+            },
+        }
+    }
+
+    async fn remember(&self, key: (String, String), answer: Option<Limit>) {
+        self.last_known.insert(key, answer).await;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        self.metrics.registry_last_success.set(now.as_secs_f64());
+    }
+}
+
+impl<F: Fetch> LimitSource for CachedSource<F> {
+    fn lookup<'a>(&'a self, namespace: &'a str, deployment: &'a str) -> BoxFuture<'a, Lookup> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let (lookup, result) = self.lookup_inner(namespace, deployment).await;
+            let m = &self.metrics;
+            m.registry_lookups.with_label_values(&[self.source, result]).inc();
+            m.registry_lookup_duration.with_label_values(&[self.source]).observe(started.elapsed().as_secs_f64());
+            m.registry_cache_entries.set(self.fresh.entry_count() as i64);
+            lookup
+        })
+    }
+
+    /// A remote registry is asked per request; there is nothing to wait for at start.
+    fn is_ready(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::Scope;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A registry whose answer the test sets, counting the calls it gets.
+    struct Scripted {
+        answer: Mutex<Result<Option<i32>, String>>,
+        calls: AtomicUsize,
+    }
+
+    impl Fetch for Arc<Scripted> {
+        async fn fetch(&self, _ns: &str, _name: &str) -> Result<Option<Limit>, String> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let answer = self.answer.lock().unwrap().clone();
+            answer.map(|a| {
+                a.map(|max| Limit {
+                    max_replicas: max,
+                    min_replicas: None,
+                    mode: None,
+                    owner: None,
+                    scope: Scope::Deployment,
+                })
+            })
+        }
+    }
+
+    fn scripted(answer: Result<Option<i32>, String>) -> Arc<Scripted> {
+        Arc::new(Scripted { answer: Mutex::new(answer), calls: AtomicUsize::new(0) })
+    }
+
+    fn settings(ttl_ms: u64) -> CacheSettings {
+        let d = Duration::from_millis(ttl_ms);
+        CacheSettings { ttl: d, negative_ttl: d, error_ttl: d, capacity: 100 }
+    }
+
+    fn max(lookup: &Lookup) -> Option<i32> {
+        match lookup {
+            Lookup::Registered(l) => Some(l.max_replicas),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_one_fetch() {
+        let registry = scripted(Ok(None));
+        let cache = Arc::new(CachedSource::new(registry.clone(), settings(60_000), Arc::new(Metrics::new()), "test"));
+        let lookups = (0..100).map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.lookup("team-a", "missing").await })
+        });
+        for lookup in lookups {
+            assert_eq!(lookup.await.unwrap(), Lookup::Unregistered);
+        }
+        assert_eq!(registry.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn stale_if_error_then_recovery() {
+        let registry = scripted(Ok(Some(4)));
+        let cache = CachedSource::new(registry.clone(), settings(50), Arc::new(Metrics::new()), "test");
+        assert_eq!(max(&cache.lookup("a", "x").await), Some(4));
+        *registry.answer.lock().unwrap() = Err("connection refused".into());
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert_eq!(max(&cache.lookup("a", "x").await), Some(4), "the last known value is used");
+        assert_eq!(cache.lookup("a", "never-seen").await, Lookup::Unavailable("connection refused".into()));
+        *registry.answer.lock().unwrap() = Ok(Some(6));
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert_eq!(max(&cache.lookup("a", "x").await), Some(6), "recovery is picked up");
+    }
+}

@@ -1,0 +1,211 @@
+//! The HTTP source: one GET per workload (through the cache), to a registry service or straight
+//! to Firestore's REST API. 404 means "not registered"; then the namespace-default URL, if set,
+//! is asked the same way.
+
+use super::cache::Fetch;
+use super::file::{ABSURD_REPLICAS, validated_limit};
+use super::http_auth::Auth;
+use super::{Limit, Scope};
+use crate::config::{DocumentFormat, FieldPointers, HttpRegistryConfig, seconds};
+use crate::decision::policy::Mode;
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::StatusCode;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use std::time::Duration;
+
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A registry document larger than this is not a registry document.
+const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpSourceError {
+    #[error("registry.http: cannot load the system CA certificates: {0}")]
+    Roots(std::io::Error),
+}
+
+pub struct HttpFetcher {
+    client: HttpClient,
+    url: String,
+    namespace_default_url: Option<String>,
+    fields: FieldPointers,
+    auth: Option<Auth>,
+    timeout: Duration,
+}
+
+impl HttpFetcher {
+    pub fn new(config: &HttpRegistryConfig) -> Result<Self, HttpSourceError> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(seconds(config.connect_timeout_seconds)));
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(provider)
+            .map_err(HttpSourceError::Roots)?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(https);
+        let auth = match (&config.auth.bearer_token_file, &config.auth.gce_metadata) {
+            (Some(path), _) => Some(Auth::token_file(path.clone())),
+            (None, Some(gce)) => Some(Auth::gce_metadata(gce.url.clone())),
+            (None, None) => None,
+        };
+        let fields = match config.format {
+            DocumentFormat::Custom => config.fields.clone(),
+            DocumentFormat::Firestore => FieldPointers::firestore(),
+        };
+        Ok(Self {
+            client,
+            url: config.url.clone(),
+            namespace_default_url: config.namespace_default_url.clone(),
+            fields,
+            auth,
+            timeout: seconds(config.timeout_seconds),
+        })
+    }
+
+    async fn fetch_uncapped(&self, namespace: &str, deployment: &str) -> Result<Option<Limit>, String> {
+        let url = fill(&self.url, namespace, deployment);
+        if let Some(doc) = self.get(&url).await? {
+            return parse_document(&doc, &self.fields, Scope::Deployment).map(Some).map_err(|e| format!("{url}: {e}"));
+        }
+        let Some(template) = &self.namespace_default_url else { return Ok(None) };
+        let url = fill(template, namespace, deployment);
+        match self.get(&url).await? {
+            Some(doc) => {
+                parse_document(&doc, &self.fields, Scope::NamespaceDefault).map(Some).map_err(|e| format!("{url}: {e}"))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// GETs a document; `None` for 404.
+    async fn get(&self, url: &str) -> Result<Option<Value>, String> {
+        let mut request = hyper::Request::get(url).header("Accept", "application/json");
+        if let Some(auth) = &self.auth {
+            request = request.header("Authorization", auth.header(&self.client).await?);
+        }
+        let request = request.body(Full::new(Bytes::new())).map_err(|e| format!("bad registry URL {url}: {e}"))?;
+        let response = self.client.request(request).await.map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(format!("{url} answered HTTP {status}"));
+        }
+        let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
+            .collect()
+            .await
+            .map_err(|e| format!("{url}: cannot read the document: {e}"))?
+            .to_bytes();
+        serde_json::from_slice(&body).map(Some).map_err(|e| format!("{url}: the document is not JSON: {e}"))
+    }
+}
+
+impl Fetch for HttpFetcher {
+    async fn fetch(&self, namespace: &str, deployment: &str) -> Result<Option<Limit>, String> {
+        match tokio::time::timeout(self.timeout, self.fetch_uncapped(namespace, deployment)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(format!("no answer within {} s", self.timeout.as_secs_f64())),
+        }
+    }
+}
+
+/// The URL of a workload: `{namespace}` and `{name}` replaced (Kubernetes names need no escaping).
+fn fill(template: &str, namespace: &str, deployment: &str) -> String {
+    template.replace("{namespace}", namespace).replace("{name}", deployment)
+}
+
+/// hyper's client errors say "client error (Connect)"; the cause is in the source chain.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Reads an entry through the field pointers; numbers may be JSON integers or numeric strings
+/// (Firestore's `integerValue` is a string).
+pub fn parse_document(doc: &Value, fields: &FieldPointers, scope: Scope) -> Result<Limit, String> {
+    let integer = |pointer: &str| -> Result<Option<i64>, String> {
+        match doc.pointer(pointer) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => {
+                n.as_i64().map(Some).ok_or_else(|| format!("{pointer} is not a whole number: {n}"))
+            }
+            Some(Value::String(s)) => s
+                .trim()
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| format!("{pointer} is not a whole number: {s:?} (at most {ABSURD_REPLICAS})")),
+            Some(other) => Err(format!("{pointer} is not a number: {other}")),
+        }
+    };
+    let text = |pointer: &str| -> Result<Option<String>, String> {
+        match doc.pointer(pointer) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(format!("{pointer} is not a string: {other}")),
+        }
+    };
+    let max = integer(&fields.max_replicas)?.ok_or_else(|| format!("no maxReplicas at {}", fields.max_replicas))?;
+    let mode = match text(&fields.mode)? {
+        None => None,
+        Some(m) => Some(match m.as_str() {
+            "enforce" => Mode::Enforce,
+            "warn" => Mode::Warn,
+            "audit" => Mode::Audit,
+            other => return Err(format!("{} is {other:?}; expected enforce, warn or audit", fields.mode)),
+        }),
+    };
+    validated_limit(max, integer(&fields.min_replicas)?, mode, text(&fields.owner)?, scope, "document")
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_custom_and_firestore_documents() {
+        let custom = json!({"maxReplicas": 4, "minReplicas": "2", "mode": "warn", "owner": "a@x"});
+        let l = parse_document(&custom, &FieldPointers::default(), Scope::Deployment).unwrap();
+        assert_eq!(
+            (l.max_replicas, l.min_replicas, l.mode, l.owner.as_deref()),
+            (4, Some(2), Some(Mode::Warn), Some("a@x"))
+        );
+        let firestore = json!({"name": "projects/p/databases/(default)/documents/ped/team-a--api",
+            "fields": {"maxReplicas": {"integerValue": "6"}, "owner": {"stringValue": "b@x"}}});
+        let l = parse_document(&firestore, &FieldPointers::firestore(), Scope::Deployment).unwrap();
+        assert_eq!((l.max_replicas, l.min_replicas, l.owner.as_deref()), (6, None, Some("b@x")));
+    }
+
+    #[test]
+    fn bad_documents_say_what_is_wrong() {
+        let f = FieldPointers::default();
+        for (doc, want) in [
+            (json!({}), "no maxReplicas at /maxReplicas"),
+            (json!({"maxReplicas": "four"}), "/maxReplicas is not a whole number: \"four\""),
+            (json!({"maxReplicas": 4.5}), "/maxReplicas is not a whole number"),
+            (json!({"maxReplicas": -1}), "maxReplicas must be between 0 and 100000, got -1"),
+            (json!({"maxReplicas": 4, "mode": "strict"}), "expected enforce, warn or audit"),
+            (json!({"maxReplicas": [4]}), "/maxReplicas is not a number"),
+        ] {
+            let e = parse_document(&doc, &f, Scope::Deployment).unwrap_err();
+            assert!(e.contains(want), "{doc}: {e}");
+        }
+    }
+}
