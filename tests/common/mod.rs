@@ -65,18 +65,38 @@ impl TestServer {
 
     /// Like `start`, with extra YAML lines for the `server:` section (each indented by two spaces).
     pub async fn start_with(policy: &str, registry: &str, server_extra: &str) -> Self {
+        let section = "  file: {path: limits.yaml, pollIntervalSeconds: 0.1}";
+        Self::start_full(policy, registry, server_extra, section, None).await
+    }
+
+    /// The general case: `registry_section` is the body of the config's `registry:` section
+    /// (indented by two spaces), `kube_api` the address of a (fake) Kubernetes API server.
+    pub async fn start_full(
+        policy: &str,
+        registry: &str,
+        server_extra: &str,
+        registry_section: &str,
+        kube_api: Option<SocketAddr>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let certs = replica_guard::certs::generate(&replica_guard::certs::local_names()).unwrap();
         certs.write(&dir.path().join("tls.crt"), &dir.path().join("tls.key")).unwrap();
         std::fs::write(dir.path().join("limits.yaml"), registry).unwrap();
         let config = format!(
-            "server:\n  address: 127.0.0.1:0\n  adminAddress: 127.0.0.1:0\n  tls: {{certFile: tls.crt, keyFile: tls.key, reloadIntervalSeconds: 0.1}}\n{server_extra}\npolicy:\n{}\nregistry:\n  file: {{path: limits.yaml, pollIntervalSeconds: 0.1}}\n",
+            "server:\n  address: 127.0.0.1:0\n  adminAddress: 127.0.0.1:0\n  tls: {{certFile: tls.crt, keyFile: tls.key, reloadIntervalSeconds: 0.1}}\n{server_extra}\npolicy:\n{}\nregistry:\n{registry_section}\n",
             indent(policy)
         );
         std::fs::write(dir.path().join("config.yaml"), config).unwrap();
         let config = Config::load(&dir.path().join("config.yaml")).unwrap();
         let audit = SharedBuf::default();
-        let running = server::start(&config, AuditLog::to(Box::new(audit.clone()))).await.unwrap();
+        let kube_client = async move || match kube_api {
+            Some(address) => {
+                let url: hyper::Uri = format!("http://{address}").parse().unwrap();
+                kube::Client::try_from(kube::Config::new(url))
+            }
+            None => kube::Client::try_default().await,
+        };
+        let running = server::start_with(&config, AuditLog::to(Box::new(audit.clone())), kube_client).await.unwrap();
         Self {
             https: running.https_address,
             admin: running.admin_address,
