@@ -46,9 +46,15 @@ impl FileSource {
             .map_err(|source| FileSourceError::Invalid { path: self.path.clone(), source })
     }
 
-    /// Polls the file every `interval` and reloads it when it changed. Runs until the task is dropped.
-    pub async fn watch(self: Arc<Self>, interval: Duration) {
-        let mut detector = ChangeDetector::new([self.path.as_path()]);
+    /// Polls the file every `interval` and reloads it when it changed, until the task is dropped.
+    /// Call it before the first `load`: the file as it is now is the baseline, so an edit that
+    /// lands between that load and the first poll is not missed.
+    pub fn watch(self: Arc<Self>, interval: Duration) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let detector = ChangeDetector::new([self.path.as_path()]);
+        self.poll(detector, interval)
+    }
+
+    async fn poll(self: Arc<Self>, mut detector: ChangeDetector<1>, interval: Duration) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;

@@ -103,10 +103,10 @@ pub async fn open(
         Source::File(file) => {
             let store = Arc::new(store::SnapshotStore::new("file", &metrics));
             let source = Arc::new(file_source::FileSource::new(file.path.clone(), store.clone(), metrics, bounds));
+            let refresher = source.clone().watch(seconds(file.poll_interval_seconds));
             let entries = source.load()?;
             tracing::info!(path = %file.path.display(), entries, "registry file loaded");
-            let interval = seconds(file.poll_interval_seconds);
-            Ok(Opened { source: store, refresher: Some(Box::pin(source.watch(interval))) })
+            Ok(Opened { source: store, refresher: Some(Box::pin(refresher)) })
         }
         Source::Http(http) => {
             let c = &registry.cache;

@@ -11,6 +11,7 @@ use crate::certs::{self, CertError};
 use crate::config::{Config, seconds};
 use crate::limits::{self, LimitSource};
 use crate::metrics::Metrics;
+use crate::watch::ChangeDetector;
 use crate::webhook::Webhook;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -107,8 +108,10 @@ pub async fn start_with(
             "CREATED A SELF-SIGNED DEVELOPMENT CERTIFICATE (generateDevCertificate: true); never use this in production"
         );
     }
-    let cert_store =
-        Arc::new(tls::CertStore::new(tls::load_certified_key(&tls_config.cert_file, &tls_config.key_file)?));
+    let cert_detector = ChangeDetector::new([tls_config.cert_file.as_path(), tls_config.key_file.as_path()]);
+    let certified = tls::load_certified_key(&tls_config.cert_file, &tls_config.key_file)?;
+    tls::publish_expiry(&certified, &metrics);
+    let cert_store = Arc::new(tls::CertStore::new(certified));
 
     let opened = limits::open(&config.registry, config.policy.platform_bounds, metrics.clone(), kube_client).await?;
     let mut background: Vec<JoinHandle<()>> = opened.refresher.into_iter().map(tokio::spawn).collect();
@@ -117,6 +120,7 @@ pub async fn start_with(
     health.certificate_loaded.store(true, Ordering::Release);
     background.push(tokio::spawn(tls::watch(
         cert_store.clone(),
+        cert_detector,
         tls_config.cert_file.clone(),
         tls_config.key_file.clone(),
         seconds(tls_config.reload_interval_seconds),

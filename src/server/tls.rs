@@ -48,6 +48,13 @@ pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<Certified
     Ok(certified)
 }
 
+/// When the leaf certificate stops being valid, as Unix seconds (for the expiry metric).
+pub fn not_after(key: &CertifiedKey) -> Option<i64> {
+    let leaf = key.cert.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 /// The current serving certificate, swapped whole on rotation.
 #[derive(Debug)]
 pub struct CertStore {
@@ -85,14 +92,16 @@ pub fn server_config(store: Arc<CertStore>) -> Arc<ServerConfig> {
 /// Reloads the certificate when either file changes (including a Secret volume's symlink swap).
 /// A half-written or mismatched pair is logged and retried on the next change; the old
 /// certificate keeps serving meanwhile.
+/// `detector` must have been made before the files were first read, so that a change landing
+/// between that read and the first poll is not missed.
 pub async fn watch(
     store: Arc<CertStore>,
+    mut detector: ChangeDetector<2>,
     cert_file: PathBuf,
     key_file: PathBuf,
     interval: Duration,
     metrics: Arc<Metrics>,
 ) {
-    let mut detector = ChangeDetector::new([cert_file.as_path(), key_file.as_path()]);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
@@ -103,11 +112,19 @@ pub async fn watch(
         }
         match load_certified_key(&cert_file, &key_file) {
             Ok(key) => {
-                let _ = &metrics;
+                publish_expiry(&key, &metrics);
                 store.replace(key);
                 tracing::info!(cert = %cert_file.display(), "serving certificate reloaded");
             }
             Err(e) => tracing::error!(error = %e, "serving certificate not reloaded; the previous one stays in use"),
         }
+    }
+}
+
+/// Sets `replica_guard_tls_cert_expiry_timestamp_seconds` from the serving certificate.
+pub fn publish_expiry(key: &CertifiedKey, metrics: &Metrics) {
+    match not_after(key) {
+        Some(expiry) => metrics.tls_cert_expiry.set(expiry as f64),
+        None => tracing::warn!("cannot read the serving certificate's expiry; the expiry metric is not set"),
     }
 }
