@@ -1,0 +1,337 @@
+//! Chart checks: `helm lint` and `helm template` for each TLS mode, registry source and feature,
+//! with assertions on the rendered objects. The rendered config goes through the real config
+//! parser and the generated certificate through the real TLS loader.
+//!
+//! They need Helm: `.ci/run` installs it and runs `HELM=... cargo test --test chart -- --ignored`.
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+fn helm() -> String {
+    std::env::var("HELM").unwrap_or_else(|_| "helm".to_string())
+}
+
+fn chart() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/replica-guard")
+}
+
+/// `helm template` with `values` (YAML); Ok(objects) or Err(helm's error text).
+fn template(values: &str) -> Result<Vec<Value>, String> {
+    let mut child = Command::new(helm())
+        .args(["template", "rg"])
+        .arg(chart())
+        .args(["--namespace", "replica-guard", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("helm runs (set HELM to its path)");
+    child.stdin.take().unwrap().write_all(values.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut objects = vec![];
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let value: Value = serde::Deserialize::deserialize(doc).unwrap();
+        if !value.is_null() {
+            objects.push(value);
+        }
+    }
+    Ok(objects)
+}
+
+fn render(values: &str) -> Vec<Value> {
+    template(values).unwrap_or_else(|e| panic!("helm template failed: {e}"))
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in {:?}", kinds(objects)))
+}
+
+fn kinds(objects: &[Value]) -> Vec<String> {
+    let mut k: Vec<String> = objects
+        .iter()
+        .map(|o| format!("{}/{}", o["kind"].as_str().unwrap(), o["metadata"]["name"].as_str().unwrap()))
+        .collect();
+    k.sort();
+    k
+}
+
+fn webhook(objects: &[Value]) -> &Value {
+    &find(objects, "ValidatingWebhookConfiguration", "rg-replica-guard")["webhooks"][0]
+}
+
+/// The config.yaml the pods get, through the real parser.
+fn rendered_config(objects: &[Value]) -> replica_guard::config::Config {
+    let text = find(objects, "ConfigMap", "rg-replica-guard-config")["data"]["config.yaml"].as_str().unwrap();
+    replica_guard::config::Config::parse(text)
+        .unwrap_or_else(|(k, p)| panic!("rendered config rejected: {k}: {p}\n{text}"))
+}
+
+fn b64(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(text).expect("base64")
+}
+
+#[test]
+#[ignore = "needs helm; .ci/run runs it"]
+fn lint_is_clean() {
+    let out = Command::new(helm()).args(["lint", "--strict"]).arg(chart()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+#[ignore = "needs helm; .ci/run runs it"]
+fn defaults_generate_tls_and_a_hardened_webhook() {
+    let objects =
+        render("registry: {file: {limits: {entries: [{namespace: team-a, deployment: api, maxReplicas: 4}]}}}");
+    assert_eq!(
+        kinds(&objects),
+        vec![
+            "ConfigMap/rg-replica-guard-config",
+            "ConfigMap/rg-replica-guard-registry",
+            "Deployment/rg-replica-guard",
+            "PodDisruptionBudget/rg-replica-guard",
+            "Secret/rg-replica-guard-tls",
+            "Service/rg-replica-guard",
+            "ServiceAccount/rg-replica-guard",
+            "ValidatingWebhookConfiguration/rg-replica-guard",
+        ],
+        "least privilege: no RBAC for the file source"
+    );
+
+    let deployment = find(&objects, "Deployment", "rg-replica-guard");
+    let spec = &deployment["spec"]["template"]["spec"];
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    assert_eq!(spec["automountServiceAccountToken"], false);
+    assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(spec["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    let container = &spec["containers"][0];
+    let sc = &container["securityContext"];
+    assert_eq!(
+        (sc["readOnlyRootFilesystem"].clone(), sc["allowPrivilegeEscalation"].clone()),
+        (Value::Bool(true), Value::Bool(false))
+    );
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(container["image"], "ghcr.io/example/replica-guard:0.1.0");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["env"][0]["name"], "POD_NAMESPACE");
+    assert_eq!(spec["terminationGracePeriodSeconds"], 30, "delay 5 + timeout 20 + 5");
+    let anti = &spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0];
+    assert_eq!(anti["podAffinityTerm"]["topologyKey"], "kubernetes.io/hostname");
+    assert!(deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"].is_string());
+    assert_eq!(find(&objects, "PodDisruptionBudget", "rg-replica-guard")["spec"]["maxUnavailable"], 1);
+
+    let hook = webhook(&objects);
+    assert_eq!(hook["admissionReviewVersions"], serde_json::json!(["v1"]));
+    assert_eq!(hook["sideEffects"], "NoneOnDryRun");
+    assert_eq!(hook["failurePolicy"], "Fail");
+    assert_eq!(hook["timeoutSeconds"], 3);
+    assert_eq!(hook["clientConfig"]["service"]["path"], "/validate");
+    let rules: Vec<(String, String)> = hook["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["resources"][0].as_str().unwrap().to_string(), r["operations"].to_string()))
+        .collect();
+    assert_eq!(
+        rules,
+        vec![
+            ("deployments".to_string(), r#"["CREATE","UPDATE"]"#.to_string()),
+            ("deployments/scale".to_string(), r#"["UPDATE"]"#.to_string()),
+            ("horizontalpodautoscalers".to_string(), r#"["CREATE","UPDATE"]"#.to_string()),
+        ]
+    );
+    let selector = &hook["namespaceSelector"]["matchExpressions"];
+    assert_eq!(selector[0]["operator"], "NotIn");
+    assert_eq!(selector[0]["values"], serde_json::json!(["kube-system", "replica-guard"]));
+    assert_eq!(
+        (selector[1]["key"].clone(), selector[1]["operator"].clone()),
+        (Value::from("replica-guard.io/ignore"), Value::from("DoesNotExist"))
+    );
+
+    // The generated Secret: the webhook trusts its CA, and the pair is valid for the Service names.
+    let secret = find(&objects, "Secret", "rg-replica-guard-tls");
+    assert_eq!(hook["clientConfig"]["caBundle"], secret["data"]["ca.crt"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tls.crt"), b64(secret["data"]["tls.crt"].as_str().unwrap())).unwrap();
+    std::fs::write(dir.path().join("tls.key"), b64(secret["data"]["tls.key"].as_str().unwrap())).unwrap();
+    let key = replica_guard::server::tls::load_certified_key(&dir.path().join("tls.crt"), &dir.path().join("tls.key"))
+        .expect("the generated pair loads");
+    let (_, cert) = x509_parser::parse_x509_certificate(key.cert[0].as_ref()).unwrap();
+    let sans: Vec<String> =
+        cert.subject_alternative_name().unwrap().unwrap().value.general_names.iter().map(|n| n.to_string()).collect();
+    for name in [
+        "rg-replica-guard",
+        "rg-replica-guard.replica-guard",
+        "rg-replica-guard.replica-guard.svc",
+        "rg-replica-guard.replica-guard.svc.cluster.local",
+    ] {
+        assert!(sans.contains(&format!("DNSName({name})")), "SAN {name} missing in {sans:?}");
+    }
+
+    // The config and registry the pods get are accepted by the real parsers.
+    let config = rendered_config(&objects);
+    assert_eq!(config.server.tls.cert_file, PathBuf::from("/etc/replica-guard/tls/tls.crt"));
+    assert_eq!(config.server.shutdown_delay_seconds, 5.0);
+    assert!(matches!(config.registry.source(), replica_guard::config::Source::File(_)));
+    let limits = find(&objects, "ConfigMap", "rg-replica-guard-registry")["data"]["limits.yaml"].as_str().unwrap();
+    assert_eq!(replica_guard::limits::file::parse(limits).unwrap().len(), 1);
+}
+
+#[test]
+#[ignore = "needs helm; .ci/run runs it"]
+fn cert_manager_mode_with_its_own_ca_chain_or_a_given_issuer() {
+    let objects = render("tls: {mode: certManager}");
+    let hook_config = find(&objects, "ValidatingWebhookConfiguration", "rg-replica-guard");
+    assert_eq!(
+        hook_config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        "replica-guard/rg-replica-guard"
+    );
+    assert!(webhook(&objects)["clientConfig"]["caBundle"].is_null(), "cert-manager injects it");
+    assert!(!kinds(&objects).contains(&"Secret/rg-replica-guard-tls".to_string()), "cert-manager writes the Secret");
+    let serving = find(&objects, "Certificate", "rg-replica-guard");
+    assert_eq!(serving["spec"]["secretName"], "rg-replica-guard-tls");
+    assert_eq!(serving["spec"]["issuerRef"]["name"], "rg-replica-guard-ca");
+    assert_eq!(serving["spec"]["dnsNames"][2], "rg-replica-guard.replica-guard.svc");
+    assert_eq!(find(&objects, "Certificate", "rg-replica-guard-ca")["spec"]["isCA"], true);
+    find(&objects, "Issuer", "rg-replica-guard-selfsigned");
+
+    let objects =
+        render("tls: {mode: certManager, certManager: {issuerRef: {kind: ClusterIssuer, name: internal-ca}}}");
+    let issuers: Vec<_> = objects.iter().filter(|o| o["kind"] == "Issuer").collect();
+    assert!(issuers.is_empty());
+    let serving = find(&objects, "Certificate", "rg-replica-guard");
+    assert_eq!(
+        (serving["spec"]["issuerRef"]["kind"].clone(), serving["spec"]["issuerRef"]["name"].clone()),
+        (Value::from("ClusterIssuer"), Value::from("internal-ca"))
+    );
+}
+
+#[test]
+#[ignore = "needs helm; .ci/run runs it"]
+fn existing_secret_mode() {
+    let objects = render("tls: {mode: secret, secret: {name: my-tls, caBundle: Q0EK}}");
+    assert_eq!(webhook(&objects)["clientConfig"]["caBundle"], "Q0EK");
+    let volumes = &find(&objects, "Deployment", "rg-replica-guard")["spec"]["template"]["spec"]["volumes"];
+    assert!(volumes.as_array().unwrap().iter().any(|v| v["secret"]["secretName"] == "my-tls"));
+    let error = template("tls: {mode: secret, secret: {name: my-tls}}").unwrap_err();
+    assert!(error.contains("tls.secret.caBundle (base64 PEM of the CA) is required with tls.mode=secret"), "{error}");
+}
+
+#[test]
+#[ignore = "needs helm; .ci/run runs it"]
+fn configmap_source_gets_least_privilege_rbac_and_the_others_none() {
+    let objects = render("registry: {source: configMap, configMap: {namespace: platform-ped, name: ped-limits}}");
+    let role = find(&objects, "Role", "rg-replica-guard-registry-reader");
+    assert_eq!(role["metadata"]["namespace"], "platform-ped");
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["ped-limits"], "verbs": ["get", "list", "watch"]}])
+    );
+    let binding = find(&objects, "RoleBinding", "rg-replica-guard-registry-reader");
+    assert_eq!(binding["subjects"][0]["namespace"], "replica-guard");
+    assert_eq!(
+        find(&objects, "Deployment", "rg-replica-guard")["spec"]["template"]["spec"]["automountServiceAccountToken"],
+        true
+    );
+    let config = rendered_config(&objects);
+    let replica_guard::config::Source::ConfigMap(cm) = config.registry.source() else { panic!("configMap source") };
+    assert_eq!(
+        (cm.namespace.as_str(), cm.name.as_str(), cm.key.as_str()),
+        ("platform-ped", "ped-limits", "limits.yaml")
+    );
+    assert!(!kinds(&objects).iter().any(|k| k.starts_with("ConfigMap/rg-replica-guard-registry")));
+
+    let objects = render(
+        "registry: {source: http, http: {url: 'https://firestore.googleapis.com/v1/projects/p/databases/(default)/documents/ped/{namespace}--{name}', format: firestore, auth: {gceMetadata: {}}}, cache: {ttlSeconds: 30}}",
+    );
+    assert!(!kinds(&objects).iter().any(|k| k.starts_with("Role")), "{:?}", kinds(&objects));
+    let config = rendered_config(&objects);
+    let replica_guard::config::Source::Http(http) = config.registry.source() else { panic!("http source") };
+    assert_eq!(http.format, replica_guard::config::DocumentFormat::Firestore);
+    assert_eq!(config.registry.cache.ttl_seconds, 30.0);
+    let error = template("registry: {source: http}").unwrap_err();
+    assert!(error.contains("registry.http.url is required with registry.source=http"), "{error}");
+}
+
+#[test]
+#[ignore = "needs helm; .ci/run runs it"]
+fn observability_objects() {
+    let objects = render(
+        "serviceMonitor: {enabled: true, labels: {release: prom}}\nprometheusRule: {enabled: true}\ngrafanaDashboard: {enabled: true}",
+    );
+    let monitor = find(&objects, "ServiceMonitor", "rg-replica-guard");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prom");
+    let rule = find(&objects, "PrometheusRule", "rg-replica-guard");
+    let rules: Vec<&Value> =
+        rule["spec"]["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()).collect();
+    let alert = |name: &str| {
+        rules.iter().find(|r| r["alert"] == name).unwrap_or_else(|| panic!("alert {name}"))["expr"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let above = alert("ReplicaGuardReplicasAboveRegistered");
+    assert!(
+        above.contains("kube_deployment_spec_replicas")
+            && above.contains("> on (namespace, deployment)")
+            && above.contains("replica_guard_registered_max_replicas"),
+        "{above}"
+    );
+    assert!(alert("ReplicaGuardCertificateExpiresSoon").contains("< 1209600"), "14 days");
+    assert!(alert("ReplicaGuardSlow").contains("histogram_quantile(0.99"));
+    for name in ["ReplicaGuardDenials", "ReplicaGuardBadRequests", "ReplicaGuardDown", "ReplicaGuardRegistryStale"] {
+        alert(name);
+    }
+    let cost =
+        rules.iter().find(|r| r["record"] == "namespace_deployment:replica_guard_monthly_cost:registered").unwrap();
+    assert_eq!(
+        cost["expr"],
+        "180 + (19 * 2 + 19 * 4) * namespace_deployment:replica_guard_registered_max_replicas:max_30d / 4"
+    );
+    let dashboard = find(&objects, "ConfigMap", "rg-replica-guard-dashboard");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let json: Value = serde_json::from_str(dashboard["data"]["replica-guard.json"].as_str().unwrap()).unwrap();
+    assert!(json["panels"].as_array().unwrap().len() >= 6);
+}
+
+#[test]
+#[ignore = "needs helm; .ci/run runs it"]
+fn webhook_options_and_schema_errors() {
+    let objects = render(
+        "webhook: {failurePolicy: Ignore, timeoutSeconds: 5, scale: {enabled: false}, excludeNamespaces: [monitoring], objectSelector: {matchLabels: {guarded: 'yes'}}, matchConditions: [{name: not-ci, expression: 'request.userInfo.username != \"ci\"'}]}",
+    );
+    let hook = webhook(&objects);
+    assert_eq!(
+        (hook["failurePolicy"].clone(), hook["timeoutSeconds"].clone()),
+        (Value::from("Ignore"), Value::from(5))
+    );
+    assert_eq!(hook["rules"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        hook["namespaceSelector"]["matchExpressions"][0]["values"],
+        serde_json::json!(["kube-system", "replica-guard", "monitoring"])
+    );
+    assert_eq!(hook["objectSelector"]["matchLabels"]["guarded"], "yes");
+    assert_eq!(hook["matchConditions"][0]["name"], "not-ci");
+
+    for (values, message) in [
+        ("policy: {mod: warn}", "additional properties 'mod' not allowed"),
+        ("policy: {mode: block}", "value must be one of 'enforce', 'warn', 'audit'"),
+        ("webhook: {timeoutSeconds: 60}", "maximum"),
+        ("tls: {mode: selfsigned}", "value must be one of 'generate', 'certManager', 'secret'"),
+        ("registry: {file: {limits: {entries: [{namespace: a, maxReplicas: -1}]}}}", "minimum"),
+    ] {
+        let error = template(values).unwrap_err();
+        assert!(error.contains(message), "{values}: {error}");
+    }
+}
