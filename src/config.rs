@@ -43,6 +43,10 @@ pub struct ServerConfig {
     /// How long one request may take, from its first byte to the answer.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_seconds: f64,
+    /// How long a client may take to finish the TLS handshake, and then each request's headers;
+    /// a client that trickles bytes (slowloris) is disconnected after it.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_seconds: f64,
     /// After SIGTERM, how long to keep serving while not ready, so that endpoints are updated
     /// before the listener closes.
     #[serde(default)]
@@ -299,6 +303,9 @@ fn default_max_body_bytes() -> usize {
 fn default_request_timeout() -> f64 {
     10.0
 }
+fn default_header_timeout() -> f64 {
+    10.0
+}
 fn default_shutdown_timeout() -> f64 {
     25.0
 }
@@ -323,6 +330,7 @@ impl Default for ServerConfig {
             tls: TlsConfig::default(),
             max_body_bytes: default_max_body_bytes(),
             request_timeout_seconds: default_request_timeout(),
+            header_timeout_seconds: default_header_timeout(),
             shutdown_delay_seconds: 0.0,
             shutdown_timeout_seconds: default_shutdown_timeout(),
         }
@@ -391,6 +399,7 @@ impl Config {
             ));
         }
         check_seconds("server.requestTimeoutSeconds", s.request_timeout_seconds, 0.1, 30.0)?;
+        check_seconds("server.headerTimeoutSeconds", s.header_timeout_seconds, 0.1, 60.0)?;
         check_seconds("server.shutdownDelaySeconds", s.shutdown_delay_seconds, 0.0, 300.0)?;
         check_seconds("server.shutdownTimeoutSeconds", s.shutdown_timeout_seconds, 0.0, 300.0)?;
         check_seconds("server.tls.reloadIntervalSeconds", s.tls.reload_interval_seconds, 0.1, 3600.0)?;

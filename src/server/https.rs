@@ -13,25 +13,29 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-/// A client that opens a connection and never finishes the handshake or its headers must not
-/// hold a task forever (slowloris).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// For the TLS handshake, and then for each request's headers: a client that opens a
+    /// connection and trickles bytes (slowloris) must not hold it forever.
+    pub header: Duration,
+    /// After `stop`, how long open connections get to finish their in-flight requests.
+    pub grace: Duration,
+}
 
 /// Serves until `stop` turns true, then stops accepting and gives open connections up to
-/// `grace` to finish their in-flight requests (HTTP/1.1 connections close after their current
-/// response, HTTP/2 ones get a GOAWAY).
+/// `timeouts.grace` to finish their in-flight requests (HTTP/1.1 connections close after their
+/// current response, HTTP/2 ones get a GOAWAY).
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     app: Router,
     mut stop: watch::Receiver<bool>,
-    grace: Duration,
+    timeouts: Timeouts,
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(timeouts.header).keep_alive(true);
     builder.http2().timer(TokioTimer::new()).keep_alive_interval(Duration::from_secs(30));
     loop {
         let (tcp, peer) = tokio::select! {
@@ -52,7 +56,7 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(timeouts.header, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
@@ -64,9 +68,9 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(timeouts.grace, graceful.shutdown()).await.is_err() {
         tracing::warn!(
-            grace_seconds = grace.as_secs_f64(),
+            grace_seconds = timeouts.grace.as_secs_f64(),
             "connections still open after the shutdown timeout; closing them"
         );
     }

@@ -145,7 +145,10 @@ pub async fn start_with(
     })?;
 
     let (stop, stop_rx) = watch::channel(false);
-    let grace = seconds(config.server.shutdown_timeout_seconds);
+    let timeouts = https::Timeouts {
+        header: seconds(config.server.header_timeout_seconds),
+        grace: seconds(config.server.shutdown_timeout_seconds),
+    };
     let admission = routes::admission(routes::AdmissionState {
         webhook,
         metrics: metrics.clone(),
@@ -153,8 +156,13 @@ pub async fn start_with(
         body_timeout: seconds(config.server.request_timeout_seconds),
     });
     let admin = routes::admin(routes::AdminState { health: health.clone(), metrics: metrics.clone() });
-    let https_task =
-        tokio::spawn(https::serve(https_listener, tls::server_config(cert_store), admission, stop_rx.clone(), grace));
+    let https_task = tokio::spawn(https::serve(
+        https_listener,
+        tls::server_config(cert_store),
+        admission,
+        stop_rx.clone(),
+        timeouts,
+    ));
     let mut admin_stop = stop_rx;
     let admin_task = tokio::spawn(async move {
         let stopped = async move {

@@ -239,6 +239,30 @@ impl Client {
         Ok((status, json))
     }
 
+    /// POSTs an AdmissionReview and returns only the status, reading but not parsing the body
+    /// (for the load generator, whose own cost should stay small).
+    pub async fn send(&mut self, body: Bytes) -> Result<u16, String> {
+        let req = hyper::Request::post("https://127.0.0.1/validate?timeout=10s")
+            .header("host", "127.0.0.1")
+            .header("content-type", "application/json")
+            .body(Full::new(body))
+            .map_err(|e| e.to_string())?;
+        let resp = match &mut self.sender {
+            Sender::H1(s) => {
+                s.ready().await.map_err(|e| e.to_string())?;
+                s.send_request(req).await
+            }
+            Sender::H2(s) => {
+                s.ready().await.map_err(|e| e.to_string())?;
+                s.send_request(req).await
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        resp.into_body().collect().await.map_err(|e| e.to_string())?;
+        Ok(status)
+    }
+
     /// POSTs an AdmissionReview the way the API server does and returns its `response` object.
     pub async fn review(&mut self, body: Vec<u8>) -> Value {
         let (status, json) = self.post("/validate?timeout=10s", "application/json", body).await.unwrap();
