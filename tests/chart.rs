@@ -131,6 +131,8 @@ fn defaults_generate_tls_and_a_hardened_webhook() {
     assert_eq!(find(&objects, "PodDisruptionBudget", "rg-replica-guard")["spec"]["maxUnavailable"], 1);
 
     let hook = webhook(&objects);
+    // A real API server refuses webhook names with fewer than three DNS segments.
+    assert_eq!(hook["name"], "validate.replica-guard.io");
     assert_eq!(hook["admissionReviewVersions"], serde_json::json!(["v1"]));
     assert_eq!(hook["sideEffects"], "NoneOnDryRun");
     assert_eq!(hook["failurePolicy"], "Fail");

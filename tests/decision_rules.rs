@@ -587,7 +587,7 @@ fn a_denied_redeploy_names_what_else_it_would_have_changed() {
     s.changes.push(change(Field::Env, "/spec/template/spec/containers/0/env/0/value"));
     let message = decide(&s, &limit(4), &policy(Mode::Enforce)).deny_message.unwrap();
     assert!(
-        message.ends_with("Nothing of this request was applied, including its changes to image, env."),
+        message.ends_with("Nothing of this request was applied, including its changes to image of api, env of api."),
         "{message}"
     );
 }

@@ -163,12 +163,16 @@ pub fn override_not_on_scale(policy: &Policy) -> String {
 
 /// `changes: replicas 3 -> 6, image of api, env of api`; None when nothing was classified.
 pub fn change_summary(s: &Subject) -> Option<String> {
-    if s.changes.is_empty() {
-        return None;
-    }
+    let parts = describe_changes(s, true);
+    (!parts.is_empty()).then(|| format!("changes: {}", parts.join(", ")))
+}
+
+/// Each change in words, without repeats: `replicas 3 -> 6`, `image of api`, `pod annotation x`.
+fn describe_changes(s: &Subject, with_replicas: bool) -> Vec<String> {
     let mut parts: Vec<String> = vec![];
     for change in &s.changes {
         let part = match (change.field, &change.container) {
+            (Field::Replicas, _) if !with_replicas => continue,
             (Field::Replicas, _) => match s.old_replicas {
                 Some(old) => format!("replicas {old} -> {}", s.new_replicas),
                 None => "replicas".to_string(),
@@ -181,7 +185,7 @@ pub fn change_summary(s: &Subject) -> Option<String> {
             parts.push(part);
         }
     }
-    Some(format!("changes: {}", parts.join(", ")))
+    parts
 }
 
 /// A short name for an unclassified change: `annotation team/x`, `pod annotation
@@ -205,15 +209,10 @@ fn describe_path(pointer: &str) -> String {
     tokens.join(".")
 }
 
-/// The fields besides replicas that a refused request would have changed.
+/// What else a refused request would have changed.
 fn other_changes(s: &Subject) -> Option<String> {
-    let mut fields: Vec<&str> = vec![];
-    for field in s.changes.iter().map(|c| c.field).filter(|f| *f != Field::Replicas) {
-        if !fields.contains(&field.as_str()) {
-            fields.push(field.as_str());
-        }
-    }
-    (!fields.is_empty()).then(|| fields.join(", "))
+    let parts = describe_changes(s, false);
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 /// Applies the warning limits: at most `MAX_WARNINGS`, each cut to `MAX_WARNING_CHARS`.
