@@ -217,11 +217,23 @@ impl Client {
 
     /// POSTs `body` to `path` with a Content-Type (none when empty); returns status and JSON body.
     pub async fn post(&mut self, path: &str, content_type: &str, body: Vec<u8>) -> Result<(StatusCode, Value), String> {
+        let (status, body) = self.dispatch(path, content_type, Bytes::from(body)).await?;
+        let json = serde_json::from_slice(&body).map_err(|e| format!("{status}: not JSON ({e}): {body:?}"))?;
+        Ok((status, json))
+    }
+
+    /// POSTs an AdmissionReview and returns only the status, reading but not parsing the body
+    /// (for the load generator, whose own cost should stay small).
+    pub async fn send(&mut self, body: Bytes) -> Result<u16, String> {
+        Ok(self.dispatch("/validate?timeout=10s", "application/json", body).await?.0.as_u16())
+    }
+
+    async fn dispatch(&mut self, path: &str, content_type: &str, body: Bytes) -> Result<(StatusCode, Bytes), String> {
         let mut req = hyper::Request::post(format!("https://127.0.0.1{path}")).header("host", "127.0.0.1");
         if !content_type.is_empty() {
             req = req.header("content-type", content_type);
         }
-        let req = req.body(Full::new(Bytes::from(body))).unwrap();
+        let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
         let resp = match &mut self.sender {
             Sender::H1(s) => {
                 s.ready().await.map_err(|e| e.to_string())?;
@@ -235,32 +247,7 @@ impl Client {
         .map_err(|e| e.to_string())?;
         let status = resp.status();
         let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-        let json = serde_json::from_slice(&body).map_err(|e| format!("{status}: not JSON ({e}): {body:?}"))?;
-        Ok((status, json))
-    }
-
-    /// POSTs an AdmissionReview and returns only the status, reading but not parsing the body
-    /// (for the load generator, whose own cost should stay small).
-    pub async fn send(&mut self, body: Bytes) -> Result<u16, String> {
-        let req = hyper::Request::post("https://127.0.0.1/validate?timeout=10s")
-            .header("host", "127.0.0.1")
-            .header("content-type", "application/json")
-            .body(Full::new(body))
-            .map_err(|e| e.to_string())?;
-        let resp = match &mut self.sender {
-            Sender::H1(s) => {
-                s.ready().await.map_err(|e| e.to_string())?;
-                s.send_request(req).await
-            }
-            Sender::H2(s) => {
-                s.ready().await.map_err(|e| e.to_string())?;
-                s.send_request(req).await
-            }
-        }
-        .map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        resp.into_body().collect().await.map_err(|e| e.to_string())?;
-        Ok(status)
+        Ok((status, body))
     }
 
     /// POSTs an AdmissionReview the way the API server does and returns its `response` object.
