@@ -7,6 +7,7 @@
 
 use crate::decision::policy::PlatformBounds;
 use crate::limits::table::LimitTable;
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -40,62 +41,31 @@ const DURATION_BUCKETS: [f64; 14] =
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
-            registry.register(Box::new(c.clone())).expect("unique metric");
-            c
+        let r = Registry::new();
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| register(&r, IntCounterVec::new(Opts::new(name, help), labels));
+        let histogram = |name: &str, help: &str, label: &str| {
+            register(&r, HistogramVec::new(HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec()), &[label]))
         };
-        let int_gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge");
-            registry.register(Box::new(g.clone())).expect("unique metric");
-            g
-        };
-        let int_gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).expect("valid gauge");
-            registry.register(Box::new(g.clone())).expect("unique metric");
-            g
-        };
-        let gauge = |name: &str, help: &str| {
-            let g = Gauge::new(name, help).expect("valid gauge");
-            registry.register(Box::new(g.clone())).expect("unique metric");
-            g
-        };
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "replica_guard_admission_duration_seconds",
-                "Time from a decoded request to its encoded response, registry lookup included.",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["kind"],
-        )
-        .expect("valid histogram");
-        registry.register(Box::new(duration.clone())).expect("unique metric");
-        let registry_lookup_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "replica_guard_registry_lookup_duration_seconds",
-                "Time to answer a registry lookup, cache included.",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["source"],
-        )
-        .expect("valid histogram");
-        registry.register(Box::new(registry_lookup_duration.clone())).expect("unique metric");
-        let build_info = GaugeVec::new(
-            Opts::new("replica_guard_build_info", "Always 1; the labels say which build is running."),
-            &["version"],
-        )
-        .expect("valid gauge");
-        registry.register(Box::new(build_info.clone())).expect("unique metric");
+        let build_info = register(
+            &r,
+            GaugeVec::new(
+                Opts::new("replica_guard_build_info", "Always 1; the labels say which build is running."),
+                &["version"],
+            ),
+        );
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
-
         Self {
             requests: counter(
                 "replica_guard_admission_requests_total",
                 "Admission requests answered, by kind, operation and decision (allowed, warned, denied, not-handled).",
                 &["kind", "operation", "decision"],
             ),
-            duration,
+            duration: histogram(
+                "replica_guard_admission_duration_seconds",
+                "Time from a decoded request to its encoded response, registry lookup included.",
+                "kind",
+            ),
             field_changes: counter(
                 "replica_guard_field_changes_total",
                 "Changed fields by class (replicas, image, resources, env, volumes, strategy, other); dry runs not counted.",
@@ -121,45 +91,74 @@ impl Metrics {
                 "Requests refused with HTTP 4xx because the body was not a usable AdmissionReview.",
                 &["reason"],
             ),
-            registered_max: int_gauge_vec(
-                "replica_guard_registered_max_replicas",
-                "maxReplicas registered in PED for each Deployment entry.",
-                &["namespace", "deployment"],
+            registered_max: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "replica_guard_registered_max_replicas",
+                        "maxReplicas registered in PED for each Deployment entry.",
+                    ),
+                    &["namespace", "deployment"],
+                ),
             ),
-            namespace_default_max: int_gauge_vec(
-                "replica_guard_namespace_default_max_replicas",
-                "maxReplicas registered in PED as a namespace-wide default.",
-                &["namespace"],
+            namespace_default_max: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "replica_guard_namespace_default_max_replicas",
+                        "maxReplicas registered in PED as a namespace-wide default.",
+                    ),
+                    &["namespace"],
+                ),
             ),
-            registry_entries: int_gauge("replica_guard_registry_entries", "Entries in the current registry snapshot."),
-            registry_out_of_bounds: int_gauge(
-                "replica_guard_registry_out_of_bounds_entries",
-                "Registry entries whose maxReplicas is outside the platform bounds.",
+            registry_entries: register(
+                &r,
+                IntGauge::new("replica_guard_registry_entries", "Entries in the current registry snapshot."),
+            ),
+            registry_out_of_bounds: register(
+                &r,
+                IntGauge::new(
+                    "replica_guard_registry_out_of_bounds_entries",
+                    "Registry entries whose maxReplicas is outside the platform bounds.",
+                ),
             ),
             registry_reloads: counter(
                 "replica_guard_registry_reloads_total",
                 "Registry loads, by source and result (success, error); on error the last good snapshot stays.",
                 &["source", "result"],
             ),
-            registry_last_success: gauge(
-                "replica_guard_registry_last_success_timestamp_seconds",
-                "Unix time of the last successful registry load.",
+            registry_last_success: register(
+                &r,
+                Gauge::new(
+                    "replica_guard_registry_last_success_timestamp_seconds",
+                    "Unix time of the last successful registry load.",
+                ),
             ),
             registry_lookups: counter(
                 "replica_guard_registry_lookups_total",
                 "Registry lookups by source and result (hit, miss, negative, stale, error).",
                 &["source", "result"],
             ),
-            registry_lookup_duration,
-            registry_cache_entries: int_gauge(
-                "replica_guard_registry_cache_entries",
-                "Entries in the cache in front of a remote registry.",
+            registry_lookup_duration: histogram(
+                "replica_guard_registry_lookup_duration_seconds",
+                "Time to answer a registry lookup, cache included.",
+                "source",
             ),
-            tls_cert_expiry: gauge(
-                "replica_guard_tls_cert_expiry_timestamp_seconds",
-                "Unix time at which the serving certificate expires.",
+            registry_cache_entries: register(
+                &r,
+                IntGauge::new(
+                    "replica_guard_registry_cache_entries",
+                    "Entries in the cache in front of a remote registry.",
+                ),
             ),
-            registry,
+            tls_cert_expiry: register(
+                &r,
+                Gauge::new(
+                    "replica_guard_tls_cert_expiry_timestamp_seconds",
+                    "Unix time at which the serving certificate expires.",
+                ),
+            ),
+            registry: r,
         }
     }
 
@@ -187,6 +186,14 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// Registers a metric. The definitions above are fixed at compile time, so a failure here is a
+/// programming error caught by every test, never something input can cause.
+fn register<C: Collector + Clone + 'static>(registry: &Registry, metric: prometheus::Result<C>) -> C {
+    let metric = metric.expect("metric definitions are valid");
+    registry.register(Box::new(metric.clone())).expect("metric names are unique");
+    metric
 }
 
 impl Default for Metrics {

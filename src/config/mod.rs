@@ -1,0 +1,267 @@
+//! The config file (`replica-guard serve --config FILE`), read once at start. Every error names
+//! the key and says what would be right; relative paths are taken from the config file's folder.
+
+mod registry;
+
+use crate::decision::policy::Policy;
+pub use registry::*;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {key}: {problem}")]
+    Invalid { path: PathBuf, key: String, problem: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub policy: Policy,
+    pub registry: RegistryConfig,
+    #[serde(default)]
+    pub logging: LoggingConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The HTTPS admission listener.
+    #[serde(default = "default_address")]
+    pub address: SocketAddr,
+    /// The plain-HTTP listener for /healthz, /readyz and /metrics.
+    #[serde(default = "default_admin_address")]
+    pub admin_address: SocketAddr,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// How long one request may take, from its first byte to the answer.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_seconds: f64,
+    /// How long a client may take to finish the TLS handshake, and then each request's headers;
+    /// a client that trickles bytes (slowloris) is disconnected after it.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_seconds: f64,
+    /// After SIGTERM, how long to keep serving while not ready, so that endpoints are updated
+    /// before the listener closes.
+    #[serde(default)]
+    pub shutdown_delay_seconds: f64,
+    /// After the listener closes, how long in-flight requests may take to finish.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout_seconds: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsConfig {
+    #[serde(default = "default_cert_file")]
+    pub cert_file: PathBuf,
+    #[serde(default = "default_key_file")]
+    pub key_file: PathBuf,
+    /// Development only: create a CA and a serving certificate for localhost/127.0.0.1 next to
+    /// `certFile` when the files are missing. Production configs leave this off.
+    #[serde(default)]
+    pub generate_dev_certificate: bool,
+    /// How often the certificate files are checked for a new version.
+    #[serde(default = "default_poll_interval")]
+    pub reload_interval_seconds: f64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoggingConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `replica_guard=debug,info`; `RUST_LOG` overrides it.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}
+
+fn default_address() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8443))
+}
+fn default_admin_address() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8080))
+}
+fn default_max_body_bytes() -> usize {
+    3 * 1024 * 1024
+}
+fn default_request_timeout() -> f64 {
+    10.0
+}
+fn default_header_timeout() -> f64 {
+    10.0
+}
+fn default_shutdown_timeout() -> f64 {
+    25.0
+}
+fn default_cert_file() -> PathBuf {
+    PathBuf::from("/etc/replica-guard/tls/tls.crt")
+}
+fn default_key_file() -> PathBuf {
+    PathBuf::from("/etc/replica-guard/tls/tls.key")
+}
+pub(crate) fn default_poll_interval() -> f64 {
+    1.0
+}
+fn default_log_level() -> String {
+    "info".to_string()
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            address: default_address(),
+            admin_address: default_admin_address(),
+            tls: TlsConfig::default(),
+            max_body_bytes: default_max_body_bytes(),
+            request_timeout_seconds: default_request_timeout(),
+            header_timeout_seconds: default_header_timeout(),
+            shutdown_delay_seconds: 0.0,
+            shutdown_timeout_seconds: default_shutdown_timeout(),
+        }
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert_file: default_cert_file(),
+            key_file: default_key_file(),
+            generate_dev_certificate: false,
+            reload_interval_seconds: default_poll_interval(),
+        }
+    }
+}
+
+/// Seconds from the config as a Duration (validated to be finite and non-negative first).
+pub fn seconds(value: f64) -> Duration {
+    Duration::from_secs_f64(value.max(0.0))
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let mut config = Self::parse(&text).map_err(|(key, problem)| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            problem,
+        })?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        if config.policy.own_namespace.is_none() {
+            // Set from the downward API by the chart, so the webhook never evaluates its own namespace.
+            config.policy.own_namespace = std::env::var("POD_NAMESPACE").ok().filter(|n| !n.is_empty());
+        }
+        Ok(config)
+    }
+
+    /// Parses and validates config text; the error is (key, problem).
+    pub fn parse(text: &str) -> Result<Self, (String, String)> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let problem = e.into_inner().to_string();
+            // serde_yaml names the enclosing path itself ("server: unknown field ..."); the key says it already.
+            let problem = match problem.split_once(": ") {
+                Some((prefix, rest)) if key.starts_with(prefix) => rest.to_string(),
+                _ => problem,
+            };
+            (if key == "." { "(top level)".to_string() } else { key }, problem)
+        })?;
+        config.validate().map_err(|(k, p)| (k.to_string(), p))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let s = &self.server;
+        if !(1024..=64 * 1024 * 1024).contains(&s.max_body_bytes) {
+            return Err((
+                "server.maxBodyBytes",
+                format!(
+                    "must be between 1024 and 67108864, got {}; AdmissionReviews are rarely above 1 MiB",
+                    s.max_body_bytes
+                ),
+            ));
+        }
+        check_seconds("server.requestTimeoutSeconds", s.request_timeout_seconds, 0.1, 30.0)?;
+        check_seconds("server.headerTimeoutSeconds", s.header_timeout_seconds, 0.1, 60.0)?;
+        check_seconds("server.shutdownDelaySeconds", s.shutdown_delay_seconds, 0.0, 300.0)?;
+        check_seconds("server.shutdownTimeoutSeconds", s.shutdown_timeout_seconds, 0.0, 300.0)?;
+        check_seconds("server.tls.reloadIntervalSeconds", s.tls.reload_interval_seconds, 0.1, 3600.0)?;
+        if s.address == s.admin_address && s.address.port() != 0 {
+            return Err(("server.adminAddress", format!("must differ from server.address ({})", s.address)));
+        }
+        self.registry.validate()?;
+        let b = &self.policy.platform_bounds;
+        if b.min_replicas < 0 || b.min_replicas > b.max_replicas {
+            return Err((
+                "policy.platformBounds",
+                format!("minReplicas ({}) must be between 0 and maxReplicas ({})", b.min_replicas, b.max_replicas),
+            ));
+        }
+        if !is_qualified_name(&self.policy.override_rule.annotation) {
+            return Err((
+                "policy.override.annotation",
+                format!(
+                    "{:?} is not a valid annotation key (e.g. replica-guard.io/override)",
+                    self.policy.override_rule.annotation
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.server.tls.cert_file);
+        resolve(&mut self.server.tls.key_file);
+        if let Some(f) = &mut self.registry.file {
+            resolve(&mut f.path);
+        }
+        if let Some(token) = self.registry.http.as_mut().and_then(|h| h.auth.bearer_token_file.as_mut()) {
+            resolve(token);
+        }
+    }
+}
+
+pub(crate) fn check_seconds(key: &'static str, value: f64, min: f64, max: f64) -> Result<(), (&'static str, String)> {
+    if value.is_finite() && (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err((key, format!("must be between {min} and {max} seconds, got {value}")))
+    }
+}
+
+/// An annotation key: optional DNS prefix and `/`, then a name of letters, digits, `-_.`.
+fn is_qualified_name(key: &str) -> bool {
+    let name = key.rsplit_once('/').map_or(key, |(prefix, name)| if prefix.is_empty() { "" } else { name });
+    !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests;

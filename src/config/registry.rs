@@ -1,0 +1,276 @@
+//! The `registry:` section: which source the PED limits come from, and the cache in front of a
+//! remote one.
+
+use super::{check_seconds, default_poll_interval};
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// Where the PED registry is read from: exactly one source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// A registry YAML file (in Kubernetes: a mounted ConfigMap).
+    #[serde(default)]
+    pub file: Option<FileRegistryConfig>,
+    /// A registry service or Firestore, asked per workload through the cache.
+    #[serde(default)]
+    pub http: Option<HttpRegistryConfig>,
+    /// A ConfigMap holding the registry YAML, watched through the Kubernetes API.
+    #[serde(default)]
+    pub config_map: Option<ConfigMapRegistryConfig>,
+    /// The cache in front of the `http` source.
+    #[serde(default)]
+    pub cache: CacheConfig,
+}
+
+/// The source chosen in `registry`.
+pub enum Source<'a> {
+    File(&'a FileRegistryConfig),
+    Http(&'a HttpRegistryConfig),
+    ConfigMap(&'a ConfigMapRegistryConfig),
+}
+
+impl RegistryConfig {
+    /// Exactly one source, and its settings in range; the error is (key, problem).
+    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+        let r = self;
+        let chosen = [r.file.is_some(), r.http.is_some(), r.config_map.is_some()].iter().filter(|c| **c).count();
+        if chosen != 1 {
+            return Err((
+                "registry",
+                "choose exactly one source: registry.file, registry.http or registry.configMap".into(),
+            ));
+        }
+        if let Some(f) = &r.file {
+            check_seconds("registry.file.pollIntervalSeconds", f.poll_interval_seconds, 0.1, 3600.0)?;
+            if f.path.as_os_str().is_empty() {
+                return Err(("registry.file.path", "must name the registry YAML file".to_string()));
+            }
+        }
+        if let Some(h) = &r.http {
+            check_url("registry.http.url", &h.url, true)?;
+            if let Some(url) = &h.namespace_default_url {
+                check_url("registry.http.namespaceDefaultUrl", url, false)?;
+            }
+            check_seconds("registry.http.connectTimeoutSeconds", h.connect_timeout_seconds, 0.01, 10.0)?;
+            check_seconds("registry.http.timeoutSeconds", h.timeout_seconds, 0.01, 10.0)?;
+            if h.auth.bearer_token_file.is_some() && h.auth.gce_metadata.is_some() {
+                return Err(("registry.http.auth", "set bearerTokenFile or gceMetadata, not both".into()));
+            }
+            for (key, pointer) in [
+                ("registry.http.fields.maxReplicas", &h.fields.max_replicas),
+                ("registry.http.fields.minReplicas", &h.fields.min_replicas),
+                ("registry.http.fields.mode", &h.fields.mode),
+                ("registry.http.fields.owner", &h.fields.owner),
+            ] {
+                if !pointer.starts_with('/') {
+                    return Err((key, format!("{pointer:?} is not a JSON pointer (e.g. /maxReplicas)")));
+                }
+            }
+            let c = &r.cache;
+            check_seconds("registry.cache.ttlSeconds", c.ttl_seconds, 0.0, 86400.0)?;
+            check_seconds("registry.cache.negativeTtlSeconds", c.negative_ttl_seconds, 0.0, 86400.0)?;
+            check_seconds("registry.cache.errorTtlSeconds", c.error_ttl_seconds, 0.0, 3600.0)?;
+            if c.capacity == 0 {
+                return Err(("registry.cache.capacity", "must be at least 1".into()));
+            }
+        }
+        if let Some(c) = &r.config_map {
+            for (key, value) in [("registry.configMap.namespace", &c.namespace), ("registry.configMap.name", &c.name)] {
+                if value.is_empty() {
+                    return Err((key, "must not be empty".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn source(&self) -> Source<'_> {
+        match (&self.file, &self.http, &self.config_map) {
+            (Some(f), _, _) => Source::File(f),
+            (_, Some(h), _) => Source::Http(h),
+            (_, _, Some(c)) => Source::ConfigMap(c),
+            // `validate` refuses a config without exactly one source, so a loaded Config has one.
+            _ => unreachable!("registry source checked by Config::validate"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpRegistryConfig {
+    /// The entry of one workload, e.g. `https://ped.example.com/limits/{namespace}/{name}`.
+    pub url: String,
+    /// Asked when `url` answers 404: the namespace-wide default, e.g. `.../limits/{namespace}/_default`.
+    #[serde(default)]
+    pub namespace_default_url: Option<String>,
+    #[serde(default)]
+    pub format: DocumentFormat,
+    /// Where the fields are in a `custom` document (JSON pointers).
+    #[serde(default)]
+    pub fields: FieldPointers,
+    #[serde(default)]
+    pub auth: HttpAuth,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_seconds: f64,
+    /// The whole lookup (token, request, fallback): keep it well under the webhook's timeoutSeconds.
+    #[serde(default = "default_registry_timeout")]
+    pub timeout_seconds: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DocumentFormat {
+    /// A JSON document read through `fields` pointers; numbers may be integers or numeric strings.
+    #[default]
+    Custom,
+    /// A Firestore REST document: `fields.maxReplicas.integerValue` (a string) and so on.
+    Firestore,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FieldPointers {
+    #[serde(default = "ptr_max")]
+    pub max_replicas: String,
+    #[serde(default = "ptr_min")]
+    pub min_replicas: String,
+    #[serde(default = "ptr_mode")]
+    pub mode: String,
+    #[serde(default = "ptr_owner")]
+    pub owner: String,
+}
+
+fn ptr_max() -> String {
+    "/maxReplicas".into()
+}
+fn ptr_min() -> String {
+    "/minReplicas".into()
+}
+fn ptr_mode() -> String {
+    "/mode".into()
+}
+fn ptr_owner() -> String {
+    "/owner".into()
+}
+
+impl Default for FieldPointers {
+    fn default() -> Self {
+        Self { max_replicas: ptr_max(), min_replicas: ptr_min(), mode: ptr_mode(), owner: ptr_owner() }
+    }
+}
+
+impl FieldPointers {
+    /// Where a Firestore REST document keeps each field.
+    pub fn firestore() -> Self {
+        Self {
+            max_replicas: "/fields/maxReplicas/integerValue".into(),
+            min_replicas: "/fields/minReplicas/integerValue".into(),
+            mode: "/fields/mode/stringValue".into(),
+            owner: "/fields/owner/stringValue".into(),
+        }
+    }
+}
+
+/// How the registry is authenticated to: at most one way.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpAuth {
+    /// A file holding a bearer token, re-read when it changes (a projected service-account token).
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// A token from the GCE/GKE metadata server (Workload Identity), cached until shortly before it expires.
+    #[serde(default)]
+    pub gce_metadata: Option<GceMetadataAuth>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GceMetadataAuth {
+    #[serde(default = "default_metadata_url")]
+    pub url: String,
+}
+
+fn default_metadata_url() -> String {
+    "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token".into()
+}
+fn default_connect_timeout() -> f64 {
+    0.5
+}
+fn default_registry_timeout() -> f64 {
+    1.0
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CacheConfig {
+    #[serde(default = "default_ttl")]
+    pub ttl_seconds: f64,
+    #[serde(default = "default_negative_ttl")]
+    pub negative_ttl_seconds: f64,
+    #[serde(default = "default_error_ttl")]
+    pub error_ttl_seconds: f64,
+    #[serde(default = "default_capacity")]
+    pub capacity: u64,
+}
+
+fn default_ttl() -> f64 {
+    60.0
+}
+fn default_negative_ttl() -> f64 {
+    10.0
+}
+fn default_error_ttl() -> f64 {
+    5.0
+}
+fn default_capacity() -> u64 {
+    100_000
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            ttl_seconds: default_ttl(),
+            negative_ttl_seconds: default_negative_ttl(),
+            error_ttl_seconds: default_error_ttl(),
+            capacity: default_capacity(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigMapRegistryConfig {
+    pub namespace: String,
+    pub name: String,
+    /// The data key holding the registry YAML.
+    #[serde(default = "default_configmap_key")]
+    pub key: String,
+}
+
+fn default_configmap_key() -> String {
+    "limits.yaml".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileRegistryConfig {
+    pub path: PathBuf,
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval_seconds: f64,
+}
+
+/// An http(s) URL; the per-workload one must contain `{namespace}` and `{name}`.
+fn check_url(key: &'static str, url: &str, per_workload: bool) -> Result<(), (&'static str, String)> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err((key, format!("{url:?} must start with http:// or https://")));
+    }
+    if url.parse::<axum::http::Uri>().is_err() && url.replace(['{', '}'], "").parse::<axum::http::Uri>().is_err() {
+        return Err((key, format!("{url:?} is not a valid URL")));
+    }
+    if !url.contains("{namespace}") || (per_workload && !url.contains("{name}")) {
+        let need = if per_workload { "{namespace} and {name}" } else { "{namespace}" };
+        return Err((key, format!("{url:?} must contain {need}, replaced by the workload's")));
+    }
+    Ok(())
+}

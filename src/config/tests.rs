@@ -1,0 +1,80 @@
+//! The config file's defaults, its errors, and path resolution.
+
+use super::*;
+use crate::decision::policy::Mode;
+
+const MINIMAL: &str = "registry:\n  file:\n    path: limits.yaml\n";
+
+#[test]
+fn minimal_config_gets_production_defaults() {
+    let c = Config::parse(MINIMAL).unwrap();
+    assert_eq!(c.server.address.port(), 8443);
+    assert_eq!(c.server.admin_address.port(), 8080);
+    assert_eq!(c.policy.mode, Mode::Enforce);
+    assert!(!c.server.tls.generate_dev_certificate, "dev certificates must be opt-in");
+}
+
+#[test]
+fn errors_name_the_key() {
+    let cases = [
+        ("registry: {file: {path: x}}\nserver: {adress: 1}", "server.adress", "unknown field `adress`"),
+        ("registry: {file: {path: x}}\nserver: {address: nowhere}", "server.address", "invalid socket address"),
+        ("registry: {file: {path: x}}\npolicy: {mode: block}", "policy.mode", "unknown variant `block`"),
+        ("registry: {file: {path: x}}\nserver: {maxBodyBytes: 10}", "server.maxBodyBytes", "between 1024"),
+        ("registry: {file: {path: x}}\nserver: {requestTimeoutSeconds: 60}", "server.requestTimeoutSeconds", "between"),
+        (
+            "registry: {file: {path: x}}\npolicy: {platformBounds: {minReplicas: 9, maxReplicas: 8}}",
+            "policy.platformBounds",
+            "minReplicas (9)",
+        ),
+        (
+            "registry: {file: {path: x}}\npolicy: {override: {annotation: 'a b'}}",
+            "policy.override.annotation",
+            "not a valid annotation key",
+        ),
+        ("registry: {htp: {}}", "registry.htp", "unknown field `htp`"),
+        ("registry: {}", "registry", "choose exactly one source"),
+        ("registry: {file: {path: x}, configMap: {namespace: a, name: b}}", "registry", "choose exactly one source"),
+        ("registry: {http: {url: 'https://ped/x'}}", "registry.http.url", "must contain {namespace} and {name}"),
+        ("registry: {http: {url: 'ftp://ped/{namespace}/{name}'}}", "registry.http.url", "must start with http"),
+        (
+            "registry: {http: {url: 'https://p/{namespace}/{name}', timeoutSeconds: 30}}",
+            "registry.http.timeoutSeconds",
+            "between",
+        ),
+        (
+            "registry: {http: {url: 'https://p/{namespace}/{name}', format: xml}}",
+            "registry.http.format",
+            "unknown variant `xml`",
+        ),
+        (
+            "registry: {http: {url: 'https://p/{namespace}/{name}', fields: {maxReplicas: max}}}",
+            "registry.http.fields.maxReplicas",
+            "not a JSON pointer",
+        ),
+        (
+            "registry: {http: {url: 'https://p/{namespace}/{name}', auth: {bearerTokenFile: t, gceMetadata: {}}}}",
+            "registry.http.auth",
+            "not both",
+        ),
+        ("server: {}", "(top level)", "missing field `registry`"),
+    ];
+    for (yaml, key, problem) in cases {
+        let (k, p) = Config::parse(yaml).unwrap_err();
+        assert_eq!(k, key, "{yaml}: {p}");
+        assert!(p.contains(problem), "{yaml}: got {p:?}, want {problem:?}");
+    }
+}
+
+#[test]
+fn relative_paths_are_taken_from_the_config_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, format!("{MINIMAL}server: {{tls: {{certFile: certs/tls.crt, keyFile: /abs/tls.key}}}}"))
+        .unwrap();
+    let c = Config::load(&path).unwrap();
+    assert_eq!(c.server.tls.cert_file, dir.path().join("certs/tls.crt"));
+    assert_eq!(c.server.tls.key_file, PathBuf::from("/abs/tls.key"));
+    let Source::File(f) = c.registry.source() else { panic!("a file source") };
+    assert_eq!(f.path, dir.path().join("limits.yaml"));
+}
