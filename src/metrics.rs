@@ -63,7 +63,7 @@ impl Metrics {
             ),
             duration: histogram(
                 "replica_guard_admission_duration_seconds",
-                "Time from a decoded request to its encoded response, registry lookup included.",
+                "Time to decide one admission request: decoding, registry lookup, decision and recording (network I/O excluded).",
                 "kind",
             ),
             field_changes: counter(

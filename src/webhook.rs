@@ -71,11 +71,7 @@ impl Webhook {
                     self.metrics.requests.with_label_values(&["other", &op, "not-handled"]).inc();
                     respond::not_handled(&request)
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "bad admission request");
-                    self.metrics.bad_requests.with_label_values(&[e.reason()]).inc();
-                    return Err(e);
-                }
+                Err(e) => return Err(self.bad_request(e)),
             };
             // Serializing our own response types cannot fail: no maps with non-string keys, no floats.
             Ok(serde_json::to_vec(&response.into_review()).unwrap_or_default())
@@ -85,10 +81,14 @@ impl Webhook {
     }
 
     fn decoded(&self, body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, ReviewError> {
-        decode(body).inspect_err(|e| {
-            tracing::warn!(error = %e, "bad admission request");
-            self.metrics.bad_requests.with_label_values(&[e.reason()]).inc();
-        })
+        decode(body).map_err(|e| self.bad_request(e))
+    }
+
+    /// Logs and counts a body that cannot be evaluated (answered with HTTP 400).
+    fn bad_request(&self, e: ReviewError) -> ReviewError {
+        tracing::warn!(error = %e, "bad admission request");
+        self.metrics.bad_requests.with_label_values(&[e.reason()]).inc();
+        e
     }
 
     async fn decide(
@@ -137,7 +137,8 @@ impl Webhook {
             }
         }
         tracing::Span::current().record("decision", decision.verdict.as_str());
-        tracing::info!(
+        // Every request at debug level; the ones that matter are in the audit record below.
+        tracing::debug!(
             rule = decision.rule.as_str(),
             requested = subject.new_replicas,
             previous = subject.old_replicas,
