@@ -7,7 +7,7 @@ use crate::admission::{ReviewError, decode, respond};
 use crate::audit::{AuditLog, AuditRecord};
 use crate::decision::policy::Policy;
 use crate::decision::{self, Decision, Override, Path, Rule, Subject};
-use crate::limits::{LimitSource, Lookup};
+use crate::limits::{LimitSource, Lookup, Scope};
 use crate::metrics::Metrics;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse};
@@ -118,7 +118,7 @@ impl Webhook {
             Path::Scale => "scale",
             Path::Hpa { .. } => "hpa",
         };
-        let (ns, name) = (subject.namespace.as_str(), subject.deployment.as_str());
+        let (ns, name) = metric_labels(subject, decision);
         m.requests.with_label_values(&[kind, subject.operation.as_str(), decision.verdict.as_str()]).inc();
         if let Rule::Exempt(e) = decision.rule {
             m.exemptions.with_label_values(&[e.as_str()]).inc();
@@ -151,5 +151,18 @@ impl Webhook {
             self.audit.write(&AuditRecord::new(uid, subject, decision, time));
         }
         m.duration.with_label_values(&[kind]).observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// The `namespace`/`deployment` labels of per-workload metrics: real names only for workloads
+/// the registry knows (a deployment entry, or its namespace's default), `_unregistered`
+/// otherwise. Anything that can reach the webhook's Service can post made-up reviews; without
+/// this bound each made-up name would be a new time series held in memory forever.
+fn metric_labels<'a>(subject: &'a Subject, decision: &Decision) -> (&'a str, &'a str) {
+    const OTHER: &str = "_unregistered";
+    match decision.limit.as_ref().map(|l| l.scope) {
+        Some(Scope::Deployment) => (&subject.namespace, &subject.deployment),
+        Some(Scope::NamespaceDefault) => (&subject.namespace, OTHER),
+        _ => (OTHER, OTHER),
     }
 }

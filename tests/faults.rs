@@ -182,3 +182,26 @@ async fn closed_within<S: AsyncReadExt + Unpin>(stream: &mut S, limit: Duration)
     .await
     .is_ok()
 }
+
+#[tokio::test]
+async fn forged_reviews_with_made_up_names_do_not_grow_the_metrics() {
+    // Anything that reaches the Service can post reviews; the API server is not the only client.
+    let server = TestServer::start("mode: warn", REGISTRY).await;
+    let mut client = server.client(Protocol::Http2).await;
+    for i in 0..300 {
+        let mut review = fixture_json("deployment-redeploy-replicas-3-to-6-and-image.json");
+        review["request"]["namespace"] = json!(format!("made-up-{i}"));
+        review["request"]["name"] = json!(format!("app-{i}"));
+        assert_eq!(client.review(serde_json::to_vec(&review).unwrap()).await["allowed"], true);
+    }
+    client.review(common::fixture("deployment-redeploy-replicas-3-to-6-and-image.json")).await;
+    let (_, metrics) = server.admin_get("/metrics").await;
+    assert!(!metrics.contains("made-up-"), "made-up names became series");
+    let series = metrics.lines().filter(|l| l.starts_with("replica_guard_field_changes_total{")).count();
+    assert!(series <= 2 * 7, "{series} field-change series");
+    assert!(metrics.contains("replica_guard_field_changes_total{deployment=\"_unregistered\",field=\"image\",namespace=\"_unregistered\"} 300"));
+    assert!(metrics.contains(
+        "replica_guard_field_changes_total{deployment=\"payments-api\",field=\"image\",namespace=\"team-a\"} 1"
+    ));
+    server.shutdown().await;
+}
