@@ -180,16 +180,25 @@ async fn run(s: &Settings) -> RunResult {
             let mut next = start + offset;
             let mut i = c;
             loop {
-                if interval.is_some() {
-                    tokio::time::sleep_until(next.into()).await;
-                } else {
-                    next = Instant::now();
-                }
+                // Latency counts from the scheduled send when the client is behind schedule (the
+                // server's queue), and from the actual send otherwise: tokio's timer wakes up to
+                // a millisecond late, and that delay is the client's, not the server's.
+                let sent = match interval {
+                    Some(_) if Instant::now() < next => {
+                        tokio::time::sleep_until(next.into()).await;
+                        Instant::now()
+                    }
+                    Some(_) => next,
+                    None => {
+                        next = Instant::now();
+                        next
+                    }
+                };
                 if next >= measure_until {
                     break;
                 }
                 let status = client.send(bodies[i % bodies.len()].clone()).await;
-                let latency = next.elapsed();
+                let latency = sent.elapsed();
                 if next >= measure_from {
                     match status {
                         Ok(200) => outcome.latencies_us.push(latency.as_micros() as u64),
