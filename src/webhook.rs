@@ -2,6 +2,7 @@
 //! decide, respond, and record (metrics, audit record, log). The HTTP server and the offline
 //! `check` command both call `Webhook::review`.
 
+use crate::admission::decode::Request;
 use crate::admission::subject::{self, Target};
 use crate::admission::{ReviewError, decode, respond};
 use crate::audit::{AuditLog, AuditRecord};
@@ -9,8 +10,7 @@ use crate::decision::policy::Policy;
 use crate::decision::{self, Decision, Override, Path, Rule, Subject};
 use crate::limits::{LimitSource, Lookup, Scope};
 use crate::metrics::Metrics;
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse};
+use kube::core::admission::AdmissionResponse;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
@@ -69,7 +69,7 @@ impl Webhook {
                     tracing::Span::current().record("decision", "not-handled");
                     let op = format!("{:?}", request.operation).to_uppercase();
                     self.metrics.requests.with_label_values(&["other", &op, "not-handled"]).inc();
-                    respond::not_handled(&request)
+                    respond::allowed(&request.uid)
                 }
                 Err(e) => return Err(self.bad_request(e)),
             };
@@ -80,7 +80,7 @@ impl Webhook {
         .await
     }
 
-    fn decoded(&self, body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, ReviewError> {
+    fn decoded<'a>(&self, body: &'a [u8]) -> Result<Request<'a>, ReviewError> {
         decode(body).map_err(|e| self.bad_request(e))
     }
 
@@ -91,12 +91,7 @@ impl Webhook {
         e
     }
 
-    async fn decide(
-        &self,
-        request: &AdmissionRequest<DynamicObject>,
-        subject: &Subject,
-        started: Instant,
-    ) -> AdmissionResponse {
+    async fn decide(&self, request: &Request<'_>, subject: &Subject, started: Instant) -> AdmissionResponse {
         let exempt = self.policy.exemption(&subject.namespace, &subject.user, &subject.groups).is_some();
         // An exempt request is decided without its limit, so the registry is not asked.
         let lookup = if exempt {
@@ -106,7 +101,7 @@ impl Webhook {
         };
         let decision = decision::decide(subject, &lookup, &self.policy);
         self.record(&request.uid, subject, &decision, started);
-        respond::decided(request, subject, &decision)
+        respond::decided(&request.uid, subject, &decision)
     }
 
     /// The side effects of a decision. Dry runs are logged (marked) but change no counters of

@@ -13,8 +13,9 @@ fn edited(edit: impl FnOnce(&mut Value)) -> Vec<u8> {
     serde_json::to_vec(&review).unwrap()
 }
 
+/// An UPDATE whose changed spec (which is parsed for the diff) is nested 10,000 deep.
 fn deeply_nested() -> Vec<u8> {
-    let mut review = fixture_json("deployment-create-replicas-3.json");
+    let mut review = fixture_json("deployment-redeploy-replicas-3-to-6-and-image.json");
     review["request"]["object"]["spec"]["deep"] = json!("HERE");
     let nested = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
     serde_json::to_string(&review).unwrap().replacen("\"HERE\"", &nested, 1).into_bytes()
@@ -112,6 +113,18 @@ async fn every_kind_of_bad_body_gets_a_400_naming_the_problem() {
     let response = client.review(common::fixture("deployment-create-replicas-3.json")).await;
     assert_eq!(response["allowed"], true);
     assert!(server.metric("replica_guard_bad_requests_total{reason=\"invalid-replicas\"}").await >= 2.0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn deep_nesting_where_nothing_is_read_is_skipped_safely() {
+    let server = TestServer::start("mode: enforce", REGISTRY).await;
+    let mut review = fixture_json("deployment-create-replicas-3.json");
+    review["request"]["object"]["status"] = json!("HERE");
+    let nested = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+    let body = serde_json::to_string(&review).unwrap().replacen("\"HERE\"", &nested, 1).into_bytes();
+    let response = server.client(Protocol::Http1).await.review(body).await;
+    assert_eq!(response["allowed"], true, "status is never read: {response}");
     server.shutdown().await;
 }
 

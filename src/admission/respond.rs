@@ -2,14 +2,14 @@
 //! status and audit annotations (the API server prefixes their keys with the webhook's name).
 
 use crate::decision::{Decision, Override, Subject, Verdict};
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse};
+use kube::core::Status;
+use kube::core::admission::AdmissionResponse;
 use kube::core::response::StatusSummary;
 use std::collections::HashMap;
 
 /// The response to a decided request.
-pub fn decided(req: &AdmissionRequest<DynamicObject>, subject: &Subject, decision: &Decision) -> AdmissionResponse {
-    let mut response = AdmissionResponse::from(req);
+pub fn decided(uid: &str, subject: &Subject, decision: &Decision) -> AdmissionResponse {
+    let mut response = allowed(uid);
     if let (Verdict::Denied, Some(message)) = (decision.verdict, &decision.deny_message) {
         response = response.deny(message);
         response.result.code = 403;
@@ -23,9 +23,14 @@ pub fn decided(req: &AdmissionRequest<DynamicObject>, subject: &Subject, decisio
     response
 }
 
-/// The response to a request replica-guard does not evaluate.
-pub fn not_handled(req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
-    AdmissionResponse::from(req)
+/// An `admission.k8s.io/v1` answer allowing request `uid`. (kube builds its responses from its
+/// own request type; `invalid` is its one constructor that needs none, and sets the v1 types.)
+pub fn allowed(uid: &str) -> AdmissionResponse {
+    let mut response = AdmissionResponse::invalid("");
+    response.uid = uid.to_string();
+    response.allowed = true;
+    response.result = Status::default();
+    response
 }
 
 /// Keys must be valid label-like names without a prefix: the API server adds `<webhook>/`.

@@ -2,14 +2,15 @@
 //! scale subresource, and HorizontalPodAutoscalers that target it.
 
 use super::ReviewError;
-use crate::decision::changes::{self, ObjectView};
+use super::decode::{KubernetesObject, Request, located};
+use crate::decision::changes::{self, FieldChange, ObjectView};
 use crate::decision::{Operation, Path, Subject};
-use k8s_openapi::api::apps::v1::DeploymentSpec;
 use k8s_openapi::api::autoscaling::v1::ScaleSpec;
 use k8s_openapi::api::autoscaling::v2::CrossVersionObjectReference;
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, Operation as KubeOperation};
+use kube::core::admission::Operation as KubeOperation;
 use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// What the webhook makes of a request.
 #[derive(Debug)]
@@ -18,6 +19,41 @@ pub enum Target {
     Subject(Subject),
     /// Not a replica path (another kind, DELETE, an HPA on a StatefulSet...): allowed and logged.
     NotHandled(String),
+}
+
+/// The fields of a Deployment spec read here: the replicas, and the shape of the pod template
+/// (whose container names the change summary uses).
+#[derive(Deserialize)]
+struct DeploymentSpec {
+    #[serde(default)]
+    replicas: Option<i32>,
+    #[serde(default)]
+    #[allow(dead_code)] // parsed to check its shape
+    template: Option<PodTemplate>,
+}
+
+#[derive(Deserialize)]
+struct PodTemplate {
+    #[serde(default)]
+    #[allow(dead_code)]
+    spec: Option<PodSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct PodSpec {
+    #[serde(default)]
+    containers: Vec<NamedContainer>,
+    #[serde(default)]
+    init_containers: Vec<NamedContainer>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct NamedContainer {
+    #[serde(default)]
+    name: String,
 }
 
 /// The fields of a HorizontalPodAutoscaler spec that matter here; the same in `autoscaling/v1`,
@@ -35,7 +71,7 @@ struct HpaSpec {
 /// deployment, and is refused as bad input before any rule is applied.
 pub const MAX_REPLICAS: i32 = 1_000_000;
 
-pub fn target(req: &AdmissionRequest<DynamicObject>, override_annotation: &str) -> Result<Target, ReviewError> {
+pub fn target(req: &Request<'_>, override_annotation: &str) -> Result<Target, ReviewError> {
     let operation = match &req.operation {
         KubeOperation::Create => Operation::Create,
         KubeOperation::Update => Operation::Update,
@@ -52,24 +88,26 @@ pub fn target(req: &AdmissionRequest<DynamicObject>, override_annotation: &str) 
         }
     };
     let namespace = req.namespace.clone().filter(|n| !n.is_empty()).ok_or(ReviewError::MissingField("namespace"))?;
-    let new = req.object.as_ref().ok_or(ReviewError::MissingField("object"))?;
+    let new = path.parse(req.object.ok_or(ReviewError::MissingField("object"))?, "object")?;
     let old = match operation {
-        Operation::Update => Some(req.old_object.as_ref().ok_or(ReviewError::MissingField("oldObject"))?),
+        Operation::Update => {
+            Some(path.parse(req.old_object.ok_or(ReviewError::MissingField("oldObject"))?, "oldObject")?)
+        }
         Operation::Create => None,
     };
-    let new_view = path.read(new, "object")?;
-    let old_view = old.map(|o| path.read(o, "oldObject")).transpose()?;
+    let new_view = path.read(&new, "object")?;
+    let old_view = old.as_ref().map(|o| path.read(o, "oldObject")).transpose()?;
 
     let (path, deployment) = match (path, &new_view.hpa_target) {
         (PathKind::Hpa, Some(target)) if target.kind != "Deployment" => {
             return Ok(Target::NotHandled(format!("HPA targets a {}, not a Deployment", target.kind)));
         }
-        (PathKind::Hpa, Some(target)) => (Path::Hpa { hpa: object_name(req, new) }, target.name.clone()),
-        (PathKind::Scale, _) => (Path::Scale, object_name(req, new)),
-        _ => (Path::Deployment, object_name(req, new)),
+        (PathKind::Hpa, Some(target)) => (Path::Hpa { hpa: object_name(req, &new) }, target.name.clone()),
+        (PathKind::Scale, _) => (Path::Scale, object_name(req, &new)),
+        _ => (Path::Deployment, object_name(req, &new)),
     };
-    let changes = match old {
-        Some(old) => changes::between(view(old), view(new)),
+    let changes = match &old {
+        Some(old) => spec_changes(old, &new)?,
         None => vec![],
     };
     let override_reason = new
@@ -95,16 +133,27 @@ pub fn target(req: &AdmissionRequest<DynamicObject>, override_annotation: &str) 
     }))
 }
 
-fn view(object: &DynamicObject) -> ObjectView<'_> {
-    ObjectView {
-        spec: object.data.get("spec"),
-        labels: object.metadata.labels.as_ref(),
-        annotations: object.metadata.annotations.as_ref(),
-    }
+/// The classified changes from `old` to `new`. Byte-identical specs (a controller touching
+/// metadata, a server-side-apply migration) are not parsed at all.
+fn spec_changes(old: &KubernetesObject<'_>, new: &KubernetesObject<'_>) -> Result<Vec<FieldChange>, ReviewError> {
+    let tree = |object: &KubernetesObject<'_>, which: &'static str| -> Result<Option<Value>, ReviewError> {
+        object
+            .spec
+            .map(|raw| serde_json::from_str(raw.get()))
+            .transpose()
+            .map_err(|e| ReviewError::NotJson(format!("request.{which}.spec: {e}")))
+    };
+    let same_spec = old.spec.map(RawValue::get) == new.spec.map(RawValue::get);
+    let (old_spec, new_spec) = if same_spec { (None, None) } else { (tree(old, "oldObject")?, tree(new, "object")?) };
+    Ok(changes::between(view(old, old_spec.as_ref()), view(new, new_spec.as_ref())))
+}
+
+fn view<'a>(object: &'a KubernetesObject<'_>, spec: Option<&'a Value>) -> ObjectView<'a> {
+    ObjectView { spec, labels: object.metadata.labels.as_ref(), annotations: object.metadata.annotations.as_ref() }
 }
 
 /// The request's name, or the object's when the request carries none.
-fn object_name(req: &AdmissionRequest<DynamicObject>, object: &DynamicObject) -> String {
+fn object_name(req: &Request<'_>, object: &KubernetesObject<'_>) -> String {
     if req.name.is_empty() { object.metadata.name.clone().unwrap_or_default() } else { req.name.clone() }
 }
 
@@ -139,26 +188,35 @@ impl PathKind {
         }
     }
 
+    /// Reads the parts of a raw object replica-guard uses.
+    fn parse<'a>(self, raw: &'a RawValue, which: &'static str) -> Result<KubernetesObject<'a>, ReviewError> {
+        let mut de = serde_json::Deserializer::from_str(raw.get());
+        serde_path_to_error::deserialize(&mut de).map_err(|e| self.invalid(which, located(e).0))
+    }
+
     /// Reads the replica fields, with the defaults the API server applies: a Deployment without
     /// `spec.replicas` has 1, a Scale without it has 0 (0 is omitted from the JSON).
-    fn read(self, object: &DynamicObject, which: &'static str) -> Result<ReplicaView, ReviewError> {
-        if let Some(types) = &object.types
-            && types.kind != self.expected_kind()
+    fn read(self, object: &KubernetesObject<'_>, which: &'static str) -> Result<ReplicaView, ReviewError> {
+        if let Some(kind) = &object.kind
+            && kind != self.expected_kind()
         {
-            return Err(self.invalid(format!("kind is {:?}", types.kind)));
+            return Err(self.invalid(which, format!("kind is {kind:?}")));
         }
-        let spec = object.data.get("spec");
+        let spec = object.spec;
         let view = match self {
             PathKind::Deployment => {
-                let spec: DeploymentSpec = self.parse(spec.ok_or_else(|| self.invalid("spec is missing".into()))?)?;
+                let spec: DeploymentSpec = self.spec(spec, which)?;
                 ReplicaView { replicas: spec.replicas.unwrap_or(1), min_replicas: None, hpa_target: None }
             }
             PathKind::Scale => {
-                let spec: ScaleSpec = spec.map(|s| self.parse(s)).transpose()?.unwrap_or_default();
+                let spec: ScaleSpec = match spec {
+                    Some(spec) => self.spec(Some(spec), which)?,
+                    None => ScaleSpec::default(),
+                };
                 ReplicaView { replicas: spec.replicas.unwrap_or(0), min_replicas: None, hpa_target: None }
             }
             PathKind::Hpa => {
-                let spec: HpaSpec = self.parse(spec.ok_or_else(|| self.invalid("spec is missing".into()))?)?;
+                let spec: HpaSpec = self.spec(spec, which)?;
                 ReplicaView {
                     replicas: spec.max_replicas,
                     min_replicas: spec.min_replicas,
@@ -177,16 +235,18 @@ impl PathKind {
         Ok(view)
     }
 
-    fn parse<'a, T: Deserialize<'a>>(self, spec: &'a serde_json::Value) -> Result<T, ReviewError> {
-        serde_path_to_error::deserialize(spec).map_err(|e| {
+    fn spec<'a, T: Deserialize<'a>>(self, spec: Option<&'a RawValue>, which: &'static str) -> Result<T, ReviewError> {
+        let spec = spec.ok_or_else(|| self.invalid(which, "spec is missing".into()))?;
+        let mut de = serde_json::Deserializer::from_str(spec.get());
+        serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
             let at = if path == "." { "spec".to_string() } else { format!("spec.{path}") };
-            self.invalid(format!("{at}: {}", e.into_inner()))
+            self.invalid(which, format!("{at}: {}", e.into_inner()))
         })
     }
 
-    fn invalid(self, detail: String) -> ReviewError {
-        ReviewError::InvalidObject { kind: self.kind(), detail }
+    fn invalid(self, which: &'static str, detail: String) -> ReviewError {
+        ReviewError::InvalidObject { which, kind: self.kind(), detail }
     }
 }
 

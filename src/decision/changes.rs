@@ -47,7 +47,7 @@ pub struct FieldChange {
 }
 
 /// Annotations that are bookkeeping, not intent.
-const NOISE_ANNOTATIONS: [&str; 2] =
+pub const NOISE_ANNOTATIONS: [&str; 2] =
     ["kubectl.kubernetes.io/last-applied-configuration", "deployment.kubernetes.io/revision"];
 
 /// The parts of an object that are compared.
