@@ -9,9 +9,9 @@ use crate::decision::policy::PlatformBounds;
 use crate::limits::table::LimitTable;
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
+use std::sync::{Arc, RwLock};
 
 pub struct Metrics {
     registry: Registry,
@@ -22,8 +22,8 @@ pub struct Metrics {
     pub overrides: IntCounterVec,
     pub exemptions: IntCounterVec,
     pub bad_requests: IntCounterVec,
-    pub registered_max: IntGaugeVec,
-    pub namespace_default_max: IntGaugeVec,
+    /// The registry the `registered_max_replicas` gauges are rendered from at scrape time.
+    registry_view: RwLock<Option<Arc<LimitTable>>>,
     pub registry_entries: IntGauge,
     pub registry_out_of_bounds: IntGauge,
     pub registry_reloads: IntCounterVec,
@@ -91,26 +91,7 @@ impl Metrics {
                 "Requests refused with HTTP 4xx because the body was not a usable AdmissionReview.",
                 &["reason"],
             ),
-            registered_max: register(
-                &r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "replica_guard_registered_max_replicas",
-                        "maxReplicas registered in PED for each Deployment entry.",
-                    ),
-                    &["namespace", "deployment"],
-                ),
-            ),
-            namespace_default_max: register(
-                &r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "replica_guard_namespace_default_max_replicas",
-                        "maxReplicas registered in PED as a namespace-wide default.",
-                    ),
-                    &["namespace"],
-                ),
-            ),
+            registry_view: RwLock::new(None),
             registry_entries: register(
                 &r,
                 IntGauge::new("replica_guard_registry_entries", "Entries in the current registry snapshot."),
@@ -162,21 +143,19 @@ impl Metrics {
         }
     }
 
-    /// Publishes a new registry snapshot: the gauges are rebuilt so removed entries disappear.
-    pub fn publish_registry(&self, table: &LimitTable, bounds: &PlatformBounds) {
-        self.registered_max.reset();
-        self.namespace_default_max.reset();
-        let mut out_of_bounds = 0;
-        for (namespace, deployment, limit) in table.deployment_entries() {
-            self.registered_max.with_label_values(&[namespace, deployment]).set(limit.max_replicas.into());
-            out_of_bounds += i64::from(!bounds.contains(limit.max_replicas));
-        }
-        for (namespace, limit) in table.namespace_defaults() {
-            self.namespace_default_max.with_label_values(&[namespace]).set(limit.max_replicas.into());
-            out_of_bounds += i64::from(!bounds.contains(limit.max_replicas));
-        }
+    /// Publishes a new registry snapshot. Its per-entry gauges are written from the snapshot
+    /// itself at scrape time: as prometheus metric objects, 100,000 entries held 46 MB and every
+    /// scrape built 100,000 more (BENCHMARKS.md).
+    pub fn publish_registry(&self, table: Arc<LimitTable>, bounds: &PlatformBounds) {
+        let out_of_bounds = table
+            .deployment_entries()
+            .map(|(_, _, l)| l)
+            .chain(table.namespace_defaults().map(|(_, l)| l))
+            .filter(|l| !bounds.contains(l.max_replicas))
+            .count();
         self.registry_entries.set(table.len() as i64);
-        self.registry_out_of_bounds.set(out_of_bounds);
+        self.registry_out_of_bounds.set(out_of_bounds as i64);
+        *self.registry_view.write().unwrap_or_else(|p| p.into_inner()) = Some(table);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -184,7 +163,40 @@ impl Metrics {
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed metric families, and ours are built above.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+        let mut text = String::from_utf8(out).unwrap_or_default();
+        let view = self.registry_view.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(table) = view {
+            render_registry(&table, &mut text);
+        }
+        text
+    }
+}
+
+/// The registered maxima in the text exposition format. Label values are Kubernetes names,
+/// which the registry validated (lowercase letters, digits, `-`, `.`): nothing to escape.
+fn render_registry(table: &LimitTable, out: &mut String) {
+    use std::fmt::Write;
+    out.push_str(
+        "# HELP replica_guard_registered_max_replicas maxReplicas registered in PED for each Deployment entry.\n",
+    );
+    out.push_str("# TYPE replica_guard_registered_max_replicas gauge\n");
+    for (namespace, deployment, limit) in table.deployment_entries() {
+        let _ = writeln!(
+            out,
+            "replica_guard_registered_max_replicas{{deployment=\"{deployment}\",namespace=\"{namespace}\"}} {}",
+            limit.max_replicas
+        );
+    }
+    out.push_str(
+        "# HELP replica_guard_namespace_default_max_replicas maxReplicas registered in PED as a namespace-wide default.\n",
+    );
+    out.push_str("# TYPE replica_guard_namespace_default_max_replicas gauge\n");
+    for (namespace, limit) in table.namespace_defaults() {
+        let _ = writeln!(
+            out,
+            "replica_guard_namespace_default_max_replicas{{namespace=\"{namespace}\"}} {}",
+            limit.max_replicas
+        );
     }
 }
 

@@ -16,6 +16,7 @@ use super::table::LimitTable;
 use super::{Limit, Scope};
 use crate::decision::policy::Mode;
 use serde::Deserialize;
+use std::sync::Arc;
 
 /// Anything above this is a typo or a unit mix-up, not a replica count.
 pub const ABSURD_REPLICAS: i64 = 100_000;
@@ -93,7 +94,8 @@ pub fn parse(text: &str) -> Result<LimitTable, LimitsFileError> {
             }));
         }
     };
-    let global = raw.default.map(|f| to_limit(f, Scope::GlobalDefault, "default")).transpose()?;
+    let mut owners = Owners::default();
+    let global = raw.default.map(|f| to_limit(f, Scope::GlobalDefault, "default", &mut owners)).transpose()?;
     let mut table = LimitTable::with_global_default(global);
     for (i, entry) in raw.entries.into_iter().enumerate() {
         let place = match &entry.deployment {
@@ -106,7 +108,7 @@ pub fn parse(text: &str) -> Result<LimitTable, LimitsFileError> {
         }
         let scope = if entry.deployment.is_some() { Scope::Deployment } else { Scope::NamespaceDefault };
         let (namespace, deployment) = (entry.namespace.clone(), entry.deployment.clone());
-        let limit = to_limit(entry.fields(), scope, &place)?;
+        let limit = to_limit(entry.fields(), scope, &place, &mut owners)?;
         table.insert(&namespace, deployment.as_deref(), limit).map_err(|_| LimitsFileError::Entry {
             place: place.clone(),
             problem: "duplicate: an earlier entry has the same namespace and deployment; keep one".into(),
@@ -129,8 +131,24 @@ fn check_name(value: &str, place: &str, key: &str) -> Result<(), LimitsFileError
     }
 }
 
-fn to_limit(f: RawFields, scope: Scope, place: &str) -> Result<Limit, LimitsFileError> {
-    validated_limit(f.max_replicas, f.min_replicas, f.mode, f.owner, scope, place)
+fn to_limit(f: RawFields, scope: Scope, place: &str, owners: &mut Owners) -> Result<Limit, LimitsFileError> {
+    let owner = f.owner.map(|o| owners.intern(o));
+    validated_limit(f.max_replicas, f.min_replicas, f.mode, owner, scope, place)
+}
+
+/// One shared string per distinct owner.
+#[derive(Default)]
+struct Owners(std::collections::HashSet<Arc<str>>);
+
+impl Owners {
+    fn intern(&mut self, owner: String) -> Arc<str> {
+        if let Some(known) = self.0.get(owner.as_str()) {
+            return known.clone();
+        }
+        let owner: Arc<str> = owner.into();
+        self.0.insert(owner.clone());
+        owner
+    }
 }
 
 /// The checks every source applies to an entry, wherever it came from.
@@ -138,11 +156,11 @@ pub fn validated_limit(
     max_replicas: i64,
     min_replicas: Option<i64>,
     mode: Option<Mode>,
-    owner: Option<String>,
+    owner: Option<Arc<str>>,
     scope: Scope,
     place: &str,
 ) -> Result<Limit, LimitsFileError> {
-    let f = RawFields { max_replicas, min_replicas, mode, owner };
+    let f = RawFields { max_replicas, min_replicas, mode, owner: None };
     let err = |problem: String| LimitsFileError::Entry { place: place.to_string(), problem };
     let replicas = |key: &str, v: i64| -> Result<i32, LimitsFileError> {
         if (0..=ABSURD_REPLICAS).contains(&v) {
@@ -156,7 +174,7 @@ pub fn validated_limit(
     if let Some(min) = min_replicas.filter(|&min| min > max_replicas) {
         return Err(err(format!("minReplicas {min} is above maxReplicas {max_replicas}")));
     }
-    Ok(Limit { max_replicas, min_replicas, mode: f.mode, owner: f.owner.filter(|o| !o.is_empty()), scope })
+    Ok(Limit { max_replicas, min_replicas, mode: f.mode, owner: owner.filter(|o| !o.is_empty()), scope })
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -170,8 +171,8 @@ pub fn parse_document(doc: &Value, fields: &FieldPointers, scope: Scope) -> Resu
             other => return Err(format!("{} is {other:?}; expected enforce, warn or audit", fields.mode)),
         }),
     };
-    validated_limit(max, integer(&fields.min_replicas)?, mode, text(&fields.owner)?, scope, "document")
-        .map_err(|e| e.to_string())
+    let owner = text(&fields.owner)?.map(Arc::from);
+    validated_limit(max, integer(&fields.min_replicas)?, mode, owner, scope, "document").map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -14,27 +14,26 @@ pub mod store;
 pub mod table;
 
 use crate::decision::policy::Mode;
-use serde::Serialize;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// One registry entry as the decision sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limit {
     pub max_replicas: i32,
     pub min_replicas: Option<i32>,
     /// Overrides the namespace and global mode for this workload.
     pub mode: Option<Mode>,
     /// Who to talk to: shown in deny messages so the developer knows whose PED file it is.
-    pub owner: Option<String>,
+    /// Shared: a registry has far fewer owners than entries.
+    pub owner: Option<Arc<str>>,
     pub scope: Scope,
 }
 
 /// Which level of the registry an answer came from; messages name it so a developer knows
 /// whether to edit their own entry or ask for one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     Deployment,
     NamespaceDefault,
@@ -98,7 +97,6 @@ pub async fn open(
     kube_client: impl AsyncFnOnce() -> Result<kube::Client, kube::Error>,
 ) -> Result<Opened, OpenError> {
     use crate::config::{Source, seconds};
-    use std::sync::Arc;
     match registry.source() {
         Source::File(file) => {
             let store = Arc::new(store::SnapshotStore::new("file", &metrics));

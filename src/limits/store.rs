@@ -30,8 +30,8 @@ impl SnapshotStore {
         }
     }
 
-    pub fn replace(&self, table: LimitTable) {
-        *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+    pub fn replace(&self, table: Arc<LimitTable>) {
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = table;
         self.loaded.store(true, Ordering::Release);
     }
 
@@ -53,7 +53,8 @@ pub fn apply_document(
     match file::parse(text) {
         Ok(table) => {
             let entries = table.len();
-            metrics.publish_registry(&table, bounds);
+            let table = Arc::new(table);
+            metrics.publish_registry(table.clone(), bounds);
             store.replace(table);
             metrics.registry_reloads.with_label_values(&[source, "success"]).inc();
             let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();

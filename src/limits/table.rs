@@ -49,6 +49,14 @@ impl LimitTable {
             .map_or(Lookup::Unregistered, |l| Lookup::Registered(l.clone()))
     }
 
+    /// Returns the spare capacity the maps grew while loading (up to half their memory).
+    pub fn shrink_to_fit(&mut self) {
+        self.namespaces.shrink_to_fit();
+        for ns in self.namespaces.values_mut() {
+            ns.deployments.shrink_to_fit();
+        }
+    }
+
     /// Number of entries (deployment entries and namespace defaults; not the global default).
     pub fn len(&self) -> usize {
         self.entries
