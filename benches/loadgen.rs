@@ -82,6 +82,14 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// replica-guard's own share, in process: `Webhook::review` per fixture (decode, decision,
+    /// response, audit record to /dev/null), against a plain JSON parse of the same body.
+    Cost {
+        #[arg(long, default_value_t = 20_000)]
+        iterations: u32,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
 }
 
 fn main() {
@@ -103,6 +111,7 @@ fn main() {
         }
         Command::Startup { bin, config, admin } => runtime.block_on(startup(bin, config, admin)),
         Command::Registry { entries, out } => registry(entries, out),
+        Command::Cost { iterations, rounds } => cost(iterations, rounds),
     }
 }
 
@@ -289,4 +298,47 @@ fn registry(entries: usize, out: PathBuf) {
         );
     }
     std::fs::write(out, text).unwrap();
+}
+
+fn cost(iterations: u32, rounds: usize) {
+    use replica_guard::limits::store::{SnapshotStore, apply_document};
+    let metrics = Arc::new(replica_guard::metrics::Metrics::new());
+    let policy = replica_guard::decision::policy::Policy::default();
+    let store = Arc::new(SnapshotStore::new("file", &metrics));
+    apply_document(common::REGISTRY, "file", &store, &metrics, &policy.platform_bounds).unwrap();
+    let devnull = std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap();
+    let audit = replica_guard::audit::AuditLog::to(Box::new(devnull));
+    let webhook = replica_guard::webhook::Webhook::new(policy, store, metrics, audit);
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let median_us = |f: &mut dyn FnMut()| {
+        let mut per_call: Vec<f64> = (0..rounds)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..iterations {
+                    f();
+                }
+                t.elapsed().as_secs_f64() * 1e6 / f64::from(iterations)
+            })
+            .collect();
+        per_call.sort_by(f64::total_cmp);
+        per_call[per_call.len() / 2]
+    };
+    for name in [
+        "deployment-create-replicas-3.json",
+        "deployment-redeploy-replicas-3-to-6-and-image.json",
+        "scale-6-to-9.json",
+        "hpa-v2-create-max-12.json",
+    ] {
+        let body = common::fixture(name);
+        let review = median_us(&mut || {
+            runtime.block_on(webhook.review(&body)).unwrap();
+        });
+        let parse = median_us(&mut || {
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap();
+        });
+        println!(
+            "{}",
+            serde_json::json!({"fixture": name, "bytes": body.len(), "review_us": review, "json_parse_us": parse, "ratio": review / parse})
+        );
+    }
 }
