@@ -4,10 +4,8 @@
 
 mod common;
 
-use common::{Protocol, REGISTRY, TestServer, fixture, tls_connector};
+use common::{BackgroundLoad, Protocol, REGISTRY, TestServer, fixture, tls_connector};
 use rustls::pki_types::ServerName;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -34,25 +32,11 @@ async fn draining_answers_every_request_in_flight() {
     slow.flush().await.unwrap();
 
     // Load on kept-alive connections of both protocols.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let mut load = vec![];
+    let mut clients = vec![];
     for protocol in [Protocol::Http1, Protocol::Http1, Protocol::Http2, Protocol::Http2] {
-        let mut client = server.client(protocol).await;
-        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        load.push(tokio::spawn(async move {
-            let body = fixture("deployment-create-replicas-3.json");
-            while !stop.load(Ordering::Relaxed) {
-                match client.post("/validate", "application/json", body.clone()).await {
-                    Ok((status, _)) if status == 200 => ok.fetch_add(1, Ordering::Relaxed),
-                    other => {
-                        eprintln!("failed: {other:?}");
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-            }
-        }));
+        clients.push(server.client(protocol).await);
     }
+    let load = BackgroundLoad::start(clients, fixture("deployment-create-replicas-3.json"));
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let shutdown = tokio::spawn(server.shutdown());
@@ -66,14 +50,11 @@ async fn draining_answers_every_request_in_flight() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(not_ready, "/readyz did not turn 503");
-    let during_delay = ok.load(Ordering::Relaxed);
+    let during_delay = load.ok();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(ok.load(Ordering::Relaxed) > during_delay, "requests are answered during the shutdown delay");
+    assert!(load.ok() > during_delay, "requests are answered during the shutdown delay");
     // The endpoints are updated: clients stop sending new requests.
-    stop.store(true, Ordering::Relaxed);
-    for task in load {
-        task.await.unwrap();
-    }
+    let (ok, failed) = load.stop().await;
 
     // Past the delay the listener closes: new connections are refused...
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -88,8 +69,8 @@ async fn draining_answers_every_request_in_flight() {
     assert!(response.contains("exceeds PED max 4"), "{response}");
 
     tokio::time::timeout(Duration::from_secs(5), shutdown).await.expect("drain finished").unwrap();
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "no request may fail during shutdown");
-    assert!(ok.load(Ordering::Relaxed) > 0);
+    assert_eq!(failed, 0, "no request may fail during shutdown");
+    assert!(ok > 0);
 }
 
 async fn admin_status(address: std::net::SocketAddr) -> Option<u16> {

@@ -4,11 +4,9 @@
 
 mod common;
 
-use common::{Client, Protocol, REGISTRY, TestServer, fixture};
+use common::{BackgroundLoad, Client, Protocol, REGISTRY, TestServer, fixture};
 use std::os::unix::fs::symlink;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Publishes a certificate version into a kubelet-style Secret volume at `volume`.
@@ -65,33 +63,19 @@ async fn symlink_swap_rotates_the_certificate_without_failing_a_request() {
     assert!(wait_for(der_of(&first.cert_pem)).await, "the volume certificate was not picked up");
 
     // Load: kept-alive connections of both protocols, sending until told to stop.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let mut load = vec![];
+    let mut clients = vec![];
     for protocol in [Protocol::Http1, Protocol::Http1, Protocol::Http2, Protocol::Http2] {
-        let mut client = Client::connect(server.https, &trusted, protocol).await;
-        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        load.push(tokio::spawn(async move {
-            let body = fixture("deployment-redeploy-replicas-3-to-6-and-image.json");
-            while !stop.load(Ordering::Relaxed) {
-                match client.post("/validate", "application/json", body.clone()).await {
-                    Ok((status, _)) if status == 200 => ok.fetch_add(1, Ordering::Relaxed),
-                    _ => failed.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        }));
+        clients.push(Client::connect(server.https, &trusted, protocol).await);
     }
+    let load = BackgroundLoad::start(clients, fixture("deployment-redeploy-replicas-3-to-6-and-image.json"));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let before_swap = ok.load(Ordering::Relaxed);
+    let before_swap = load.ok();
     publish(&volume, "..v2", &second);
     assert!(wait_for(der_of(&second.cert_pem)).await, "new handshakes never got the rotated certificate");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in load {
-        task.await.unwrap();
-    }
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed during rotation");
-    assert!(before_swap > 0 && ok.load(Ordering::Relaxed) > before_swap, "the kept-alive connections kept working");
+    let (ok, failed) = load.stop().await;
+    assert_eq!(failed, 0, "requests failed during rotation");
+    assert!(before_swap > 0 && ok > before_swap, "the kept-alive connections kept working");
 
     // The expiry metric follows the rotated certificate (a year from now).
     let expiry = server.metric("replica_guard_tls_cert_expiry_timestamp_seconds").await;

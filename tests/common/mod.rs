@@ -261,3 +261,51 @@ impl Client {
         json["response"].clone()
     }
 }
+
+/// Kept-alive clients sending one body in a loop until stopped, counting the answers: the load
+/// under which rotation and shutdown must not fail a request.
+pub struct BackgroundLoad {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    ok: Arc<std::sync::atomic::AtomicUsize>,
+    failed: Arc<std::sync::atomic::AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl BackgroundLoad {
+    pub fn start(clients: Vec<Client>, body: Vec<u8>) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        let load = Self { stop: Arc::default(), ok: Arc::default(), failed: Arc::default(), tasks: vec![] };
+        let tasks = clients
+            .into_iter()
+            .map(|mut client| {
+                let (stop, ok, failed, body) = (load.stop.clone(), load.ok.clone(), load.failed.clone(), body.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Relaxed) {
+                        match client.post("/validate", "application/json", body.clone()).await {
+                            Ok((status, _)) if status == 200 => ok.fetch_add(1, Relaxed),
+                            other => {
+                                eprintln!("failed: {other:?}");
+                                failed.fetch_add(1, Relaxed)
+                            }
+                        };
+                    }
+                })
+            })
+            .collect();
+        Self { tasks, ..load }
+    }
+
+    /// Requests answered with 200 so far.
+    pub fn ok(&self) -> usize {
+        self.ok.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops sending (each client finishes its request in flight); returns (ok, failed).
+    pub async fn stop(self) -> (usize, usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+        (self.ok.load(std::sync::atomic::Ordering::Relaxed), self.failed.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
