@@ -256,6 +256,16 @@ fn configmap_source_gets_least_privilege_rbac_and_the_others_none() {
     let objects = render(
         "registry: {source: http, http: {url: 'https://firestore.googleapis.com/v1/projects/p/databases/(default)/documents/ped/{namespace}--{name}', format: firestore, auth: {gceMetadata: {}}}, cache: {ttlSeconds: 30}}",
     );
+    // A private registry: its CA and a projected token come in through extra volumes.
+    let private = render(
+        "registry: {source: http, http: {url: 'https://ped.platform.svc/limits/{namespace}/{name}', caFile: /etc/ped/ca.crt, auth: {bearerTokenFile: /var/run/secrets/ped/token}}}\nextraVolumes: [{name: ped-ca, configMap: {name: ped-ca}}]\nextraVolumeMounts: [{name: ped-ca, mountPath: /etc/ped}]",
+    );
+    let pod = &find(&private, "Deployment", "rg-replica-guard")["spec"]["template"]["spec"];
+    assert!(pod["volumes"].as_array().unwrap().iter().any(|v| v["name"] == "ped-ca"));
+    assert!(pod["containers"][0]["volumeMounts"].as_array().unwrap().iter().any(|m| m["mountPath"] == "/etc/ped"));
+    let private_config = rendered_config(&private);
+    let replica_guard::config::Source::Http(http) = private_config.registry.source() else { panic!("http") };
+    assert_eq!(http.ca_file.as_deref(), Some(std::path::Path::new("/etc/ped/ca.crt")));
     assert!(!kinds(&objects).iter().any(|k| k.starts_with("Role")), "{:?}", kinds(&objects));
     let config = rendered_config(&objects);
     let replica_guard::config::Source::Http(http) = config.registry.source() else { panic!("http source") };

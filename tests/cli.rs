@@ -122,3 +122,21 @@ fn a_config_error_names_the_key_and_exits_non_zero() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot read the registry file") && stderr.contains("missing.yaml"), "{stderr}");
 }
+
+#[test]
+fn the_example_config_the_readme_runs_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config.yaml");
+    let config = replica_guard::config::Config::load(&path).expect("examples/config.yaml loads");
+    assert_eq!(config.server.address.to_string(), "127.0.0.1:8443");
+    assert_eq!(config.server.admin_address.to_string(), "127.0.0.1:8080");
+    assert!(config.server.tls.generate_dev_certificate, "the first command must work without certificates");
+    assert_eq!(config.policy.mode, replica_guard::decision::policy::Mode::Enforce);
+    let replica_guard::config::Source::File(file) = config.registry.source() else { panic!("file registry") };
+    let table = replica_guard::limits::file::parse(&std::fs::read_to_string(&file.path).unwrap()).unwrap();
+    for deployment in ["payments-api", "orders-api"] {
+        let replica_guard::limits::Lookup::Registered(limit) = table.lookup("team-a", deployment) else {
+            panic!("team-a/{deployment} is registered")
+        };
+        assert_eq!(limit.max_replicas, 4);
+    }
+}

@@ -309,3 +309,37 @@ async fn an_outage_after_warm_up_uses_last_known_values_and_recovers() {
     assert_eq!(response["allowed"], true);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_https_registry_behind_an_internal_ca_is_trusted_through_ca_file() {
+    // The registry: the same TLS stack as replica-guard, with a certificate from a fresh CA.
+    let certs = replica_guard::certs::generate(&replica_guard::certs::local_names()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    certs.write(&dir.path().join("tls.crt"), &dir.path().join("tls.key")).unwrap();
+    let key = replica_guard::server::tls::load_certified_key(&dir.path().join("tls.crt"), &dir.path().join("tls.key"))
+        .unwrap();
+    let tls = replica_guard::server::tls::server_config(Arc::new(replica_guard::server::tls::CertStore::new(key)));
+    let app = Router::new().route("/limits/{ns}/{name}", get(|| async { axum::Json(json!({"maxReplicas": 4})) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let timeouts =
+        replica_guard::server::https::Timeouts { header: Duration::from_secs(5), grace: Duration::from_secs(1) };
+    tokio::spawn(replica_guard::server::https::serve(listener, tls, app, stop_rx, timeouts));
+
+    let section = |ca: &str| format!("  http: {{url: 'https://{address}/limits/{{namespace}}/{{name}}'{ca}}}");
+    let trusted = section(&format!(", caFile: {}", dir.path().join("ca.crt").display()));
+    let server = TestServer::start_full("mode: enforce\nregistryFailure: closed", "", "", &trusted, None).await;
+    let response = decide(&server, "deployment-patch-4-to-7.json").await;
+    assert!(
+        response["status"]["message"].as_str().unwrap().starts_with("replicas 4 -> 7 exceeds PED max 4"),
+        "{response}"
+    );
+    server.shutdown().await;
+
+    let untrusted = TestServer::start_full("mode: enforce\nregistryFailure: closed", "", "", &section(""), None).await;
+    let response = decide(&untrusted, "deployment-patch-4-to-7.json").await;
+    let message = response["status"]["message"].as_str().unwrap();
+    assert!(message.starts_with("PED registry unreachable") && message.contains("certificate"), "{message}");
+    untrusted.shutdown().await;
+}

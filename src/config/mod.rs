@@ -239,8 +239,10 @@ impl Config {
         if let Some(f) = &mut self.registry.file {
             resolve(&mut f.path);
         }
-        if let Some(token) = self.registry.http.as_mut().and_then(|h| h.auth.bearer_token_file.as_mut()) {
-            resolve(token);
+        if let Some(http) = self.registry.http.as_mut() {
+            for path in [http.auth.bearer_token_file.as_mut(), http.ca_file.as_mut()].into_iter().flatten() {
+                resolve(path);
+            }
         }
     }
 }

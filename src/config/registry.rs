@@ -111,6 +111,9 @@ pub struct HttpRegistryConfig {
     pub fields: FieldPointers,
     #[serde(default)]
     pub auth: HttpAuth,
+    /// PEM CA certificates to trust besides the system's, for a registry behind an internal CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_seconds: f64,
     /// The whole lookup (token, request, fallback): keep it well under the webhook's timeoutSeconds.

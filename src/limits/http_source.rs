@@ -26,8 +26,32 @@ const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpSourceError {
-    #[error("registry.http: cannot load the system CA certificates: {0}")]
-    Roots(std::io::Error),
+    #[error("registry.http: no system CA certificates could be loaded ({0}); set registry.http.caFile")]
+    Roots(String),
+    #[error("registry.http.caFile: cannot read {path}: {source}")]
+    CaFile { path: std::path::PathBuf, source: std::io::Error },
+    #[error("registry.http.caFile: {path} holds no usable PEM certificate")]
+    NoCa { path: std::path::PathBuf },
+}
+
+/// The system's CA certificates, plus those of `ca_file`.
+fn trust_roots(ca_file: Option<&std::path::Path>) -> Result<rustls::RootCertStore, HttpSourceError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    let (system, _) = roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|source| HttpSourceError::CaFile { path: path.to_path_buf(), source })?;
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok).collect();
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(HttpSourceError::NoCa { path: path.to_path_buf() });
+        }
+    } else if system == 0 {
+        return Err(HttpSourceError::Roots(native.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")));
+    }
+    Ok(roots)
 }
 
 pub struct HttpFetcher {
@@ -46,9 +70,13 @@ impl HttpFetcher {
         http.enforce_http(false);
         http.set_nodelay(true);
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_root_certificates(trust_roots(config.ca_file.as_deref())?)
+            .with_no_client_auth();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(provider)
-            .map_err(HttpSourceError::Roots)?
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
