@@ -319,6 +319,20 @@ fn observability_objects() {
 
 #[test]
 #[ignore = "needs helm; .ci/run runs it"]
+fn network_policy_lets_only_the_api_server_reach_the_admission_port() {
+    assert!(!kinds(&render("")).iter().any(|k| k.starts_with("NetworkPolicy")), "off by default");
+    let objects = render("networkPolicy: {enabled: true, apiServerCIDRs: [172.16.0.0/28]}");
+    let policy = find(&objects, "NetworkPolicy", "rg-replica-guard");
+    let ingress = &policy["spec"]["ingress"];
+    assert_eq!(ingress[0]["ports"][0]["port"], 8443);
+    assert_eq!(ingress[0]["from"], serde_json::json!([{"ipBlock": {"cidr": "172.16.0.0/28"}}]));
+    assert_eq!(ingress[1]["ports"][0]["port"], 8080);
+    let error = template("networkPolicy: {enabled: true}").unwrap_err();
+    assert!(error.contains("networkPolicy.apiServerCIDRs"), "{error}");
+}
+
+#[test]
+#[ignore = "needs helm; .ci/run runs it"]
 fn webhook_options_and_schema_errors() {
     let objects = render(
         "webhook: {failurePolicy: Ignore, timeoutSeconds: 5, scale: {enabled: false}, excludeNamespaces: [monitoring], objectSelector: {matchLabels: {guarded: 'yes'}}, matchConditions: [{name: not-ci, expression: 'request.userInfo.username != \"ci\"'}]}",
