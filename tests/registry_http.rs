@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use common::{Protocol, TestServer, fixture, fixture_json};
+use common::{Protocol, TestServer, fixture, fixture_json, warnings};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -134,14 +134,7 @@ fn custom_source(address: SocketAddr, extra: &str) -> String {
 }
 
 async fn decide(server: &TestServer, fixture_name: &str) -> Value {
-    server.client(Protocol::Http1).await.review(fixture(fixture_name)).await
-}
-
-fn warnings(response: &Value) -> Vec<String> {
-    response["warnings"]
-        .as_array()
-        .map(|w| w.iter().map(|w| w.as_str().unwrap().to_string()).collect())
-        .unwrap_or_default()
+    server.review(fixture(fixture_name)).await
 }
 
 #[tokio::test]

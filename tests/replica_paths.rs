@@ -4,30 +4,15 @@
 
 mod common;
 
-use common::{Protocol, REGISTRY, TestServer, fixture, fixture_json};
-use serde_json::{Value, json};
+use common::{REGISTRY, TestServer, fixture, fixture_json, message, warnings};
+use serde_json::json;
 
 const ENFORCE: &str = "mode: enforce\noverride: {groups: [platform-admins]}";
-
-async fn review(server: &TestServer, body: Vec<u8>) -> Value {
-    server.client(Protocol::Http1).await.review(body).await
-}
-
-fn warnings(response: &Value) -> Vec<String> {
-    response["warnings"]
-        .as_array()
-        .map(|w| w.iter().map(|w| w.as_str().unwrap().to_string()).collect())
-        .unwrap_or_default()
-}
-
-fn message(response: &Value) -> String {
-    response["status"]["message"].as_str().unwrap_or_default().to_string()
-}
 
 #[tokio::test]
 async fn kubectl_scale_is_held_to_the_limit() {
     let server = TestServer::start(ENFORCE, REGISTRY).await;
-    let up = review(&server, fixture("scale-6-to-9.json")).await;
+    let up = server.review(fixture("scale-6-to-9.json")).await;
     assert_eq!(up["allowed"], false);
     assert_eq!(up["status"]["code"], 403);
     assert!(
@@ -37,18 +22,18 @@ async fn kubectl_scale_is_held_to_the_limit() {
     );
 
     // `kubectl scale --replicas=0`: the Scale has no replicas field at all; 0 always passes.
-    let to_zero = review(&server, fixture("scale-9-to-0-no-replicas-field.json")).await;
+    let to_zero = server.review(fixture("scale-9-to-0-no-replicas-field.json")).await;
     assert_eq!((to_zero["allowed"].clone(), warnings(&to_zero).len()), (json!(true), 0), "{to_zero}");
     assert_eq!(to_zero["auditAnnotations"]["requested-replicas"], "0");
     assert_eq!(to_zero["auditAnnotations"]["previous-replicas"], "9");
 
     // From 0 (old Scale without replicas) to 3: within the limit.
-    let from_zero = review(&server, fixture("scale-0-to-3.json")).await;
+    let from_zero = server.review(fixture("scale-0-to-3.json")).await;
     assert_eq!(from_zero["allowed"], true);
     assert_eq!(from_zero["auditAnnotations"]["previous-replicas"], "0");
 
     // A team member scaling orders-api 1 -> 5.
-    let alice = review(&server, fixture("scale-by-team-user-1-to-5.json")).await;
+    let alice = server.review(fixture("scale-by-team-user-1-to-5.json")).await;
     assert_eq!(alice["allowed"], false);
     assert!(message(&alice).starts_with("replicas 1 -> 5 exceeds PED max 4 for team-a/orders-api"), "{alice}");
     assert!(!message(&alice).contains("override"), "alice may not override, so she is not told how");
@@ -65,7 +50,7 @@ async fn kubectl_scale_is_held_to_the_limit() {
 #[tokio::test]
 async fn kubectl_scale_in_warn_mode_warns() {
     let server = TestServer::start("mode: warn", REGISTRY).await;
-    let up = review(&server, fixture("scale-6-to-9.json")).await;
+    let up = server.review(fixture("scale-6-to-9.json")).await;
     assert_eq!(up["allowed"], true);
     assert_eq!(
         warnings(&up),
@@ -82,7 +67,7 @@ async fn hpas_in_every_version_are_held_to_their_targets_limit() {
         ("hpa-v2beta2-create-max-12.json", "orders-api", "orders-api", 12),
         ("hpa-v2-create-max-12.json", "orders-api", "orders-api", 12),
     ] {
-        let response = review(&server, fixture(file)).await;
+        let response = server.review(fixture(file)).await;
         assert_eq!(response["allowed"], false, "{file}: {response}");
         let text = message(&response);
         assert!(
@@ -95,7 +80,7 @@ async fn hpas_in_every_version_are_held_to_their_targets_limit() {
         );
     }
     // `kubectl patch hpa` lowering maxReplicas 12 -> 4: allowed, recorded as a replicas change.
-    let lowered = review(&server, fixture("hpa-v1-update-max-12-to-4.json")).await;
+    let lowered = server.review(fixture("hpa-v1-update-max-12-to-4.json")).await;
     assert_eq!(lowered["allowed"], true, "{lowered}");
     assert_eq!(lowered["auditAnnotations"]["changed-fields"], "replicas");
     assert_eq!(lowered["auditAnnotations"]["previous-replicas"], "12");
@@ -105,12 +90,12 @@ async fn hpas_in_every_version_are_held_to_their_targets_limit() {
 #[tokio::test]
 async fn an_hpa_raised_above_the_maximum_is_a_violation_and_lowered_within_it_passes() {
     let server = TestServer::start("mode: warn", REGISTRY).await;
-    let created = review(&server, fixture("hpa-v2-create-max-12.json")).await;
+    let created = server.review(fixture("hpa-v2-create-max-12.json")).await;
     assert_eq!(warnings(&created)[0], "HPA orders-api maxReplicas 12 exceeds PED max 4 for team-a/orders-api");
     // An HPA whose minReplicas is also above the maximum says so.
     let mut both = fixture_json("hpa-v2-create-max-12.json");
     both["request"]["object"]["spec"]["minReplicas"] = json!(6);
-    let response = review(&server, serde_json::to_vec(&both).unwrap()).await;
+    let response = server.review(serde_json::to_vec(&both).unwrap()).await;
     assert_eq!(
         warnings(&response)[0],
         "HPA orders-api maxReplicas 12 exceeds PED max 4 for team-a/orders-api (minReplicas 6 too)"
@@ -123,7 +108,7 @@ async fn an_hpa_on_something_else_than_a_deployment_is_not_evaluated() {
     let server = TestServer::start(ENFORCE, REGISTRY).await;
     let mut statefulset = fixture_json("hpa-v1-create-max-10.json");
     statefulset["request"]["object"]["spec"]["scaleTargetRef"]["kind"] = json!("StatefulSet");
-    let response = review(&server, serde_json::to_vec(&statefulset).unwrap()).await;
+    let response = server.review(serde_json::to_vec(&statefulset).unwrap()).await;
     assert_eq!(response["allowed"], true);
     assert!(response["auditAnnotations"].is_null());
     server.shutdown().await;
@@ -136,7 +121,7 @@ async fn the_ratchet_holds_on_every_path_when_the_registry_was_lowered() {
     let server = TestServer::start(ENFORCE, lowered).await;
     // A rollout restart (only a pod-template annotation changes) passes with a warning and a
     // one-line change summary.
-    let restart = review(&server, fixture("deployment-rollout-restart.json")).await;
+    let restart = server.review(fixture("deployment-rollout-restart.json")).await;
     assert_eq!(restart["allowed"], true);
     assert_eq!(
         warnings(&restart),
@@ -147,10 +132,10 @@ async fn the_ratchet_holds_on_every_path_when_the_registry_was_lowered() {
     );
     assert_eq!(restart["auditAnnotations"]["rule"], "ratchet");
     // Scaling 9 -> 0 passes silently; scaling 6 -> 9 does not.
-    assert_eq!(review(&server, fixture("scale-9-to-0-no-replicas-field.json")).await["allowed"], true);
-    assert_eq!(review(&server, fixture("scale-6-to-9.json")).await["allowed"], false);
+    assert_eq!(server.review(fixture("scale-9-to-0-no-replicas-field.json")).await["allowed"], true);
+    assert_eq!(server.review(fixture("scale-6-to-9.json")).await["allowed"], false);
     // The HPA lowered 12 -> 4 is still above 2, but not raised: it passes with a warning.
-    let hpa = review(&server, fixture("hpa-v1-update-max-12-to-4.json")).await;
+    let hpa = server.review(fixture("hpa-v1-update-max-12-to-4.json")).await;
     assert_eq!(hpa["allowed"], true);
     assert_eq!(
         warnings(&hpa)[0],
@@ -165,8 +150,8 @@ async fn dry_run_answers_exactly_like_the_real_request() {
     let dry = fixture_json("deployment-dry-run-3-to-12.json");
     let mut real = dry.clone();
     real["request"]["dryRun"] = json!(false);
-    let dry_answer = review(&server, serde_json::to_vec(&dry).unwrap()).await;
-    let real_answer = review(&server, serde_json::to_vec(&real).unwrap()).await;
+    let dry_answer = server.review(serde_json::to_vec(&dry).unwrap()).await;
+    let real_answer = server.review(serde_json::to_vec(&real).unwrap()).await;
     assert_eq!(dry_answer, real_answer, "the same warnings, the same denial");
     assert_eq!(dry_answer["allowed"], false);
     let records = server.audit_records();
@@ -180,7 +165,7 @@ async fn dry_run_answers_exactly_like_the_real_request() {
 #[tokio::test]
 async fn break_glass_override_is_honoured_only_for_the_configured_groups() {
     let server = TestServer::start(ENFORCE, REGISTRY).await;
-    let bob = review(&server, fixture("deployment-override-annotation-by-platform-admin-7-to-8.json")).await;
+    let bob = server.review(fixture("deployment-override-annotation-by-platform-admin-7-to-8.json")).await;
     assert_eq!(bob["allowed"], true);
     assert_eq!(warnings(&bob)[1], "override by bob@example.com: INC-4711 black friday (recorded)");
     assert_eq!(bob["auditAnnotations"]["override"], "INC-4711 black friday");
@@ -189,7 +174,7 @@ async fn break_glass_override_is_honoured_only_for_the_configured_groups() {
     let mut alice = fixture_json("deployment-override-annotation-by-platform-admin-7-to-8.json");
     alice["request"]["userInfo"] =
         json!({"username": "alice@example.com", "groups": ["team-a-devs", "system:authenticated"]});
-    let alice = review(&server, serde_json::to_vec(&alice).unwrap()).await;
+    let alice = server.review(serde_json::to_vec(&alice).unwrap()).await;
     assert_eq!(alice["allowed"], false);
     assert!(
         message(&alice).ends_with("The replica-guard.io/override annotation was ignored: alice@example.com is not allowed to override (only platform-admins may)."),
@@ -209,7 +194,7 @@ async fn break_glass_override_is_honoured_only_for_the_configured_groups() {
     // Scale requests carry no annotations: a platform admin is told how to override instead.
     let mut scale = fixture_json("scale-6-to-9.json");
     scale["request"]["userInfo"] = json!({"username": "bob@example.com", "groups": ["platform-admins"]});
-    let scale = review(&server, serde_json::to_vec(&scale).unwrap()).await;
+    let scale = server.review(serde_json::to_vec(&scale).unwrap()).await;
     assert!(message(&scale).contains("kubectl scale cannot carry the replica-guard.io/override annotation"), "{scale}");
     server.shutdown().await;
 }
@@ -218,7 +203,7 @@ async fn break_glass_override_is_honoured_only_for_the_configured_groups() {
 async fn exempt_namespaces_users_and_groups_are_not_evaluated() {
     let policy = "mode: enforce\nexemptions: {namespaces: [team-a]}";
     let server = TestServer::start(policy, REGISTRY).await;
-    let response = review(&server, fixture("deployment-patch-4-to-7.json")).await;
+    let response = server.review(fixture("deployment-patch-4-to-7.json")).await;
     assert_eq!(response["allowed"], true);
     assert!(response["warnings"].is_null());
     assert_eq!(response["auditAnnotations"]["exempt"], "namespace");
@@ -226,11 +211,11 @@ async fn exempt_namespaces_users_and_groups_are_not_evaluated() {
     server.shutdown().await;
 
     let server = TestServer::start("mode: enforce\nexemptions: {groups: [team-a-devs]}", REGISTRY).await;
-    assert_eq!(review(&server, fixture("scale-by-team-user-1-to-5.json")).await["allowed"], true);
+    assert_eq!(server.review(fixture("scale-by-team-user-1-to-5.json")).await["allowed"], true);
     server.shutdown().await;
 
     let server = TestServer::start("mode: enforce\nownNamespace: team-a", REGISTRY).await;
-    assert_eq!(review(&server, fixture("scale-6-to-9.json")).await["auditAnnotations"]["exempt"], "system-namespace");
+    assert_eq!(server.review(fixture("scale-6-to-9.json")).await["auditAnnotations"]["exempt"], "system-namespace");
     server.shutdown().await;
 }
 
@@ -247,7 +232,7 @@ async fn controllers_ordinary_traffic_gets_no_warning_or_denial() {
     gc["request"]["object"] = old;
     gc["request"]["object"]["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!("7");
     gc["request"]["object"]["metadata"]["generation"] = json!(42);
-    let response = review(&server, serde_json::to_vec(&gc).unwrap()).await;
+    let response = server.review(serde_json::to_vec(&gc).unwrap()).await;
     assert_eq!(response["allowed"], true);
     assert!(response["warnings"].is_null(), "{response}");
 
@@ -255,7 +240,7 @@ async fn controllers_ordinary_traffic_gets_no_warning_or_denial() {
     let mut status = fixture_json("deployment-rollout-restart.json");
     status["request"]["subResource"] = json!("status");
     status["request"]["userInfo"] = json!({"username": "system:serviceaccount:kube-system:deployment-controller"});
-    let response = review(&server, serde_json::to_vec(&status).unwrap()).await;
+    let response = server.review(serde_json::to_vec(&status).unwrap()).await;
     assert_eq!(response["allowed"], true);
     assert!(response["warnings"].is_null() && response["auditAnnotations"].is_null(), "{response}");
 
@@ -265,7 +250,7 @@ async fn controllers_ordinary_traffic_gets_no_warning_or_denial() {
         json!({"username": "system:serviceaccount:kube-system:horizontal-pod-autoscaler"});
     hpa_controller["request"]["oldObject"]["spec"]["replicas"] = json!(2);
     hpa_controller["request"]["object"]["spec"]["replicas"] = json!(1);
-    let response = review(&server, serde_json::to_vec(&hpa_controller).unwrap()).await;
+    let response = server.review(serde_json::to_vec(&hpa_controller).unwrap()).await;
     assert_eq!(response["allowed"], true);
     assert!(response["warnings"].is_null(), "{response}");
     server.shutdown().await;

@@ -34,6 +34,19 @@ pub fn fixture_json(name: &str) -> Value {
     serde_json::from_slice(&fixture(name)).unwrap()
 }
 
+/// The warnings of an AdmissionReview response (none: empty).
+pub fn warnings(response: &Value) -> Vec<String> {
+    response["warnings"]
+        .as_array()
+        .map(|w| w.iter().map(|w| w.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// The deny message of an AdmissionReview response (allowed: empty).
+pub fn message(response: &Value) -> String {
+    response["status"]["message"].as_str().unwrap_or_default().to_string()
+}
+
 /// An audit sink the test can read.
 #[derive(Clone, Default)]
 pub struct SharedBuf(Arc<Mutex<Vec<u8>>>);
@@ -109,6 +122,11 @@ impl TestServer {
 
     pub async fn client(&self, protocol: Protocol) -> Client {
         Client::connect(self.https, &self.ca_pem, protocol).await
+    }
+
+    /// Sends one AdmissionReview on a fresh HTTP/1.1 connection; returns its `response` object.
+    pub async fn review(&self, body: Vec<u8>) -> Value {
+        self.client(Protocol::Http1).await.review(body).await
     }
 
     /// The audit records written so far, parsed.
