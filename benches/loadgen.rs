@@ -130,9 +130,10 @@ async fn floor(address: SocketAddr, cert: PathBuf, key: PathBuf) {
     let listener = tokio::net::TcpListener::bind(address).await.unwrap();
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     eprintln!("floor serving on {address}");
-    let timeouts =
-        replica_guard::server::https::Timeouts { header: Duration::from_secs(10), grace: Duration::from_secs(1) };
-    replica_guard::server::https::serve(listener, tls, app, stop_rx, timeouts).await;
+    let limits = replica_guard::server::connections::Limits::default();
+    let metrics = replica_guard::metrics::Metrics::new().connections(replica_guard::metrics::Listener::Admission);
+    let tls = Some(tokio_rustls::TlsAcceptor::from(tls));
+    replica_guard::server::connections::serve(listener, tls, app, stop_rx, limits, metrics).await;
 }
 
 struct Settings {
@@ -304,8 +305,15 @@ fn cost(iterations: u32, rounds: usize) {
     use replica_guard::limits::store::{SnapshotStore, apply_document};
     let metrics = Arc::new(replica_guard::metrics::Metrics::new());
     let policy = replica_guard::decision::policy::Policy::default();
-    let store = Arc::new(SnapshotStore::new("file", &metrics));
-    apply_document(common::REGISTRY, "file", &store, &metrics, &policy.platform_bounds).unwrap();
+    let store = Arc::new(SnapshotStore::new(replica_guard::metrics::SourceKind::File, &metrics));
+    apply_document(
+        common::REGISTRY,
+        replica_guard::metrics::SourceKind::File,
+        &store,
+        &metrics,
+        &policy.platform_bounds,
+    )
+    .unwrap();
     let devnull = std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap();
     let audit = replica_guard::audit::AuditLog::to(Box::new(devnull));
     let webhook = replica_guard::webhook::Webhook::new(policy, store, metrics, audit);

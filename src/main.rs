@@ -8,6 +8,7 @@ use replica_guard::config::{Config, LogFormat, Source};
 use replica_guard::metrics::Metrics;
 use replica_guard::webhook::Webhook;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
@@ -39,7 +40,8 @@ enum Command {
         names: Vec<String>,
     },
     /// Decide one AdmissionReview JSON file offline, with the config's policy and registry,
-    /// and print the AdmissionReview response. Exits 1 if the request would be denied.
+    /// and print the AdmissionReview response. Exit status: 0 allowed, 1 would be denied,
+    /// 3 the check could not run (bad config, unreadable input, not an AdmissionReview).
     Check {
         #[arg(long, env = "REPLICA_GUARD_CONFIG")]
         config: PathBuf,
@@ -48,30 +50,68 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+/// `check`: the request would be denied.
+const EXIT_DENIED: u8 = 1;
+/// The command could not do its job (bad config, unreadable input, a server that cannot start).
+const EXIT_ERROR: u8 = 3;
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Serve { config } => {
-            let config = Config::load(&config)?;
-            init_logging(&config);
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(replica_guard::server::run(&config))?;
-            Ok(())
+    let result = match cli.command {
+        Command::Serve { config } => serve(&config),
+        Command::Certs { out_dir, names } => certs(out_dir, names),
+        Command::Check { config, review } => Config::load(&config).map_err(Into::into).and_then(|c| check(&c, &review)),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {}", error_chain(&e));
+        ExitCode::from(EXIT_ERROR)
+    })
+}
+
+fn serve(config: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config)?;
+    init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(replica_guard::server::run(&config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn certs(out_dir: PathBuf, names: Vec<String>) -> anyhow::Result<ExitCode> {
+    let names = if names.is_empty() { replica_guard::certs::local_names() } else { names };
+    replica_guard::certs::generate(&names)?.write(&out_dir.join("tls.crt"), &out_dir.join("tls.key"))?;
+    print_out(&format!("wrote {0}/ca.crt, {0}/tls.crt and {0}/tls.key for {1}", out_dir.display(), names.join(", ")))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An error and its causes in one line, each cause once: our errors often already include
+/// their source's text, and repeating it helps nobody.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
         }
-        Command::Certs { out_dir, names } => {
-            let names = if names.is_empty() { replica_guard::certs::local_names() } else { names };
-            replica_guard::certs::generate(&names)?.write(&out_dir.join("tls.crt"), &out_dir.join("tls.key"))?;
-            println!("wrote {0}/ca.crt, {0}/tls.crt and {0}/tls.key for {1}", out_dir.display(), names.join(", "));
-            Ok(())
-        }
-        Command::Check { config, review } => check(&Config::load(&config)?, &review),
+    }
+    text
+}
+
+/// Writes a line to stdout; a reader that went away (`check … | head`) ends the output quietly.
+fn print_out(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }
 
-fn check(config: &Config, review: &std::path::Path) -> anyhow::Result<()> {
+fn check(config: &Config, review: &std::path::Path) -> anyhow::Result<ExitCode> {
     let body = if review.as_os_str() == "-" {
         let mut body = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)?;
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut body).context("cannot read standard input")?;
         body
     } else {
         std::fs::read(review).with_context(|| format!("cannot read {}", review.display()))?
@@ -101,18 +141,16 @@ fn check(config: &Config, review: &std::path::Path) -> anyhow::Result<()> {
     let limits = opened.source;
     let webhook = Webhook::new(config.policy.clone(), limits, metrics, AuditLog::to(Box::new(std::io::sink())));
     let answer = runtime.block_on(webhook.review(&body))?;
-    let answer: serde_json::Value = serde_json::from_slice(&answer)?;
-    println!("{}", serde_json::to_string_pretty(&answer)?);
-    if answer["response"]["allowed"] == false {
-        std::process::exit(1);
-    }
-    Ok(())
+    let denied = !answer.response.allowed;
+    print_out(&serde_json::to_string_pretty(&answer.response.into_review())?)?;
+    Ok(if denied { ExitCode::from(EXIT_DENIED) } else { ExitCode::SUCCESS })
 }
 
 fn init_logging(config: &Config) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.logging.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout).with_ansi(ansi);
     match config.logging.format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
         LogFormat::Text => builder.init(),

@@ -5,33 +5,118 @@
 //! No per-pod "last requested replicas" gauge: each webhook replica sees a different subset of
 //! requests, so such gauges disagree. `registered_max_replicas` is the same on every replica.
 
-use crate::decision::policy::PlatformBounds;
-use crate::limits::table::LimitTable;
+use arc_swap::ArcSwapOption;
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 pub struct Metrics {
     registry: Registry,
-    pub requests: IntCounterVec,
-    pub duration: HistogramVec,
-    pub field_changes: IntCounterVec,
-    pub violations: IntCounterVec,
-    pub overrides: IntCounterVec,
-    pub exemptions: IntCounterVec,
-    pub bad_requests: IntCounterVec,
-    /// The registry the `registered_max_replicas` gauges are rendered from at scrape time.
-    registry_view: RwLock<Option<Arc<LimitTable>>>,
-    pub registry_entries: IntGauge,
-    pub registry_out_of_bounds: IntGauge,
-    pub registry_reloads: IntCounterVec,
-    pub registry_last_success: Gauge,
-    pub registry_lookups: IntCounterVec,
-    pub registry_lookup_duration: HistogramVec,
-    pub registry_cache_entries: IntGauge,
-    pub tls_cert_expiry: Gauge,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    field_changes: IntCounterVec,
+    violations: IntCounterVec,
+    overrides: IntCounterVec,
+    exemptions: IntCounterVec,
+    bad_requests: IntCounterVec,
+    shed: IntCounterVec,
+    connections_open: IntGaugeVec,
+    connections_at_limit: IntCounterVec,
+    /// Rendered at scrape time from the current registry snapshot (see `publish_registry`).
+    registry_view: ArcSwapOption<Box<dyn Exposition>>,
+    registry_entries: IntGauge,
+    registry_out_of_bounds: IntGauge,
+    registry_reloads: IntCounterVec,
+    registry_last_success: Gauge,
+    registry_lookups: IntCounterVec,
+    registry_lookup_duration: HistogramVec,
+    registry_cache_entries: IntGauge,
+    tls_cert_expiry: Gauge,
+}
+
+/// Something that writes its own samples into the text exposition at scrape time (the registry
+/// snapshot: 100,000 gauges as prometheus objects held 46 MB, BENCHMARKS.md).
+pub trait Exposition: Send + Sync {
+    fn render(&self, out: &mut String);
+}
+
+/// Which request path a request came through (the `kind` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    Deployment,
+    Scale,
+    Hpa,
+    /// Not a replica path: allowed without a decision.
+    Other,
+}
+
+impl RequestKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::Deployment => "deployment",
+            RequestKind::Scale => "scale",
+            RequestKind::Hpa => "hpa",
+            RequestKind::Other => "other",
+        }
+    }
+}
+
+/// Which registry source a registry metric is about (the `source` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    File,
+    ConfigMap,
+    Http,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::File => "file",
+            SourceKind::ConfigMap => "configmap",
+            SourceKind::Http => "http",
+        }
+    }
+}
+
+/// How a registry lookup was answered (the `result` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupResult {
+    Hit,
+    Miss,
+    Negative,
+    Stale,
+    Error,
+}
+
+impl LookupResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LookupResult::Hit => "hit",
+            LookupResult::Miss => "miss",
+            LookupResult::Negative => "negative",
+            LookupResult::Stale => "stale",
+            LookupResult::Error => "error",
+        }
+    }
+}
+
+/// The `namespace`/`deployment` labels of a per-workload metric. Build them with
+/// `Workload::labels`, which bounds their cardinality.
+#[derive(Debug, Clone, Copy)]
+pub struct Workload<'a> {
+    pub namespace: &'a str,
+    pub deployment: &'a str,
+}
+
+/// Which listener a connection metric is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Listener {
+    Admission,
+    Admin,
 }
 
 /// Latency buckets from 50 µs to 2.5 s: the webhook's own share is sub-millisecond, registry
@@ -91,7 +176,24 @@ impl Metrics {
                 "Requests refused with HTTP 4xx because the body was not a usable AdmissionReview.",
                 &["reason"],
             ),
-            registry_view: RwLock::new(None),
+            shed: counter(
+                "replica_guard_requests_shed_total",
+                "Requests answered 503 without being read, by reason (body-budget: the memory budget for request bodies in flight was in use).",
+                &["reason"],
+            ),
+            connections_open: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("replica_guard_open_connections", "Open connections, by listener (admission, admin)."),
+                    &["listener"],
+                ),
+            ),
+            connections_at_limit: counter(
+                "replica_guard_connection_limit_reached_total",
+                "Times a new connection had to wait because server.maxConnections were open, by listener.",
+                &["listener"],
+            ),
+            registry_view: ArcSwapOption::empty(),
             registry_entries: register(
                 &r,
                 IntGauge::new("replica_guard_registry_entries", "Entries in the current registry snapshot."),
@@ -143,19 +245,93 @@ impl Metrics {
         }
     }
 
-    /// Publishes a new registry snapshot. Its per-entry gauges are written from the snapshot
-    /// itself at scrape time: as prometheus metric objects, 100,000 entries held 46 MB and every
-    /// scrape built 100,000 more (BENCHMARKS.md).
-    pub fn publish_registry(&self, table: Arc<LimitTable>, bounds: &PlatformBounds) {
-        let out_of_bounds = table
-            .deployment_entries()
-            .map(|(_, _, l)| l)
-            .chain(table.namespace_defaults().map(|(_, l)| l))
-            .filter(|l| !bounds.contains(l.max_replicas))
-            .count();
-        self.registry_entries.set(table.len() as i64);
+    /// Publishes a new registry snapshot: its size, how many entries are outside the platform
+    /// bounds, and its per-entry gauges (written by the snapshot itself at scrape time).
+    pub fn publish_registry(&self, view: Box<dyn Exposition>, entries: usize, out_of_bounds: usize) {
+        self.registry_entries.set(entries as i64);
         self.registry_out_of_bounds.set(out_of_bounds as i64);
-        *self.registry_view.write().unwrap_or_else(|p| p.into_inner()) = Some(table);
+        self.registry_view.store(Some(Arc::new(view)));
+    }
+
+    /// One decided admission request.
+    pub fn decided(&self, kind: RequestKind, operation: &str, verdict: &str, seconds: f64) {
+        self.requests.with_label_values(&[kind.as_str(), operation, verdict]).inc();
+        self.duration.with_label_values(&[kind.as_str()]).observe(seconds);
+    }
+
+    /// A request on no replica path, allowed without a decision.
+    pub fn not_handled(&self, operation: &str) {
+        self.requests.with_label_values(&[RequestKind::Other.as_str(), operation, "not-handled"]).inc();
+    }
+
+    /// A body that could not be evaluated (answered 4xx); `reason` is a short fixed label.
+    pub fn bad_request(&self, reason: &'static str) {
+        self.bad_requests.with_label_values(&[reason]).inc();
+    }
+
+    /// A request answered 503 before it was read.
+    pub fn shed(&self, reason: &'static str) {
+        self.shed.with_label_values(&[reason]).inc();
+    }
+
+    pub fn exempt(&self, exemption: &'static str) {
+        self.exemptions.with_label_values(&[exemption]).inc();
+    }
+
+    pub fn field_changed(&self, w: Workload<'_>, field: &'static str) {
+        self.field_changes.with_label_values(&[w.namespace, w.deployment, field]).inc();
+    }
+
+    pub fn violation(&self, w: Workload<'_>, mode: &'static str) {
+        self.violations.with_label_values(&[w.namespace, w.deployment, mode]).inc();
+    }
+
+    pub fn override_used(&self, w: Workload<'_>, honoured: bool) {
+        let result = if honoured { "honoured" } else { "ignored" };
+        self.overrides.with_label_values(&[w.namespace, w.deployment, result]).inc();
+    }
+
+    /// The counter of one lookup result of one source, resolved once by hot paths.
+    pub fn registry_lookup_counter(&self, source: SourceKind, result: LookupResult) -> IntCounter {
+        self.registry_lookups.with_label_values(&[source.as_str(), result.as_str()])
+    }
+
+    /// A lookup that went through a cache: its result and how long it took.
+    pub fn registry_lookup(&self, source: SourceKind, result: LookupResult, seconds: f64, cache_entries: u64) {
+        self.registry_lookup_counter(source, result).inc();
+        self.registry_lookup_duration.with_label_values(&[source.as_str()]).observe(seconds);
+        self.registry_cache_entries.set(cache_entries as i64);
+    }
+
+    /// A registry load; a successful one also sets the last-success time.
+    pub fn registry_reload(&self, source: SourceKind, ok: bool) {
+        let result = if ok { "success" } else { "error" };
+        self.registry_reloads.with_label_values(&[source.as_str(), result]).inc();
+        if ok {
+            self.registry_answered();
+        }
+    }
+
+    /// The registry answered (a load, or a remote fetch): sets the last-success time to now.
+    pub fn registry_answered(&self) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        self.registry_last_success.set(now.as_secs_f64());
+    }
+
+    pub fn tls_cert_expires_at(&self, unix_seconds: i64) {
+        self.tls_cert_expiry.set(unix_seconds as f64);
+    }
+
+    /// The connection metrics of one listener.
+    pub fn connections(&self, listener: Listener) -> crate::server::connections::ConnectionMetrics {
+        let label = match listener {
+            Listener::Admission => "admission",
+            Listener::Admin => "admin",
+        };
+        crate::server::connections::ConnectionMetrics {
+            open: self.connections_open.with_label_values(&[label]),
+            at_limit: self.connections_at_limit.with_label_values(&[label]),
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -164,39 +340,10 @@ impl Metrics {
         // Encoding into a Vec cannot fail for well-formed metric families, and ours are built above.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         let mut text = String::from_utf8(out).unwrap_or_default();
-        let view = self.registry_view.read().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(table) = view {
-            render_registry(&table, &mut text);
+        if let Some(view) = self.registry_view.load_full() {
+            view.render(&mut text);
         }
         text
-    }
-}
-
-/// The registered maxima in the text exposition format. Label values are Kubernetes names,
-/// which the registry validated (lowercase letters, digits, `-`, `.`): nothing to escape.
-fn render_registry(table: &LimitTable, out: &mut String) {
-    use std::fmt::Write;
-    out.push_str(
-        "# HELP replica_guard_registered_max_replicas maxReplicas registered in PED for each Deployment entry.\n",
-    );
-    out.push_str("# TYPE replica_guard_registered_max_replicas gauge\n");
-    for (namespace, deployment, limit) in table.deployment_entries() {
-        let _ = writeln!(
-            out,
-            "replica_guard_registered_max_replicas{{deployment=\"{deployment}\",namespace=\"{namespace}\"}} {}",
-            limit.max_replicas
-        );
-    }
-    out.push_str(
-        "# HELP replica_guard_namespace_default_max_replicas maxReplicas registered in PED as a namespace-wide default.\n",
-    );
-    out.push_str("# TYPE replica_guard_namespace_default_max_replicas gauge\n");
-    for (namespace, limit) in table.namespace_defaults() {
-        let _ = writeln!(
-            out,
-            "replica_guard_namespace_default_max_replicas{{namespace=\"{namespace}\"}} {}",
-            limit.max_replicas
-        );
     }
 }
 

@@ -8,8 +8,9 @@ use crate::admission::{ReviewError, decode, respond};
 use crate::audit::{AuditLog, AuditRecord};
 use crate::decision::policy::Policy;
 use crate::decision::{self, Decision, Override, Path, Rule, Subject};
-use crate::limits::{LimitSource, Lookup, Scope};
-use crate::metrics::Metrics;
+use crate::decision::{Lookup, Scope};
+use crate::limits::LimitSource;
+use crate::metrics::{Metrics, RequestKind, Workload};
 use kube::core::admission::AdmissionResponse;
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,9 +49,9 @@ impl Webhook {
         &self.limits
     }
 
-    /// Answers one AdmissionReview body with the AdmissionReview to send back. An error means
-    /// the body was unusable (HTTP 400); everything else, even a denial, is an answer.
-    pub async fn review(&self, body: &[u8]) -> Result<Vec<u8>, ReviewError> {
+    /// Answers one AdmissionReview body. An error means the body was unusable (HTTP 400);
+    /// everything else, even a denial, is an answer.
+    pub async fn review(&self, body: &[u8]) -> Result<Answer, ReviewError> {
         let started = Instant::now();
         let request = self.decoded(body)?;
         let span = tracing::info_span!(
@@ -62,19 +63,16 @@ impl Webhook {
             decision = tracing::field::Empty,
         );
         async {
-            let response = match subject::target(&request, &self.policy.override_rule.annotation) {
-                Ok(Target::Subject(subject)) => self.decide(&request, &subject, started).await,
+            match subject::target(&request, &self.policy.override_rule.annotation) {
+                Ok(Target::Subject(subject)) => Ok(self.decide(&request, subject, started).await),
                 Ok(Target::NotHandled(why)) => {
                     tracing::info!(kind = %request.kind.kind, why, "not a replica path; allowed");
                     tracing::Span::current().record("decision", "not-handled");
-                    let op = format!("{:?}", request.operation).to_uppercase();
-                    self.metrics.requests.with_label_values(&["other", &op, "not-handled"]).inc();
-                    respond::allowed(&request.uid)
+                    self.metrics.not_handled(operation_name(&request.operation));
+                    Ok(Answer { response: respond::allowed(&request.uid), decided: None })
                 }
-                Err(e) => return Err(self.bad_request(e)),
-            };
-            // Serializing our own response types cannot fail: no maps with non-string keys, no floats.
-            Ok(serde_json::to_vec(&response.into_review()).unwrap_or_default())
+                Err(e) => Err(self.bad_request(e)),
+            }
         }
         .instrument(span)
         .await
@@ -87,47 +85,43 @@ impl Webhook {
     /// Logs and counts a body that cannot be evaluated (answered with HTTP 400).
     fn bad_request(&self, e: ReviewError) -> ReviewError {
         tracing::warn!(error = %e, "bad admission request");
-        self.metrics.bad_requests.with_label_values(&[e.reason()]).inc();
+        self.metrics.bad_request(e.reason());
         e
     }
 
-    async fn decide(&self, request: &Request<'_>, subject: &Subject, started: Instant) -> AdmissionResponse {
-        let exempt = self.policy.exemption(&subject.namespace, &subject.user, &subject.groups).is_some();
-        // An exempt request is decided without its limit, so the registry is not asked.
-        let lookup = if exempt {
+    async fn decide(&self, request: &Request<'_>, subject: Subject, started: Instant) -> Answer {
+        // A no-op or exempt request is decided without its limit, so the registry is not asked.
+        let lookup = if subject.is_no_op()
+            || self.policy.exemption(&subject.namespace, &subject.user, &subject.groups).is_some()
+        {
             Lookup::Unregistered
         } else {
             self.limits.lookup(&subject.namespace, &subject.deployment).await
         };
-        let decision = decision::decide(subject, &lookup, &self.policy);
-        self.record(&request.uid, subject, &decision, started);
-        respond::decided(&request.uid, subject, &decision)
+        let decision = decision::decide(&subject, &lookup, &self.policy);
+        self.record(&request.uid, &subject, &decision, started);
+        let response = respond::decided(&request.uid, &subject, &decision);
+        Answer { response, decided: Some(Decided { subject, decision }) }
     }
 
     /// The side effects of a decision. Dry runs are logged (marked) but change no counters of
     /// changes, violations or overrides: a pipeline's `--dry-run=server` is not a deploy.
     fn record(&self, uid: &str, subject: &Subject, decision: &Decision, started: Instant) {
         let m = &self.metrics;
-        let kind = match subject.path {
-            Path::Deployment => "deployment",
-            Path::Scale => "scale",
-            Path::Hpa { .. } => "hpa",
-        };
-        let (ns, name) = metric_labels(subject, decision);
-        m.requests.with_label_values(&[kind, subject.operation.as_str(), decision.verdict.as_str()]).inc();
+        let workload = metric_labels(subject, decision);
         if let Rule::Exempt(e) = decision.rule {
-            m.exemptions.with_label_values(&[e.as_str()]).inc();
+            m.exempt(e.as_str());
         }
         if !subject.dry_run {
             for field in respond::changed_fields(subject) {
-                m.field_changes.with_label_values(&[ns, name, field]).inc();
+                m.field_changed(workload, field);
             }
             if let (true, Some(mode)) = (decision.is_violation(), decision.mode) {
-                m.violations.with_label_values(&[ns, name, mode.as_str()]).inc();
+                m.violation(workload, mode.as_str());
             }
             match decision.override_use {
-                Override::Honoured => m.overrides.with_label_values(&[ns, name, "honoured"]).inc(),
-                Override::Ignored => m.overrides.with_label_values(&[ns, name, "ignored"]).inc(),
+                Override::Honoured => m.override_used(workload, true),
+                Override::Ignored => m.override_used(workload, false),
                 Override::NotUsed => {}
             }
         }
@@ -145,7 +139,12 @@ impl Webhook {
             let time = jiff::Timestamp::now().to_string();
             self.audit.write(&AuditRecord::new(uid, subject, decision, time));
         }
-        m.duration.with_label_values(&[kind]).observe(started.elapsed().as_secs_f64());
+        let kind = match subject.path {
+            Path::Deployment => RequestKind::Deployment,
+            Path::Scale => RequestKind::Scale,
+            Path::Hpa { .. } => RequestKind::Hpa,
+        };
+        m.decided(kind, subject.operation.as_str(), decision.verdict.as_str(), started.elapsed().as_secs_f64());
     }
 }
 
@@ -153,11 +152,45 @@ impl Webhook {
 /// the registry knows (a deployment entry, or its namespace's default), `_unregistered`
 /// otherwise. Anything that can reach the webhook's Service can post made-up reviews; without
 /// this bound each made-up name would be a new time series held in memory forever.
-fn metric_labels<'a>(subject: &'a Subject, decision: &Decision) -> (&'a str, &'a str) {
+fn metric_labels<'a>(subject: &'a Subject, decision: &Decision) -> Workload<'a> {
     const OTHER: &str = "_unregistered";
-    match decision.limit.as_ref().map(|l| l.scope) {
-        Some(Scope::Deployment) => (&subject.namespace, &subject.deployment),
-        Some(Scope::NamespaceDefault) => (&subject.namespace, OTHER),
+    let (namespace, deployment) = match decision.limit.as_ref().map(|l| l.scope) {
+        Some(Scope::Deployment) => (subject.namespace.as_str(), subject.deployment.as_str()),
+        Some(Scope::NamespaceDefault) => (subject.namespace.as_str(), OTHER),
         _ => (OTHER, OTHER),
+    };
+    Workload { namespace, deployment }
+}
+
+fn operation_name(operation: &kube::core::admission::Operation) -> &'static str {
+    use kube::core::admission::Operation as Op;
+    match operation {
+        Op::Create => "CREATE",
+        Op::Update => "UPDATE",
+        Op::Delete => "DELETE",
+        Op::Connect => "CONNECT",
+    }
+}
+
+/// The answer to one AdmissionReview: the response for the API server and, when the request
+/// was on a replica path, what was decided (the offline `check` reads it; the HTTP edge
+/// serialises only the response).
+#[derive(Debug)]
+pub struct Answer {
+    pub response: AdmissionResponse,
+    pub decided: Option<Decided>,
+}
+
+#[derive(Debug)]
+pub struct Decided {
+    pub subject: Subject,
+    pub decision: Decision,
+}
+
+impl Answer {
+    /// The AdmissionReview to send back, as JSON.
+    pub fn into_json(self) -> Vec<u8> {
+        // Serializing our own response types cannot fail: no maps with non-string keys, no floats.
+        serde_json::to_vec(&self.response.into_review()).unwrap_or_default()
     }
 }

@@ -73,7 +73,7 @@ async fn every_kind_of_bad_body_gets_a_400_naming_the_problem() {
         (
             "negative replicas",
             edited(|r| r["request"]["object"]["spec"]["replicas"] = json!(-3)),
-            "request.object.spec.replicas must be between 0 and 1000000, got -3",
+            "request.object.spec.replicas must be 0 or more, got -3",
         ),
         (
             "replicas as a string",
@@ -84,11 +84,6 @@ async fn every_kind_of_bad_body_gets_a_400_naming_the_problem() {
             "replicas beyond i32",
             edited(|r| r["request"]["object"]["spec"]["replicas"] = json!(4_294_967_296_i64)),
             "spec.replicas: invalid value: integer `4294967296`, expected i32",
-        ),
-        (
-            "replicas absurd",
-            edited(|r| r["request"]["object"]["spec"]["replicas"] = json!(2_000_000_000)),
-            "must be between 0 and 1000000",
         ),
         (
             "replicas a float",

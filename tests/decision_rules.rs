@@ -5,7 +5,7 @@ use replica_guard::decision::policy::{ChangeSummary, FailurePolicy, Mode, Namesp
 use replica_guard::decision::{
     Decision, Field, FieldChange, Operation, Override, Path, Rule, Subject, Verdict, decide,
 };
-use replica_guard::limits::{Limit, Lookup, Scope};
+use replica_guard::decision::{Limit, Lookup, Scope};
 
 fn subject(operation: Operation, old: Option<i32>, new: i32) -> Subject {
     Subject {
@@ -58,6 +58,13 @@ fn limit(max: i32) -> Lookup {
         owner: None,
         scope: Scope::Deployment,
     })
+}
+
+fn limit_min(max: i32, min: i32) -> Lookup {
+    match limit(max) {
+        Lookup::Registered(l) => Lookup::Registered(Limit { min_replicas: Some(min), ..l }),
+        other => other,
+    }
 }
 
 fn limit_with_mode(max: i32, mode: Mode) -> Lookup {
@@ -134,7 +141,14 @@ fn cases() -> Vec<Case> {
         Case { rule: "ratchet: raising further is a violation", subject: update(7, 8), lookup: limit(4), policy: enforce.clone(), verdict: Denied, decided_by: Violation, says: "replicas 7 -> 8 exceeds" },
         Case { rule: "ratchet: scale-down to within max is plainly allowed", subject: update(9, 3), lookup: limit(4), policy: enforce.clone(), verdict: Allowed, decided_by: WithinLimit, says: "" },
         Case { rule: "ratchet: does not apply to CREATE", subject: create(7), lookup: limit(4), policy: enforce.clone(), verdict: Denied, decided_by: Violation, says: "replicas 7 exceeds" },
-        Case { rule: "ratchet: an update that changes nothing above max stays silent", subject: update(7, 7), lookup: limit(4), policy: enforce.clone(), verdict: Allowed, decided_by: Ratchet, says: "" },
+        // No-op updates (nothing a person wrote changed) are silent, before every other rule.
+        Case { rule: "no-op: an update that changes nothing above max stays silent", subject: update(7, 7), lookup: limit(4), policy: enforce.clone(), verdict: Allowed, decided_by: NoChange, says: "" },
+        Case { rule: "no-op: unregistered under deny (managedFields churn, a finalizer removed) is allowed silently", subject: update(3, 3), lookup: Lookup::Unregistered, policy: unregistered(replica_guard::decision::policy::Unregistered::Deny), verdict: Allowed, decided_by: NoChange, says: "" },
+        Case { rule: "no-op: an entry outside the platform bounds is not reported on a no-op", subject: update(3, 3), lookup: limit(12), policy: enforce.clone(), verdict: Allowed, decided_by: NoChange, says: "" },
+        Case { rule: "no-op: below the registered minimum is not reported on a no-op", subject: update(1, 1), lookup: limit_min(4, 2), policy: enforce.clone(), verdict: Allowed, decided_by: NoChange, says: "" },
+        Case { rule: "no-op: a Scale update that keeps the replicas is silent", subject: on(Path::Scale, update(9, 9)), lookup: limit(4), policy: enforce.clone(), verdict: Allowed, decided_by: NoChange, says: "" },
+        Case { rule: "no-op: registry unreachable and fail closed does not refuse a no-op", subject: update(3, 3), lookup: Lookup::Unavailable("timeout".into()), policy: failing(FailurePolicy::Closed), verdict: Allowed, decided_by: NoChange, says: "" },
+        Case { rule: "no-op: not a no-op when a label changed", subject: { let mut s = update(7, 7); s.changes.push(change(Field::Other, "/metadata/labels/team")); s }, lookup: limit(4), policy: enforce.clone(), verdict: Warned, decided_by: Ratchet, says: "replicas 7 is above PED max 4" },
         // The ratchet and the violation hold on every path: kubectl scale and HPAs.
         Case { rule: "scale path: scaling above max is denied", subject: on(Path::Scale, update(6, 9)), lookup: limit(4), policy: enforce.clone(), verdict: Denied, decided_by: Violation, says: "replicas 6 -> 9 exceeds PED max 4 for team-a/payments-api. To deploy, scale to 4 or less" },
         Case { rule: "scale path: warn mode warns", subject: on(Path::Scale, update(6, 9)), lookup: limit(4), policy: policy(Mode::Warn), verdict: Warned, decided_by: Violation, says: "replicas 6 -> 9 exceeds PED max 4" },
@@ -148,7 +162,9 @@ fn cases() -> Vec<Case> {
         // Unregistered workloads.
         Case { rule: "unregistered: warn (default)", subject: create(3), lookup: Lookup::Unregistered, policy: enforce.clone(), verdict: Warned, decided_by: Unregistered, says: "team-a/payments-api is not registered in PED" },
         Case { rule: "unregistered: allow", subject: create(3), lookup: Lookup::Unregistered, policy: unregistered(replica_guard::decision::policy::Unregistered::Allow), verdict: Allowed, decided_by: Unregistered, says: "" },
-        Case { rule: "unregistered: deny", subject: create(3), lookup: Lookup::Unregistered, policy: unregistered(replica_guard::decision::policy::Unregistered::Deny), verdict: Denied, decided_by: Unregistered, says: "Register it with the onboarding pipeline" },
+        Case { rule: "unregistered: deny refuses a create", subject: create(3), lookup: Lookup::Unregistered, policy: unregistered(replica_guard::decision::policy::Unregistered::Deny), verdict: Denied, decided_by: Unregistered, says: "Register it with the onboarding pipeline" },
+        Case { rule: "unregistered: deny refuses an update that raises replicas", subject: update(2, 3), lookup: Lookup::Unregistered, policy: unregistered(replica_guard::decision::policy::Unregistered::Deny), verdict: Denied, decided_by: Unregistered, says: "team-a/payments-api is not registered in PED" },
+        Case { rule: "unregistered: deny lets an update that does not raise replicas through, with a warning (ratchet)", subject: { let mut s = update(3, 2); s.changes.push(change(Field::Image, "/spec/template/spec/containers/0/image")); s }, lookup: Lookup::Unregistered, policy: unregistered(replica_guard::decision::policy::Unregistered::Deny), verdict: Warned, decided_by: Unregistered, says: "team-a/payments-api is not registered in PED; allowed as replicas not raised. Register it with the onboarding pipeline" },
         // Registry that cannot answer.
         Case { rule: "registry unavailable: fail open warns", subject: create(3), lookup: Lookup::Unavailable("timeout after 1s".into()), policy: failing(FailurePolicy::Open), verdict: Warned, decided_by: RegistryUnavailable, says: "registry unreachable (timeout after 1s)" },
         Case { rule: "registry unavailable: fail closed denies", subject: create(3), lookup: Lookup::Unavailable("timeout after 1s".into()), policy: failing(FailurePolicy::Closed), verdict: Denied, decided_by: RegistryUnavailable, says: "PED registry unreachable" },
@@ -190,6 +206,16 @@ fn decision_rules() {
         assert_eq!(d, decide(&case.subject, &case.lookup, &case.policy), "{}", case.rule);
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn a_change_with_tens_of_thousands_of_keys_is_described_briefly() {
+    let mut s = update(3, 6);
+    s.changes.extend((0..80_000).map(|i| change(Field::Other, &format!("/metadata/labels/key-{i}"))));
+    let d = decide(&s, &limit(4), &policy(Mode::Enforce));
+    let message = d.deny_message.unwrap();
+    assert!(message.len() < 600, "{} bytes: {message}", message.len());
+    assert!(message.ends_with("label key-5 and 79994 more."), "{message}");
 }
 
 #[test]

@@ -37,8 +37,8 @@ pub enum ReviewError {
     MissingField(&'static str),
     #[error("request.{which} is not a valid {kind}: {detail}")]
     InvalidObject { which: &'static str, kind: &'static str, detail: String },
-    #[error("request.{which}.{field} must be between 0 and {max}, got {value}")]
-    InvalidReplicas { which: &'static str, field: &'static str, value: i64, max: i32 },
+    #[error("request.{which}.{field} must be 0 or more, got {value}")]
+    InvalidReplicas { which: &'static str, field: &'static str, value: i64 },
 }
 
 #[derive(Deserialize)]

@@ -43,6 +43,16 @@ pub struct ServerConfig {
     pub tls: TlsConfig,
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// The memory budget for request bodies being read or decided at once; a body that cannot
+    /// get its share is answered 503. Default: 8 times `maxBodyBytes`.
+    #[serde(default)]
+    pub max_buffered_bytes: Option<usize>,
+    /// Most connections open at once on each listener.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A kept-alive connection with no request in flight for this long is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_seconds: f64,
     /// How long one request may take, from its first byte to the answer.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_seconds: f64,
@@ -75,7 +85,7 @@ pub struct TlsConfig {
     pub reload_interval_seconds: f64,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoggingConfig {
     #[serde(default)]
@@ -101,6 +111,12 @@ fn default_admin_address() -> SocketAddr {
 }
 fn default_max_body_bytes() -> usize {
     3 * 1024 * 1024
+}
+fn default_max_connections() -> usize {
+    256
+}
+fn default_idle_timeout() -> f64 {
+    90.0
 }
 fn default_request_timeout() -> f64 {
     10.0
@@ -131,11 +147,20 @@ impl Default for ServerConfig {
             admin_address: default_admin_address(),
             tls: TlsConfig::default(),
             max_body_bytes: default_max_body_bytes(),
+            max_buffered_bytes: None,
+            max_connections: default_max_connections(),
+            idle_timeout_seconds: default_idle_timeout(),
             request_timeout_seconds: default_request_timeout(),
             header_timeout_seconds: default_header_timeout(),
             shutdown_delay_seconds: 0.0,
             shutdown_timeout_seconds: default_shutdown_timeout(),
         }
+    }
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::default(), level: default_log_level() }
     }
 }
 
@@ -147,6 +172,13 @@ impl Default for TlsConfig {
             generate_dev_certificate: false,
             reload_interval_seconds: default_poll_interval(),
         }
+    }
+}
+
+impl ServerConfig {
+    /// `maxBufferedBytes`, or its default.
+    pub fn buffered_bytes_budget(&self) -> usize {
+        self.max_buffered_bytes.unwrap_or(8 * self.max_body_bytes)
     }
 }
 
@@ -183,6 +215,7 @@ impl Config {
                 Some((prefix, rest)) if key.starts_with(prefix) => rest.to_string(),
                 _ => problem,
             };
+            let problem = in_words(&key, &problem);
             (if key == "." { "(top level)".to_string() } else { key }, problem)
         })?;
         config.validate().map_err(|(k, p)| (k.to_string(), p))?;
@@ -200,6 +233,20 @@ impl Config {
                 ),
             ));
         }
+        if s.buffered_bytes_budget() < s.max_body_bytes || s.buffered_bytes_budget() > 4 << 30 {
+            return Err((
+                "server.maxBufferedBytes",
+                format!(
+                    "must be at least server.maxBodyBytes ({}) and at most 4294967296, got {}",
+                    s.max_body_bytes,
+                    s.buffered_bytes_budget()
+                ),
+            ));
+        }
+        if !(1..=65536).contains(&s.max_connections) {
+            return Err(("server.maxConnections", format!("must be between 1 and 65536, got {}", s.max_connections)));
+        }
+        check_seconds("server.idleTimeoutSeconds", s.idle_timeout_seconds, 1.0, 3600.0)?;
         check_seconds("server.requestTimeoutSeconds", s.request_timeout_seconds, 0.1, 30.0)?;
         check_seconds("server.headerTimeoutSeconds", s.header_timeout_seconds, 0.1, 60.0)?;
         check_seconds("server.shutdownDelaySeconds", s.shutdown_delay_seconds, 0.0, 300.0)?;
@@ -208,6 +255,7 @@ impl Config {
         if s.address == s.admin_address && s.address.port() != 0 {
             return Err(("server.adminAddress", format!("must differ from server.address ({})", s.address)));
         }
+        check_log_level(&self.logging.level)?;
         self.registry.validate()?;
         let b = &self.policy.platform_bounds;
         if b.min_replicas < 0 || b.min_replicas > b.max_replicas {
@@ -245,6 +293,59 @@ impl Config {
             }
         }
     }
+}
+
+/// serde's type names (`usize`, `f64`) in the words of the config reference.
+fn in_words(key: &str, problem: &str) -> String {
+    let unit = if key.ends_with("Bytes") {
+        "a whole number of bytes"
+    } else if key.ends_with("Seconds") {
+        "a number of seconds"
+    } else {
+        ""
+    };
+    let whole = if unit.is_empty() { "a whole number" } else { unit };
+    let number = if unit.is_empty() { "a number" } else { unit };
+    let mut text = problem.to_string();
+    for (rust, words) in [
+        ("expected usize", format!("expected {whole}, 0 or more")),
+        ("expected u64", format!("expected {whole}, 0 or more")),
+        ("expected u32", format!("expected {whole}, 0 or more")),
+        ("expected i32", format!("expected {whole}")),
+        ("expected i64", format!("expected {whole}")),
+        ("expected f64", format!("expected {number}")),
+        ("expected a boolean", "expected true or false".to_string()),
+    ] {
+        text = text.replace(rust, &words);
+    }
+    text
+}
+
+/// `logging.level` is a tracing filter: levels, optionally per module (`replica_guard=debug,info`).
+/// A misspelt level would parse as a module name and silence every log, so each level is checked.
+fn check_log_level(filter: &str) -> Result<(), (&'static str, String)> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let bad = |what: String| {
+        Err((
+            "logging.level",
+            format!(
+                "{what}; use one of trace, debug, info, warn, error, off (optionally per module: replica_guard=debug,info)"
+            ),
+        ))
+    };
+    if filter.trim().is_empty() {
+        return bad("is empty".to_string());
+    }
+    for directive in filter.split(',').map(str::trim) {
+        let level = directive.rsplit_once('=').map_or(directive, |(_, level)| level);
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return bad(format!("{level:?} in {filter:?} is not a log level"));
+        }
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(filter) {
+        return bad(format!("{filter:?} is not a valid filter ({e})"));
+    }
+    Ok(())
 }
 
 pub(crate) fn check_seconds(key: &'static str, value: f64, min: f64, max: f64) -> Result<(), (&'static str, String)> {

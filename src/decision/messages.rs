@@ -3,8 +3,8 @@
 //! messages say what to do next.
 
 use super::{Field, Path, Subject};
+use super::{Limit, Scope};
 use crate::decision::policy::{PlatformBounds, Policy};
-use crate::limits::{Limit, Scope};
 use std::fmt;
 
 /// Kubernetes asks webhooks to keep warnings to 120 characters.
@@ -124,6 +124,13 @@ pub fn unregistered_denied(s: &Subject) -> Denial {
     }
 }
 
+pub fn unregistered_not_raised(s: &Subject) -> String {
+    format!(
+        "{} is not registered in PED; allowed as replicas not raised. Register it with the onboarding pipeline",
+        s.workload()
+    )
+}
+
 pub fn registry_unavailable_open(s: &Subject, reason: &str) -> String {
     format!("PED limit for {} not checked: registry unreachable ({reason})", s.workload())
 }
@@ -161,15 +168,21 @@ pub fn override_not_on_scale(policy: &Policy) -> String {
     )
 }
 
+/// Most changes named in a summary or a deny message; the rest are counted.
+const MAX_NAMED_CHANGES: usize = 6;
+
 /// `changes: replicas 3 -> 6, image of api, env of api`; None when nothing was classified.
 pub fn change_summary(s: &Subject) -> Option<String> {
-    let parts = describe_changes(s, true);
-    (!parts.is_empty()).then(|| format!("changes: {}", parts.join(", ")))
+    describe_changes(s, true).map(|parts| format!("changes: {parts}"))
 }
 
-/// Each change in words, without repeats: `replicas 3 -> 6`, `image of api`, `pod annotation x`.
-fn describe_changes(s: &Subject, with_replicas: bool) -> Vec<String> {
-    let mut parts: Vec<String> = vec![];
+/// The changes in words, each once, at most `MAX_NAMED_CHANGES` of them and then a count of the
+/// rest: `replicas 3 -> 6, image of api, pod annotation x and 79995 more`. Linear in the number
+/// of changes: a request may change tens of thousands of labels.
+fn describe_changes(s: &Subject, with_replicas: bool) -> Option<String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut named: Vec<String> = vec![];
+    let mut more = 0usize;
     for change in &s.changes {
         let part = match (change.field, &change.container) {
             (Field::Replicas, _) if !with_replicas => continue,
@@ -181,11 +194,24 @@ fn describe_changes(s: &Subject, with_replicas: bool) -> Vec<String> {
             (field, Some(container)) => format!("{} of {container}", field.as_str()),
             (field, None) => field.as_str().to_string(),
         };
-        if !parts.contains(&part) {
-            parts.push(part);
+        if seen.contains(&part) {
+            continue;
         }
+        if named.len() < MAX_NAMED_CHANGES {
+            named.push(part.clone());
+        } else {
+            more += 1;
+        }
+        seen.insert(part);
     }
-    parts
+    if named.is_empty() {
+        return None;
+    }
+    let mut text = named.join(", ");
+    if more > 0 {
+        text.push_str(&format!(" and {more} more"));
+    }
+    Some(text)
 }
 
 /// A short name for an unclassified change: `annotation team/x`, `pod annotation
@@ -211,8 +237,7 @@ fn describe_path(pointer: &str) -> String {
 
 /// What else a refused request would have changed.
 fn other_changes(s: &Subject) -> Option<String> {
-    let parts = describe_changes(s, false);
-    (!parts.is_empty()).then(|| parts.join(", "))
+    describe_changes(s, false)
 }
 
 /// Applies the warning limits: at most `MAX_WARNINGS`, each cut to `MAX_WARNING_CHARS`.

@@ -3,11 +3,12 @@
 //! `tests/decision_rules.rs` and the same code can run in an offline CLI.
 
 pub mod changes;
+pub mod limit;
 pub mod messages;
 pub mod policy;
 
-use crate::limits::{Limit, Lookup};
 pub use changes::{Field, FieldChange};
+pub use limit::{Limit, Lookup, Scope};
 use policy::{ChangeSummary, Exemption, FailurePolicy, Mode, Policy, Unregistered};
 
 /// Which API path the request came through; it decides how replicas are named in messages and
@@ -65,6 +66,20 @@ impl Subject {
     pub fn workload(&self) -> String {
         format!("{}/{}", self.namespace, self.deployment)
     }
+
+    /// An UPDATE that changes nothing a person wrote: no change in spec, labels or annotations
+    /// (managedFields churn, a controller's bookkeeping, the garbage collector removing a
+    /// finalizer while it deletes the object). The replica counts are compared too, because a
+    /// Scale carries only them.
+    pub fn is_no_op(&self) -> bool {
+        self.operation == Operation::Update && self.changes.is_empty() && self.old_replicas == Some(self.new_replicas)
+    }
+
+    /// An UPDATE that does not ask for more replicas than before: a fix or a scale-down, which
+    /// the ratchet always lets through.
+    pub fn does_not_raise(&self) -> bool {
+        self.operation == Operation::Update && self.old_replicas.is_some_and(|old| self.new_replicas <= old)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +103,9 @@ impl Verdict {
 /// The rule that settled the request; recorded in audit annotations, logs and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
+    /// An UPDATE that changes nothing a person wrote: allowed silently before every other rule,
+    /// since refusing one can leave an object stuck in Terminating.
+    NoChange,
     Exempt(Exemption),
     WithinLimit,
     /// Requested replicas exceed the maximum (creating above it, or raising above it).
@@ -101,6 +119,7 @@ pub enum Rule {
 impl Rule {
     pub fn as_str(self) -> &'static str {
         match self {
+            Rule::NoChange => "no-change",
             Rule::Exempt(_) => "exempt",
             Rule::WithinLimit => "within-limit",
             Rule::Violation => "violation",
@@ -149,6 +168,9 @@ impl Decision {
 /// Decides one admission request. Deterministic: the API server may send the same request twice
 /// (it retries a denied UPDATE with fresh data) and must get the same answer.
 pub fn decide(subject: &Subject, lookup: &Lookup, policy: &Policy) -> Decision {
+    if subject.is_no_op() {
+        return Outcome::allowed(Rule::NoChange).finish(subject, policy);
+    }
     if let Some(exemption) = policy.exemption(&subject.namespace, &subject.user, &subject.groups) {
         return Outcome::allowed(Rule::Exempt(exemption)).finish(subject, policy);
     }
@@ -159,6 +181,10 @@ pub fn decide(subject: &Subject, lookup: &Lookup, policy: &Policy) -> Decision {
             match policy.unregistered {
                 Unregistered::Allow => Outcome::allowed(Rule::Unregistered),
                 Unregistered::Warn => Outcome::allowed(Rule::Unregistered).warn(text),
+                // The ratchet again: an existing workload's fix or scale-down must get through.
+                Unregistered::Deny if subject.does_not_raise() => {
+                    Outcome::allowed(Rule::Unregistered).warn(messages::unregistered_not_raised(subject))
+                }
                 Unregistered::Deny => Outcome::denied(Rule::Unregistered, messages::unregistered_denied(subject)),
             }
             .finish(subject, policy)
@@ -180,7 +206,6 @@ fn evaluate_limit(subject: &Subject, limit: &Limit, policy: &Policy) -> Outcome 
     let max = limit.max_replicas;
     let new = subject.new_replicas;
     let already_over = subject.operation == Operation::Update && subject.old_replicas.is_some_and(|old| old > max);
-    let not_raised = subject.old_replicas.is_some_and(|old| new <= old);
 
     let mut outcome = if new <= max {
         let outcome = Outcome::allowed(Rule::WithinLimit);
@@ -190,14 +215,8 @@ fn evaluate_limit(subject: &Subject, limit: &Limit, policy: &Policy) -> Outcome 
             }
             _ => outcome,
         }
-    } else if already_over && not_raised {
-        // An update that changes nothing a person wrote (a controller touching metadata, a
-        // server-side-apply migration) is not worth a warning, even above the maximum.
-        if subject.changes.is_empty() {
-            Outcome::allowed(Rule::Ratchet)
-        } else {
-            Outcome::allowed(Rule::Ratchet).warn(messages::ratchet(subject, limit))
-        }
+    } else if already_over && subject.does_not_raise() {
+        Outcome::allowed(Rule::Ratchet).warn(messages::ratchet(subject, limit))
     } else {
         match mode {
             Mode::Enforce => Outcome::denied(Rule::Violation, messages::violation_denied(subject, limit)),

@@ -10,12 +10,12 @@
 //!   policy's `registryFailure` decides.
 
 use super::{BoxFuture, Limit, LimitSource, Lookup};
-use crate::metrics::Metrics;
+use crate::metrics::{LookupResult, Metrics, SourceKind};
 use moka::Expiry;
 use moka::future::Cache;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Fetches one workload's entry from a remote registry. `Ok(None)` means "not registered".
 pub trait Fetch: Send + Sync + 'static {
@@ -60,11 +60,11 @@ pub struct CachedSource<F> {
     /// The last successful answer per workload, kept without a TTL for stale-if-error.
     last_known: Cache<(String, String), Option<Limit>>,
     metrics: Arc<Metrics>,
-    source: &'static str,
+    source: SourceKind,
 }
 
 impl<F: Fetch> CachedSource<F> {
-    pub fn new(fetcher: F, settings: CacheSettings, metrics: Arc<Metrics>, source: &'static str) -> Self {
+    pub fn new(fetcher: F, settings: CacheSettings, metrics: Arc<Metrics>, source: SourceKind) -> Self {
         Self {
             fetcher: Arc::new(fetcher),
             fresh: Cache::builder().max_capacity(settings.capacity).expire_after(PerAnswerExpiry(settings)).build(),
@@ -74,7 +74,7 @@ impl<F: Fetch> CachedSource<F> {
         }
     }
 
-    async fn lookup_inner(&self, namespace: &str, deployment: &str) -> (Lookup, &'static str) {
+    async fn lookup_inner(&self, namespace: &str, deployment: &str) -> (Lookup, LookupResult) {
         let key = (namespace.to_string(), deployment.to_string());
         let fetcher = self.fetcher.clone();
         let (ns, name) = key.clone();
@@ -95,26 +95,26 @@ impl<F: Fetch> CachedSource<F> {
                 if fetched {
                     self.remember(key, Some(limit.clone())).await;
                 }
-                (Lookup::Registered(limit), if fetched { "miss" } else { "hit" })
+                (Lookup::Registered(limit), if fetched { LookupResult::Miss } else { LookupResult::Hit })
             }
             Cached::NotFound => {
                 if fetched {
                     self.remember(key, None).await;
                 }
-                (Lookup::Unregistered, "negative")
+                (Lookup::Unregistered, LookupResult::Negative)
             }
             Cached::Failed(reason) => match self.last_known.get(&key).await {
                 Some(known) => {
                     if fetched {
                         tracing::warn!(namespace, deployment, error = %reason, "registry unreachable; using the last known entry");
                     }
-                    (known.map_or(Lookup::Unregistered, Lookup::Registered), "stale")
+                    (known.map_or(Lookup::Unregistered, Lookup::Registered), LookupResult::Stale)
                 }
                 None => {
                     if fetched {
                         tracing::error!(namespace, deployment, error = %reason, "registry unreachable and no earlier answer known");
                     }
-                    (Lookup::Unavailable(reason.to_string()), "error")
+                    (Lookup::Unavailable(reason.to_string()), LookupResult::Error)
                 }
             },
         }
@@ -122,8 +122,7 @@ impl<F: Fetch> CachedSource<F> {
 
     async fn remember(&self, key: (String, String), answer: Option<Limit>) {
         self.last_known.insert(key, answer).await;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        self.metrics.registry_last_success.set(now.as_secs_f64());
+        self.metrics.registry_answered();
     }
 }
 
@@ -132,10 +131,8 @@ impl<F: Fetch> LimitSource for CachedSource<F> {
         Box::pin(async move {
             let started = Instant::now();
             let (lookup, result) = self.lookup_inner(namespace, deployment).await;
-            let m = &self.metrics;
-            m.registry_lookups.with_label_values(&[self.source, result]).inc();
-            m.registry_lookup_duration.with_label_values(&[self.source]).observe(started.elapsed().as_secs_f64());
-            m.registry_cache_entries.set(self.fresh.entry_count() as i64);
+            let seconds = started.elapsed().as_secs_f64();
+            self.metrics.registry_lookup(self.source, result, seconds, self.fresh.entry_count());
             lookup
         })
     }
@@ -195,7 +192,12 @@ mod tests {
     #[tokio::test]
     async fn concurrent_misses_share_one_fetch() {
         let registry = scripted(Ok(None));
-        let cache = Arc::new(CachedSource::new(registry.clone(), settings(60_000), Arc::new(Metrics::new()), "test"));
+        let cache = Arc::new(CachedSource::new(
+            registry.clone(),
+            settings(60_000),
+            Arc::new(Metrics::new()),
+            crate::metrics::SourceKind::Http,
+        ));
         let lookups = (0..100).map(|_| {
             let cache = cache.clone();
             tokio::spawn(async move { cache.lookup("team-a", "missing").await })
@@ -209,7 +211,12 @@ mod tests {
     #[tokio::test]
     async fn stale_if_error_then_recovery() {
         let registry = scripted(Ok(Some(4)));
-        let cache = CachedSource::new(registry.clone(), settings(50), Arc::new(Metrics::new()), "test");
+        let cache = CachedSource::new(
+            registry.clone(),
+            settings(50),
+            Arc::new(Metrics::new()),
+            crate::metrics::SourceKind::Http,
+        );
         assert_eq!(max(&cache.lookup("a", "x").await), Some(4));
         *registry.answer.lock().unwrap() = Err("connection refused".into());
         tokio::time::sleep(Duration::from_millis(80)).await;

@@ -4,7 +4,7 @@
 
 use super::store::{SnapshotStore, apply_document};
 use crate::decision::policy::PlatformBounds;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SourceKind};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
@@ -65,14 +65,14 @@ impl ConfigMapSource {
 
     fn apply(&self, cm: &ConfigMap) {
         let Some(text) = cm.data.as_ref().and_then(|d| d.get(&self.key)) else {
-            self.metrics.registry_reloads.with_label_values(&["configmap", "error"]).inc();
+            self.metrics.registry_reload(SourceKind::ConfigMap, false);
             return tracing::error!(
                 configmap = %format!("{}/{}", self.namespace, self.name),
                 key = %self.key,
                 "the ConfigMap has no such data key; the last good registry stays in use"
             );
         };
-        match apply_document(text, "configmap", &self.store, &self.metrics, &self.bounds) {
+        match apply_document(text, SourceKind::ConfigMap, &self.store, &self.metrics, &self.bounds) {
             Ok(entries) => tracing::info!(configmap = %self.name, entries, "registry ConfigMap loaded"),
             Err(e) => {
                 tracing::error!(error = %e, configmap = %self.name, "registry ConfigMap not loaded; the last good registry stays in use")
@@ -81,7 +81,7 @@ impl ConfigMapSource {
     }
 
     fn missing(&self, what: &str) {
-        self.metrics.registry_reloads.with_label_values(&["configmap", "error"]).inc();
+        self.metrics.registry_reload(SourceKind::ConfigMap, false);
         tracing::error!(configmap = %format!("{}/{}", self.namespace, self.name), "registry ConfigMap {what}; the last good registry stays in use");
     }
 }

@@ -5,7 +5,7 @@
 use super::file::LimitsFileError;
 use super::store::{SnapshotStore, apply_document};
 use crate::decision::policy::PlatformBounds;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SourceKind};
 use crate::watch::ChangeDetector;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,10 +39,10 @@ impl FileSource {
     /// number of entries.
     pub fn load(&self) -> Result<usize, FileSourceError> {
         let text = std::fs::read_to_string(&self.path).map_err(|source| {
-            self.metrics.registry_reloads.with_label_values(&["file", "error"]).inc();
+            self.metrics.registry_reload(SourceKind::File, false);
             FileSourceError::Read { path: self.path.clone(), source }
         })?;
-        apply_document(&text, "file", &self.store, &self.metrics, &self.bounds)
+        apply_document(&text, SourceKind::File, &self.store, &self.metrics, &self.bounds)
             .map_err(|source| FileSourceError::Invalid { path: self.path.clone(), source })
     }
 

@@ -13,51 +13,10 @@ pub mod http_source;
 pub mod store;
 pub mod table;
 
-use crate::decision::policy::Mode;
+pub use crate::decision::limit::{Limit, Lookup, Scope};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-
-/// One registry entry as the decision sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limit {
-    pub max_replicas: i32,
-    pub min_replicas: Option<i32>,
-    /// Overrides the namespace and global mode for this workload.
-    pub mode: Option<Mode>,
-    /// Who to talk to: shown in deny messages so the developer knows whose PED file it is.
-    /// Shared: a registry has far fewer owners than entries.
-    pub owner: Option<Arc<str>>,
-    pub scope: Scope,
-}
-
-/// Which level of the registry an answer came from; messages name it so a developer knows
-/// whether to edit their own entry or ask for one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    Deployment,
-    NamespaceDefault,
-    GlobalDefault,
-}
-
-impl Scope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Deployment => "deployment",
-            Scope::NamespaceDefault => "namespace-default",
-            Scope::GlobalDefault => "global-default",
-        }
-    }
-}
-
-/// The registry's answer for one namespace/deployment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lookup {
-    Registered(Limit),
-    Unregistered,
-    /// The registry could not answer and nothing earlier is known; the reason is shown to users.
-    Unavailable(String),
-}
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -97,9 +56,10 @@ pub async fn open(
     kube_client: impl AsyncFnOnce() -> Result<kube::Client, kube::Error>,
 ) -> Result<Opened, OpenError> {
     use crate::config::{Source, seconds};
+    use crate::metrics::SourceKind;
     match registry.source() {
         Source::File(file) => {
-            let store = Arc::new(store::SnapshotStore::new("file", &metrics));
+            let store = Arc::new(store::SnapshotStore::new(SourceKind::File, &metrics));
             let source = Arc::new(file_source::FileSource::new(file.path.clone(), store.clone(), metrics, bounds));
             let refresher = source.clone().watch(seconds(file.poll_interval_seconds));
             let entries = source.load()?;
@@ -116,12 +76,12 @@ pub async fn open(
             };
             let fetcher = http_source::HttpFetcher::new(http)?;
             Ok(Opened {
-                source: Arc::new(cache::CachedSource::new(fetcher, settings, metrics, "http")),
+                source: Arc::new(cache::CachedSource::new(fetcher, settings, metrics, SourceKind::Http)),
                 refresher: None,
             })
         }
         Source::ConfigMap(cm) => {
-            let store = Arc::new(store::SnapshotStore::new("configmap", &metrics));
+            let store = Arc::new(store::SnapshotStore::new(SourceKind::ConfigMap, &metrics));
             let client = kube_client().await?;
             let source = configmap_source::ConfigMapSource::new(client, cm, store.clone(), metrics, bounds);
             Ok(Opened { source: store, refresher: Some(Box::pin(source.run())) })

@@ -6,14 +6,14 @@ use super::file::{self, LimitsFileError};
 use super::table::LimitTable;
 use super::{BoxFuture, LimitSource, Lookup};
 use crate::decision::policy::PlatformBounds;
-use crate::metrics::Metrics;
+use crate::metrics::{LookupResult, Metrics, SourceKind};
+use arc_swap::ArcSwap;
 use prometheus::IntCounter;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 pub struct SnapshotStore {
-    table: RwLock<Arc<LimitTable>>,
+    table: ArcSwap<LimitTable>,
     loaded: AtomicBool,
     /// `registry_lookups_total{result="hit"|"negative"}` of this source, resolved once.
     hits: IntCounter,
@@ -21,22 +21,22 @@ pub struct SnapshotStore {
 }
 
 impl SnapshotStore {
-    pub fn new(source: &'static str, metrics: &Metrics) -> Self {
+    pub fn new(source: SourceKind, metrics: &Metrics) -> Self {
         Self {
-            table: RwLock::default(),
+            table: ArcSwap::default(),
             loaded: AtomicBool::new(false),
-            hits: metrics.registry_lookups.with_label_values(&[source, "hit"]),
-            negatives: metrics.registry_lookups.with_label_values(&[source, "negative"]),
+            hits: metrics.registry_lookup_counter(source, LookupResult::Hit),
+            negatives: metrics.registry_lookup_counter(source, LookupResult::Negative),
         }
     }
 
     pub fn replace(&self, table: Arc<LimitTable>) {
-        *self.table.write().unwrap_or_else(|p| p.into_inner()) = table;
+        self.table.store(table);
         self.loaded.store(true, Ordering::Release);
     }
 
     pub fn snapshot(&self) -> Arc<LimitTable> {
-        self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.table.load_full()
     }
 }
 
@@ -45,7 +45,7 @@ impl SnapshotStore {
 /// nothing but the error count. Returns the number of entries.
 pub fn apply_document(
     text: &str,
-    source: &'static str,
+    source: SourceKind,
     store: &SnapshotStore,
     metrics: &Metrics,
     bounds: &PlatformBounds,
@@ -54,15 +54,19 @@ pub fn apply_document(
         Ok(table) => {
             let entries = table.len();
             let table = Arc::new(table);
-            metrics.publish_registry(table.clone(), bounds);
+            let out_of_bounds = table
+                .deployment_entries()
+                .map(|(_, _, l)| l)
+                .chain(table.namespace_defaults().map(|(_, l)| l))
+                .filter(|l| !bounds.contains(l.max_replicas))
+                .count();
+            metrics.publish_registry(Box::new(table.clone()), entries, out_of_bounds);
             store.replace(table);
-            metrics.registry_reloads.with_label_values(&[source, "success"]).inc();
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-            metrics.registry_last_success.set(now.as_secs_f64());
+            metrics.registry_reload(source, true);
             Ok(entries)
         }
         Err(e) => {
-            metrics.registry_reloads.with_label_values(&[source, "error"]).inc();
+            metrics.registry_reload(source, false);
             Err(e)
         }
     }
@@ -70,7 +74,7 @@ pub fn apply_document(
 
 impl LimitSource for SnapshotStore {
     fn lookup<'a>(&'a self, namespace: &'a str, deployment: &'a str) -> BoxFuture<'a, Lookup> {
-        let answer = self.table.read().unwrap_or_else(|p| p.into_inner()).lookup(namespace, deployment);
+        let answer = self.table.load().lookup(namespace, deployment);
         match answer {
             Lookup::Registered(_) => self.hits.inc(),
             _ => self.negatives.inc(),

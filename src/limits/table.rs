@@ -1,7 +1,9 @@
 //! An immutable snapshot of the registry: lookups are two hash probes and no allocation.
 
 use super::{Limit, Lookup};
+use crate::metrics::Exposition;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct LimitTable {
@@ -74,6 +76,37 @@ impl LimitTable {
     /// Every namespace default, for the `namespace_default_max_replicas` gauge.
     pub fn namespace_defaults(&self) -> impl Iterator<Item = (&str, &Limit)> {
         self.namespaces.iter().filter_map(|(ns, n)| n.default.as_ref().map(|l| (ns.as_str(), l)))
+    }
+}
+
+/// The registered maxima in the text exposition format. Label values are Kubernetes names,
+/// which the registry validated (lowercase letters, digits, `-`, `.`): nothing to escape.
+impl Exposition for Arc<LimitTable> {
+    fn render(&self, out: &mut String) {
+        let table = self;
+        use std::fmt::Write;
+        out.push_str(
+            "# HELP replica_guard_registered_max_replicas maxReplicas registered in PED for each Deployment entry.\n",
+        );
+        out.push_str("# TYPE replica_guard_registered_max_replicas gauge\n");
+        for (namespace, deployment, limit) in table.deployment_entries() {
+            let _ = writeln!(
+                out,
+                "replica_guard_registered_max_replicas{{deployment=\"{deployment}\",namespace=\"{namespace}\"}} {}",
+                limit.max_replicas
+            );
+        }
+        out.push_str(
+        "# HELP replica_guard_namespace_default_max_replicas maxReplicas registered in PED as a namespace-wide default.\n",
+    );
+        out.push_str("# TYPE replica_guard_namespace_default_max_replicas gauge\n");
+        for (namespace, limit) in table.namespace_defaults() {
+            let _ = writeln!(
+                out,
+                "replica_guard_namespace_default_max_replicas{{namespace=\"{namespace}\"}} {}",
+                limit.max_replicas
+            );
+        }
     }
 }
 

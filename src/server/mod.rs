@@ -1,7 +1,8 @@
 //! Running the webhook: load the certificate and the registry, bind both listeners, watch the
 //! files, and drain on a signal (see `shutdown`).
 
-pub mod https;
+pub mod body;
+pub mod connections;
 pub mod routes;
 pub mod shutdown;
 pub mod tls;
@@ -10,7 +11,7 @@ use crate::audit::AuditLog;
 use crate::certs::{self, CertError};
 use crate::config::{Config, seconds};
 use crate::limits::{self, LimitSource};
-use crate::metrics::Metrics;
+use crate::metrics::{Listener, Metrics};
 use crate::watch::ChangeDetector;
 use crate::webhook::Webhook;
 use std::net::SocketAddr;
@@ -38,20 +39,21 @@ pub enum ServerError {
 /// What `/readyz` reports on.
 pub struct Health {
     limits: Arc<dyn LimitSource>,
-    certificate_loaded: AtomicBool,
+    certificate: Arc<tls::CertStore>,
     shutting_down: AtomicBool,
 }
 
 impl Health {
-    pub fn new(limits: Arc<dyn LimitSource>) -> Self {
-        Self { limits, certificate_loaded: AtomicBool::new(false), shutting_down: AtomicBool::new(false) }
+    pub fn new(limits: Arc<dyn LimitSource>, certificate: Arc<tls::CertStore>) -> Self {
+        Self { limits, certificate, shutting_down: AtomicBool::new(false) }
     }
 
-    /// Why the webhook is not ready; empty when it is.
+    /// Why the webhook is not ready; empty when it is. (A certificate that cannot be loaded
+    /// stops the start; one that expired while serving is reported here.)
     pub fn problems(&self) -> Vec<&'static str> {
         let mut problems = vec![];
-        if !self.certificate_loaded.load(Ordering::Acquire) {
-            problems.push("serving certificate not loaded");
+        if self.certificate.expired() {
+            problems.push("serving certificate expired");
         }
         if !self.limits.is_ready() {
             problems.push("registry not read yet");
@@ -99,6 +101,64 @@ pub async fn start_with(
     kube_client: impl AsyncFnOnce() -> Result<kube::Client, kube::Error>,
 ) -> Result<Running, ServerError> {
     let metrics = Arc::new(Metrics::new());
+    let (cert_store, cert_watch) = load_certificate(config, &metrics)?;
+    let opened = limits::open(&config.registry, config.policy.platform_bounds, metrics.clone(), kube_client).await?;
+    let mut background: Vec<JoinHandle<()>> = opened.refresher.into_iter().map(tokio::spawn).collect();
+    background.push(tokio::spawn(cert_watch));
+    let health = Arc::new(Health::new(opened.source.clone(), cert_store.clone()));
+    let webhook = Arc::new(Webhook::new(config.policy.clone(), opened.source, metrics.clone(), audit));
+
+    let server = &config.server;
+    let https_listener = bind(server.address, "server.address").await?;
+    let admin_listener = bind(server.admin_address, "server.adminAddress").await?;
+    let https_address = local_address(&https_listener, server.address, "server.address")?;
+    let admin_address = local_address(&admin_listener, server.admin_address, "server.adminAddress")?;
+
+    let (stop, stop_rx) = watch::channel(false);
+    let admission = routes::admission(routes::AdmissionState {
+        webhook,
+        metrics: metrics.clone(),
+        max_body_bytes: server.max_body_bytes,
+        body_timeout: seconds(server.request_timeout_seconds),
+        budget: body::BodyBudget::new(server.buffered_bytes_budget()),
+    });
+    let admin = routes::admin(routes::AdminState { health: health.clone(), metrics: metrics.clone() });
+    let tls = tokio_rustls::TlsAcceptor::from(tls::server_config(cert_store));
+    let https_task = tokio::spawn(connections::serve(
+        https_listener,
+        Some(tls),
+        admission,
+        stop_rx.clone(),
+        connections::Limits::from_config(server),
+        metrics.connections(Listener::Admission),
+    ));
+    let admin_task = tokio::spawn(connections::serve(
+        admin_listener,
+        None,
+        admin,
+        stop_rx,
+        connections::Limits::from_config(server),
+        metrics.connections(Listener::Admin),
+    ));
+    tracing::info!(%https_address, %admin_address, "replica-guard is serving");
+    Ok(Running {
+        https_address,
+        admin_address,
+        metrics,
+        health,
+        delay: seconds(server.shutdown_delay_seconds),
+        stop,
+        listeners: vec![https_task, admin_task],
+        background,
+    })
+}
+
+/// Loads the serving certificate (creating a development one first when configured) and returns
+/// its store with the task that reloads it when the files change.
+fn load_certificate(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Result<(Arc<tls::CertStore>, impl Future<Output = ()> + Send + 'static), ServerError> {
     let tls_config = &config.server.tls;
     if tls_config.generate_dev_certificate
         && certs::ensure_dev_certificate(&tls_config.cert_file, &tls_config.key_file)?
@@ -108,90 +168,44 @@ pub async fn start_with(
             "CREATED A SELF-SIGNED DEVELOPMENT CERTIFICATE (generateDevCertificate: true); never use this in production"
         );
     }
-    let cert_detector = ChangeDetector::new([tls_config.cert_file.as_path(), tls_config.key_file.as_path()]);
+    // Made before the first read, so a change between that read and the first poll is seen.
+    let detector = ChangeDetector::new([tls_config.cert_file.as_path(), tls_config.key_file.as_path()]);
     let certified = tls::load_certified_key(&tls_config.cert_file, &tls_config.key_file)?;
-    tls::publish_expiry(&certified, &metrics);
-    let cert_store = Arc::new(tls::CertStore::new(certified));
-
-    let opened = limits::open(&config.registry, config.policy.platform_bounds, metrics.clone(), kube_client).await?;
-    let mut background: Vec<JoinHandle<()>> = opened.refresher.into_iter().map(tokio::spawn).collect();
-    let limits = opened.source;
-    let health = Arc::new(Health::new(limits.clone()));
-    health.certificate_loaded.store(true, Ordering::Release);
-    background.push(tokio::spawn(tls::watch(
-        cert_store.clone(),
-        cert_detector,
+    tls::publish_expiry(&certified, metrics);
+    let store = Arc::new(tls::CertStore::new(certified));
+    let watch = tls::watch(
+        store.clone(),
+        detector,
         tls_config.cert_file.clone(),
         tls_config.key_file.clone(),
         seconds(tls_config.reload_interval_seconds),
         metrics.clone(),
-    )));
-
-    let webhook = Arc::new(Webhook::new(config.policy.clone(), limits, metrics.clone(), audit));
-    let bind = |address: SocketAddr, key: &'static str| async move {
-        TcpListener::bind(address).await.map_err(|source| ServerError::Bind { address, key, source })
-    };
-    let https_listener = bind(config.server.address, "server.address").await?;
-    let admin_listener = bind(config.server.admin_address, "server.adminAddress").await?;
-    let https_address = https_listener.local_addr().map_err(|source| ServerError::Bind {
-        address: config.server.address,
-        key: "server.address",
-        source,
-    })?;
-    let admin_address = admin_listener.local_addr().map_err(|source| ServerError::Bind {
-        address: config.server.admin_address,
-        key: "server.adminAddress",
-        source,
-    })?;
-
-    let (stop, stop_rx) = watch::channel(false);
-    let timeouts = https::Timeouts {
-        header: seconds(config.server.header_timeout_seconds),
-        grace: seconds(config.server.shutdown_timeout_seconds),
-    };
-    let admission = routes::admission(routes::AdmissionState {
-        webhook,
-        metrics: metrics.clone(),
-        max_body_bytes: config.server.max_body_bytes,
-        body_timeout: seconds(config.server.request_timeout_seconds),
-    });
-    let admin = routes::admin(routes::AdminState { health: health.clone(), metrics: metrics.clone() });
-    let https_task = tokio::spawn(https::serve(
-        https_listener,
-        tls::server_config(cert_store),
-        admission,
-        stop_rx.clone(),
-        timeouts,
-    ));
-    let mut admin_stop = stop_rx;
-    let admin_task = tokio::spawn(async move {
-        let stopped = async move {
-            let _ = admin_stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(admin_listener, admin).with_graceful_shutdown(stopped).await {
-            tracing::error!(error = %e, "admin listener failed");
-        }
-    });
-    tracing::info!(%https_address, %admin_address, "replica-guard is serving");
-    Ok(Running {
-        https_address,
-        admin_address,
-        metrics,
-        health,
-        delay: seconds(config.server.shutdown_delay_seconds),
-        stop,
-        listeners: vec![https_task, admin_task],
-        background,
-    })
+    );
+    Ok((store, watch))
 }
 
-/// Starts the webhook and runs it until SIGTERM or SIGINT, then drains.
+async fn bind(address: SocketAddr, key: &'static str) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(address).await.map_err(|source| ServerError::Bind { address, key, source })
+}
+
+fn local_address(listener: &TcpListener, address: SocketAddr, key: &'static str) -> Result<SocketAddr, ServerError> {
+    listener.local_addr().map_err(|source| ServerError::Bind { address, key, source })
+}
+
+/// Starts the webhook and runs it until SIGTERM or SIGINT, then drains. A second signal during
+/// the drain exits at once.
 pub async fn run(config: &Config) -> Result<(), ServerError> {
     let signals = tokio::spawn(shutdown::signal_received());
     let running = start(config, AuditLog::stdout()).await?;
     let signal =
         signals.await.map_err(|e| ServerError::Signals(std::io::Error::other(e)))?.map_err(ServerError::Signals)?;
     tracing::info!(signal, "received");
+    tokio::spawn(async {
+        if let Ok(signal) = shutdown::signal_received().await {
+            tracing::warn!(signal, "received again while draining; exiting now");
+            std::process::exit(1);
+        }
+    });
     running.shutdown().await;
     Ok(())
 }

@@ -2,15 +2,15 @@
 //! `/metrics` on the admin listener. Input errors are JSON with a 4xx status, never a 5xx.
 
 use super::Health;
+use super::body::{self, BodyBudget, BodyError};
 use crate::metrics::Metrics;
 use crate::webhook::Webhook;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,13 @@ pub struct AdmissionState {
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
+    pub budget: BodyBudget,
 }
+
+/// Bodies above this size are decided on tokio's blocking pool, so that one expensive review
+/// (tens of thousands of changed keys) cannot hold the async workers that serve every other
+/// request and the health probes. Real AdmissionReviews are a few KiB.
+const DECIDE_ON_BLOCKING_POOL_ABOVE: usize = 64 * 1024;
 
 pub fn admission(state: AdmissionState) -> Router {
     Router::new().route("/validate", post(validate)).fallback(not_found).with_state(state)
@@ -55,33 +61,55 @@ async fn validate(State(s): State<AdmissionState>, headers: HeaderMap, body: Bod
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {
-        s.metrics.bad_requests.with_label_values(&["content-type"]).inc();
+        s.metrics.bad_request("content-type");
         let got = if content_type.is_empty() { "none".to_string() } else { format!("{content_type:?}") };
         return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Content-Type must be application/json, got {got}"));
     }
-    let bytes = match tokio::time::timeout(s.body_timeout, Limited::new(body, s.max_body_bytes).collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => {
-            s.metrics.bad_requests.with_label_values(&["too-large"]).inc();
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("body is larger than {} bytes (server.maxBodyBytes)", s.max_body_bytes),
-            );
+    let limits = body::Limits { max_bytes: s.max_body_bytes, timeout: s.body_timeout };
+    let (bytes, _share) = match body::read(&headers, body, &limits, &s.budget).await {
+        Ok(read) => read,
+        Err(BodyError::TooLarge) => {
+            s.metrics.bad_request("too-large");
+            let text = format!("body is larger than {} bytes (server.maxBodyBytes)", s.max_body_bytes);
+            let mut response = error(StatusCode::PAYLOAD_TOO_LARGE, text);
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
         }
-        Ok(Err(e)) => {
-            s.metrics.bad_requests.with_label_values(&["unreadable"]).inc();
+        Err(BodyError::OverBudget) => {
+            s.metrics.shed("body-budget");
+            let text = "too many large requests in flight (server.maxBufferedBytes); retry";
+            let mut response = error(StatusCode::SERVICE_UNAVAILABLE, text);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+        Err(BodyError::Unreadable(e)) => {
+            s.metrics.bad_request("unreadable");
             return error(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"));
         }
-        Err(_) => {
-            s.metrics.bad_requests.with_label_values(&["timeout"]).inc();
+        Err(BodyError::TimedOut) => {
+            s.metrics.bad_request("timeout");
             return error(
                 StatusCode::REQUEST_TIMEOUT,
                 format!("request body not received within {} s", s.body_timeout.as_secs_f64()),
             );
         }
     };
-    match s.webhook.review(&bytes).await {
-        Ok(json) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], json).into_response(),
+    let answer = if bytes.len() > DECIDE_ON_BLOCKING_POOL_ABOVE {
+        let webhook = s.webhook.clone();
+        let runtime = tokio::runtime::Handle::current();
+        match tokio::task::spawn_blocking(move || runtime.block_on(webhook.review(&bytes))).await {
+            Ok(answer) => answer,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down; retry"),
+        }
+    } else {
+        s.webhook.review(&bytes).await
+    };
+    match answer {
+        Ok(answer) => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], answer.into_json()).into_response()
+        }
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }

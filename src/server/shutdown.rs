@@ -6,6 +6,8 @@
 //! 3. the listeners stop accepting; open connections finish their in-flight requests within
 //!    `server.shutdownTimeoutSeconds` (keep-alive connections are closed after their response);
 //! 4. the process exits 0.
+//!
+//! A second SIGTERM or SIGINT during the drain exits at once (status 1): someone wants it gone now.
 
 use tokio::signal::unix::{SignalKind, signal};
 

@@ -3,6 +3,7 @@
 
 use crate::metrics::Metrics;
 use crate::watch::ChangeDetector;
+use arc_swap::ArcSwap;
 use rustls::crypto::ring::sign::any_supported_type;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -10,7 +11,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, version};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,22 +59,27 @@ pub fn not_after(key: &CertifiedKey) -> Option<i64> {
 /// The current serving certificate, swapped whole on rotation.
 #[derive(Debug)]
 pub struct CertStore {
-    current: RwLock<Arc<CertifiedKey>>,
+    current: ArcSwap<CertifiedKey>,
 }
 
 impl CertStore {
     pub fn new(key: CertifiedKey) -> Self {
-        Self { current: RwLock::new(Arc::new(key)) }
+        Self { current: ArcSwap::from_pointee(key) }
     }
 
     pub fn replace(&self, key: CertifiedKey) {
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(key);
+        self.current.store(Arc::new(key));
+    }
+
+    /// Whether the certificate being served has expired (readiness reports it).
+    pub fn expired(&self) -> bool {
+        not_after(&self.current.load()).is_some_and(|t| t <= jiff::Timestamp::now().as_second())
     }
 }
 
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().unwrap_or_else(|p| p.into_inner()).clone())
+        Some(self.current.load_full())
     }
 }
 
@@ -124,7 +130,7 @@ pub async fn watch(
 /// Sets `replica_guard_tls_cert_expiry_timestamp_seconds` from the serving certificate.
 pub fn publish_expiry(key: &CertifiedKey, metrics: &Metrics) {
     match not_after(key) {
-        Some(expiry) => metrics.tls_cert_expiry.set(expiry as f64),
+        Some(expiry) => metrics.tls_cert_expires_at(expiry),
         None => tracing::warn!("cannot read the serving certificate's expiry; the expiry metric is not set"),
     }
 }
