@@ -19,10 +19,16 @@ fn chart() -> PathBuf {
 
 /// `helm template` with `values` (YAML); Ok(objects) or Err(helm's error text).
 fn template(values: &str) -> Result<Vec<Value>, String> {
+    template_with(values, &[])
+}
+
+/// `template` with extra `helm template` arguments (`--set` as a user types it).
+fn template_with(values: &str, args: &[&str]) -> Result<Vec<Value>, String> {
     let mut child = Command::new(helm())
         .args(["template", "rg"])
         .arg(chart())
         .args(["--namespace", "replica-guard", "-f", "-"])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -187,6 +193,34 @@ fn defaults_generate_tls_and_a_hardened_webhook() {
     assert!(matches!(config.registry.source(), replica_guard::config::Source::File(_)));
     let limits = find(&objects, "ConfigMap", "rg-replica-guard-registry")["data"]["limits.yaml"].as_str().unwrap();
     assert_eq!(replica_guard::limits::file::parse(limits).unwrap().len(), 1);
+}
+
+#[test]
+#[ignore = "needs helm; .ci/run runs it"]
+fn server_settings_from_set_with_decimals_reach_the_config_and_bad_bounds_fail_the_render() {
+    let args = [
+        "--set",
+        "server.shutdownDelaySeconds=2.5",
+        "--set",
+        "server.headerTimeoutSeconds=3",
+        "--set",
+        "server.tls.reloadIntervalSeconds=0.5",
+        "--set",
+        "server.maxConnections=64",
+        "--set",
+        "server.maxBufferedBytes=8388608",
+    ];
+    let objects = template_with("", &args).unwrap_or_else(|e| panic!("{e}"));
+    let config = rendered_config(&objects);
+    assert_eq!(config.server.shutdown_delay_seconds, 2.5);
+    assert_eq!(config.server.header_timeout_seconds, 3.0);
+    assert_eq!(config.server.tls.reload_interval_seconds, 0.5);
+    assert_eq!(config.server.max_connections, 64);
+    assert_eq!(config.server.buffered_bytes_budget(), 8_388_608);
+    assert_eq!(config.server.idle_timeout_seconds, 90.0, "the chart's default");
+
+    let error = template("policy: {platformBounds: {minReplicas: 9, maxReplicas: 8}}").unwrap_err();
+    assert!(error.contains("policy.platformBounds: minReplicas (9) is above maxReplicas (8)"), "{error}");
 }
 
 #[test]

@@ -3,8 +3,7 @@
 
 mod common;
 
-use common::{Client, Protocol, fixture};
-use std::io::{BufRead, BufReader};
+use common::{Client, Protocol, ServeProcess, fixture};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -12,47 +11,21 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_replica-guard");
 
 fn write_config(dir: &std::path::Path, extra_server: &str) -> std::path::PathBuf {
-    std::fs::write(dir.join("limits.yaml"), common::REGISTRY).unwrap();
-    let config = format!(
-        "server:\n  address: 127.0.0.1:0\n  adminAddress: 127.0.0.1:0\n  tls: {{certFile: certs/tls.crt, keyFile: certs/tls.key, generateDevCertificate: true}}\n{extra_server}\nregistry:\n  file: {{path: limits.yaml}}\nlogging: {{format: json}}\n"
-    );
-    let path = dir.join("config.yaml");
-    std::fs::write(&path, config).unwrap();
-    path
+    common::write_serve_config(dir, extra_server)
 }
 
 #[tokio::test]
 async fn serve_answers_over_tls_and_exits_0_on_sigterm_after_in_flight_requests() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "  shutdownDelaySeconds: 0.3");
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    // The JSON log says where it listens (port 0 in the config).
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (https, admin) = loop {
-        let line = lines.next().expect("server exited before serving").unwrap();
-        let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if record["message"] == "replica-guard is serving" {
-            let address = |k: &str| record[k].as_str().unwrap().parse::<SocketAddr>().unwrap();
-            break (address("https_address"), address("admin_address"));
-        }
-    };
-    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<String>>());
-    assert!(dir.path().join("certs/ca.crt").exists(), "the dev certificate was created");
-    let ca = std::fs::read_to_string(dir.path().join("certs/ca.crt")).unwrap();
+    let server = ServeProcess::start("  shutdownDelaySeconds: 0.3");
+    assert!(server.dir.path().join("certs/ca.crt").exists(), "the dev certificate was created");
+    let (https, admin, ca) = (server.https, server.admin, server.ca_pem.clone());
 
     let mut client = Client::connect(https, &ca, Protocol::Http1).await;
     let response = client.review(fixture("deployment-redeploy-replicas-3-to-6-and-image.json")).await;
     assert_eq!(response["allowed"], false);
 
     // SIGTERM: readiness drops at once, requests keep being answered during the delay, then exit 0.
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
+    server.signal("TERM");
     let mut not_ready = false;
     for _ in 0..20 {
         let body = http_get(admin, "/readyz").await;
@@ -67,9 +40,8 @@ async fn serve_answers_over_tls_and_exits_0_on_sigterm_after_in_flight_requests(
     let response = second.review(fixture("deployment-create-replicas-3.json")).await;
     assert_eq!(response["allowed"], true, "still serving during the shutdown delay");
 
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
-    assert_eq!(exit.code(), Some(0));
-    let log = log.join().unwrap();
+    let (exit, log) = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(30))).await.unwrap();
+    assert_eq!(exit.and_then(|e| e.code()), Some(0));
     assert!(log.iter().any(|l| l.contains("\"log\":\"replica-guard-audit\"")), "audit records go to stdout: {log:?}");
     assert!(log.iter().any(|l| l.contains("all connections drained")), "{log:?}");
 }
@@ -85,6 +57,61 @@ async fn http_get(address: SocketAddr, path: &str) -> String {
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response).await;
     response
+}
+
+#[test]
+fn check_exit_codes_tell_a_denial_from_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let review = dir.path().join("review.json");
+    std::fs::write(&review, fixture("deployment-patch-4-to-7.json")).unwrap();
+    let check = |config: &std::path::Path, review: &std::path::Path| {
+        Command::new(BIN).args(["check", "--config"]).arg(config).arg(review).output().unwrap()
+    };
+    assert_eq!(check(&config, &review).status.code(), Some(1), "would be denied: 1");
+    let cases: [(&str, std::path::PathBuf, std::path::PathBuf, &str); 3] = [
+        ("missing file", config.clone(), dir.path().join("nope.json"), "cannot read"),
+        ("bad config", dir.path().join("missing-config.yaml"), review.clone(), "cannot read the config file"),
+        ("not an AdmissionReview", config.clone(), config.clone(), "body is not valid JSON"),
+    ];
+    for (what, config, review, says) in cases {
+        let out = check(&config, &review);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{what}: an error is 3, never 1: {stderr}");
+        assert!(stderr.starts_with("error: ") && stderr.contains(says), "{what}: {stderr}");
+    }
+}
+
+#[test]
+fn check_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let review = dir.path().join("review.json");
+    std::fs::write(&review, fixture("deployment-patch-4-to-7.json")).unwrap();
+    // `check … | head -c0`: the reader is gone before anything is written.
+    let mut child = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&config)
+        .arg(&review)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "still says what it found: {stderr}");
+}
+
+#[test]
+fn error_causes_are_not_repeated() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "registry: {file: {path: missing.yaml}}\n").unwrap();
+    let out = Command::new(BIN).args(["check", "--config"]).arg(&config).arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
 }
 
 #[test]

@@ -58,11 +58,44 @@ fn errors_name_the_key() {
             "not both",
         ),
         ("server: {}", "(top level)", "missing field `registry`"),
+        (
+            "registry: {file: {path: l.yaml}}\nlogging: {level: debugg}",
+            "logging.level",
+            "\"debugg\" in \"debugg\" is not a log level; use one of trace, debug, info, warn, error, off",
+        ),
+        (
+            "registry: {file: {path: l.yaml}}\nlogging: {level: 'replica_guard=verbose,info'}",
+            "logging.level",
+            "\"verbose\"",
+        ),
+        (
+            "registry: {file: {path: l.yaml}}\nserver: {maxBodyBytes: lots}",
+            "server.maxBodyBytes",
+            "expected a whole number of bytes, 0 or more",
+        ),
+        (
+            "registry: {file: {path: l.yaml}}\nserver: {shutdownDelaySeconds: soon}",
+            "server.shutdownDelaySeconds",
+            "expected a number of seconds",
+        ),
+        (
+            "registry: {file: {path: l.yaml}}\nserver: {maxConnections: 0}",
+            "server.maxConnections",
+            "between 1 and 65536",
+        ),
+        (
+            "registry: {file: {path: l.yaml}}\nserver: {maxBufferedBytes: 2048}",
+            "server.maxBufferedBytes",
+            "at least server.maxBodyBytes",
+        ),
     ];
     for (yaml, key, problem) in cases {
         let (k, p) = Config::parse(yaml).unwrap_err();
         assert_eq!(k, key, "{yaml}: {p}");
         assert!(p.contains(problem), "{yaml}: got {p:?}, want {problem:?}");
+        for rust_type in ["usize", "f64", "i32", "u64"] {
+            assert!(!p.contains(rust_type), "{yaml}: {p:?} names a Rust type");
+        }
     }
 }
 

@@ -10,7 +10,8 @@
 //! - between requests, a connection with nothing in flight is closed after
 //!   `server.idleTimeoutSeconds` (HTTP/2 with a GOAWAY);
 //! - after `stop`, open connections finish their in-flight requests within
-//!   `server.shutdownTimeoutSeconds`, and are then dropped.
+//!   `server.shutdownTimeoutSeconds`, and are then dropped;
+//! - a connection asked to close (idle, or stopping) that does not is dropped.
 //!
 //! Memory per connection is bounded too: hyper's HTTP/1.1 read buffer and the HTTP/2 flow-control
 //! windows are set small (request bodies are held to a budget in `routes`, not here).
@@ -28,7 +29,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -191,13 +192,16 @@ fn h2() -> http2::Builder<TokioExecutor> {
     b
 }
 
-/// Runs one connection until it ends; asks it to close gracefully on `stop` or when idle.
+/// Runs one connection until it ends. On `stop` or when idle it is asked to close gracefully
+/// (in-flight requests finish); one that has not closed `header` later (hyper cannot close an
+/// HTTP/2 connection still waiting for its preface) is dropped.
 async fn drive<C>(conn: C, peer: SocketAddr, activity: &Activity, stop: &mut watch::Receiver<bool>, limits: Limits)
 where
     C: GracefulConnection<Error = hyper::Error>,
 {
     let mut conn = pin!(conn);
-    let mut closing = false;
+    // Set once the connection was asked to close: when it is dropped if it has not.
+    let mut drop_at: Option<Instant> = None;
     loop {
         let idle_at = activity.idle_deadline(limits);
         tokio::select! {
@@ -207,16 +211,21 @@ where
                 }
                 return;
             }
-            () = stopped(stop), if !closing => {
+            () = activity.changed() => {}
+            () = stopped(stop), if drop_at.is_none() => {
                 conn.as_mut().graceful_shutdown();
-                closing = true;
+                drop_at = Some(Instant::now() + limits.grace);
             }
-            () = sleep_until(idle_at), if !closing && idle_at.is_some() => {
+            () = sleep_until(idle_at), if drop_at.is_none() && idle_at.is_some() => {
                 if activity.idle_deadline(limits).is_some_and(|at| at <= Instant::now()) {
                     tracing::debug!(%peer, "closing an idle connection");
                     conn.as_mut().graceful_shutdown();
-                    closing = true;
+                    drop_at = Some(Instant::now() + limits.header);
                 }
+            }
+            () = sleep_until(drop_at) => {
+                tracing::debug!(%peer, "connection did not close when asked; dropping it");
+                return;
             }
         }
     }
@@ -244,6 +253,8 @@ struct ActivityState {
     in_flight: AtomicUsize,
     requests: AtomicU64,
     since: Mutex<Instant>,
+    /// Wakes the connection's watchdog when a request ends, so it re-arms its idle deadline.
+    changed: Notify,
 }
 
 /// Ends a request's activity when dropped (also when the request is cancelled).
@@ -253,6 +264,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.touch();
         self.0.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.0.changed.notify_one();
     }
 }
 
@@ -262,7 +274,12 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             since: Mutex::new(Instant::now()),
+            changed: Notify::new(),
         }))
+    }
+
+    async fn changed(&self) {
+        self.0.changed.notified().await;
     }
 
     fn begin(&self) -> InFlight {

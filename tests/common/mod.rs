@@ -207,32 +207,38 @@ pub fn tls_connector(ca_pem: &str, alpn: &[&[u8]]) -> TlsConnector {
 
 impl Client {
     pub async fn connect(address: SocketAddr, ca_pem: &str, protocol: Protocol) -> Self {
+        Self::try_connect(address, ca_pem, protocol).await.unwrap()
+    }
+
+    pub async fn try_connect(address: SocketAddr, ca_pem: &str, protocol: Protocol) -> Result<Self, String> {
         let alpn: &[u8] = match protocol {
             Protocol::Http1 => b"http/1.1",
             Protocol::Http2 => b"h2",
         };
         let connector = tls_connector(ca_pem, &[alpn]);
-        let tcp = TcpStream::connect(address).await.unwrap();
+        let tcp = TcpStream::connect(address).await.map_err(|e| e.to_string())?;
         // As Go's net/http does: without it, Nagle and delayed ACKs add ~40 ms to some requests.
-        tcp.set_nodelay(true).unwrap();
-        let tls = connector.connect(ServerName::IpAddress(address.ip().into()), tcp).await.unwrap();
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        let tls =
+            connector.connect(ServerName::IpAddress(address.ip().into()), tcp).await.map_err(|e| e.to_string())?;
         let (_, session) = tls.get_ref();
         let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
         let server_cert = session.peer_certificates().unwrap()[0].to_vec();
         let io = TokioIo::new(tls);
         let sender = match protocol {
             Protocol::Http1 => {
-                let (sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+                let (sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
                 tokio::spawn(conn);
                 Sender::H1(sender)
             }
             Protocol::Http2 => {
-                let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.unwrap();
+                let (sender, conn) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.map_err(|e| e.to_string())?;
                 tokio::spawn(conn);
                 Sender::H2(sender)
             }
         };
-        Self { sender, alpn, server_cert }
+        Ok(Self { sender, alpn, server_cert })
     }
 
     /// POSTs `body` to `path` with a Content-Type (none when empty); returns status and JSON body.
@@ -325,5 +331,101 @@ impl BackgroundLoad {
             task.await.unwrap();
         }
         (self.ok.load(std::sync::atomic::Ordering::Relaxed), self.failed.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// A config for the binary in `dir`: the example registry, a dev certificate made at start,
+/// ports chosen by the system, JSON logs; `extra_server` lines go into `server:`.
+pub fn write_serve_config(dir: &std::path::Path, extra_server: &str) -> PathBuf {
+    std::fs::write(dir.join("limits.yaml"), REGISTRY).unwrap();
+    let config = format!(
+        "server:\n  address: 127.0.0.1:0\n  adminAddress: 127.0.0.1:0\n  tls: {{certFile: certs/tls.crt, keyFile: certs/tls.key, generateDevCertificate: true}}\n{extra_server}\nregistry:\n  file: {{path: limits.yaml}}\nlogging: {{format: json}}\n"
+    );
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// The `replica-guard serve` binary as a separate process (for what only a process shows: its
+/// memory, its exit status, its signals), with a dev certificate and the example registry.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub https: SocketAddr,
+    pub admin: SocketAddr,
+    pub ca_pem: String,
+    pub dir: tempfile::TempDir,
+    log: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl ServeProcess {
+    /// Starts `serve` with extra YAML lines for the `server:` section (indented by two spaces)
+    /// and returns once it listens.
+    pub fn start(extra_server: &str) -> Self {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_serve_config(dir.path(), extra_server);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_replica-guard"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        // The JSON log says where it listens (port 0 in the config).
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let (https, admin) = loop {
+            let line = lines.next().expect("server exited before serving").unwrap();
+            let record: Value = serde_json::from_str(&line).unwrap_or_default();
+            if record["message"] == "replica-guard is serving" {
+                let address = |k: &str| record[k].as_str().unwrap().parse::<SocketAddr>().unwrap();
+                break (address("https_address"), address("admin_address"));
+            }
+        };
+        let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<String>>());
+        let ca_pem = std::fs::read_to_string(dir.path().join("certs/ca.crt")).unwrap();
+        Self { child, https, admin, ca_pem, dir, log: Some(log) }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// A line of `/proc/PID/status` in KiB, e.g. `VmHWM` (peak resident memory) or `VmRSS`.
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix(" kB")?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/PID/status"))
+    }
+
+    /// Waits up to `limit` for the process to exit; returns its status and its log lines.
+    pub fn wait(mut self, limit: std::time::Duration) -> (Option<std::process::ExitStatus>, Vec<String>) {
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if started.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let log = self.log.take().map(|l| l.join().unwrap()).unwrap_or_default();
+        (status, log)
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
