@@ -90,6 +90,15 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// The hostile bodies: UPDATEs at `maxBodyBytes` built to be expensive (many labels,
+    /// annotations, containers, env, volumes, long arrays, deep objects), each reviewed `rounds`
+    /// times; prints the slowest review's CPU time (thread CPU, getrusage) per body.
+    Worst {
+        #[arg(long, default_value_t = 3 * 1024 * 1024)]
+        max_body_bytes: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
 }
 
 fn main() {
@@ -112,6 +121,7 @@ fn main() {
         Command::Startup { bin, config, admin } => runtime.block_on(startup(bin, config, admin)),
         Command::Registry { entries, out } => registry(entries, out),
         Command::Cost { iterations, rounds } => cost(iterations, rounds),
+        Command::Worst { max_body_bytes, rounds } => worst::run(max_body_bytes, rounds),
     }
 }
 
@@ -301,22 +311,24 @@ fn registry(entries: usize, out: PathBuf) {
     std::fs::write(out, text).unwrap();
 }
 
-fn cost(iterations: u32, rounds: usize) {
+/// A webhook on the example registry with the default policy, writing audit records to
+/// /dev/null: what `cost` and `worst` measure.
+fn in_process_webhook() -> replica_guard::webhook::Webhook {
     use replica_guard::limits::store::{SnapshotStore, apply_document};
+    use replica_guard::metrics::SourceKind;
     let metrics = Arc::new(replica_guard::metrics::Metrics::new());
     let policy = replica_guard::decision::policy::Policy::default();
-    let store = Arc::new(SnapshotStore::new(replica_guard::metrics::SourceKind::File, &metrics));
-    apply_document(
-        common::REGISTRY,
-        replica_guard::metrics::SourceKind::File,
-        &store,
-        &metrics,
-        &policy.platform_bounds,
-    )
-    .unwrap();
+    let store = Arc::new(SnapshotStore::new(SourceKind::File, &metrics));
+    apply_document(common::REGISTRY, SourceKind::File, &store, &metrics, &policy.platform_bounds).unwrap();
     let devnull = std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap();
     let audit = replica_guard::audit::AuditLog::to(Box::new(devnull));
-    let webhook = replica_guard::webhook::Webhook::new(policy, store, metrics, audit);
+    replica_guard::webhook::Webhook::new(policy, store, metrics, audit)
+}
+
+mod worst;
+
+fn cost(iterations: u32, rounds: usize) {
+    let webhook = in_process_webhook();
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let median_us = |f: &mut dyn FnMut()| {
         let mut per_call: Vec<f64> = (0..rounds)
