@@ -337,9 +337,15 @@ impl BackgroundLoad {
 /// A config for the binary in `dir`: the example registry, a dev certificate made at start,
 /// ports chosen by the system, JSON logs; `extra_server` lines go into `server:`.
 pub fn write_serve_config(dir: &std::path::Path, extra_server: &str) -> PathBuf {
-    std::fs::write(dir.join("limits.yaml"), REGISTRY).unwrap();
+    write_serve_config_with(dir, extra_server, "mode: enforce", REGISTRY)
+}
+
+/// `write_serve_config` with a `policy:` section (YAML, unindented) and a registry file.
+pub fn write_serve_config_with(dir: &std::path::Path, extra_server: &str, policy: &str, registry: &str) -> PathBuf {
+    std::fs::write(dir.join("limits.yaml"), registry).unwrap();
     let config = format!(
-        "server:\n  address: 127.0.0.1:0\n  adminAddress: 127.0.0.1:0\n  tls: {{certFile: certs/tls.crt, keyFile: certs/tls.key, generateDevCertificate: true}}\n{extra_server}\nregistry:\n  file: {{path: limits.yaml}}\nlogging: {{format: json}}\n"
+        "server:\n  address: 127.0.0.1:0\n  adminAddress: 127.0.0.1:0\n  tls: {{certFile: certs/tls.crt, keyFile: certs/tls.key, generateDevCertificate: true}}\n{extra_server}\npolicy:\n{}\nregistry:\n  file: {{path: limits.yaml, pollIntervalSeconds: 0.2}}\nlogging: {{format: json}}\n",
+        indent(policy)
     );
     let path = dir.join("config.yaml");
     std::fs::write(&path, config).unwrap();
@@ -361,9 +367,14 @@ impl ServeProcess {
     /// Starts `serve` with extra YAML lines for the `server:` section (indented by two spaces)
     /// and returns once it listens.
     pub fn start(extra_server: &str) -> Self {
+        Self::start_with(extra_server, "mode: enforce", REGISTRY)
+    }
+
+    /// `start` with a policy (the `policy:` section, unindented) and a registry file.
+    pub fn start_with(extra_server: &str, policy: &str, registry: &str) -> Self {
         use std::io::BufRead;
         let dir = tempfile::tempdir().unwrap();
-        let config = write_serve_config(dir.path(), extra_server);
+        let config = write_serve_config_with(dir.path(), extra_server, policy, registry);
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_replica-guard"))
             .args(["serve", "--config"])
             .arg(config)
@@ -384,6 +395,14 @@ impl ServeProcess {
         let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<String>>());
         let ca_pem = std::fs::read_to_string(dir.path().join("certs/ca.crt")).unwrap();
         Self { child, https, admin, ca_pem, dir, log: Some(log) }
+    }
+
+    /// Replaces the registry file (picked up within its 0.2 s poll interval).
+    pub fn set_registry(&self, registry: &str) {
+        let path = self.dir.path().join("limits.yaml");
+        let next = self.dir.path().join("limits.yaml.next");
+        std::fs::write(&next, registry).unwrap();
+        std::fs::rename(next, path).unwrap();
     }
 
     pub fn signal(&self, signal: &str) {

@@ -1,0 +1,455 @@
+//! A real control plane on 127.0.0.1, made for the suite: etcd, kube-apiserver 1.20.2 and
+//! kube-controller-manager (only the garbage collector and the namespace controller: enough for
+//! `--cascade=foreground` and namespace deletion; no endpoints controller, the harness keeps the
+//! Endpoints itself). Its PKI, users and RBAC are made here; the binaries come from
+//! `tests/e2e/install-tools.sh` (cached under ~/.cache/replica-guard-tools).
+//!
+//! Users, by client certificate (CN is the user, O the group): `admin` (system:masters),
+//! `alice@example.com` (team-a-devs), `bob@example.com` (platform-admins).
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The service range the API server allocates ClusterIPs from: part of the benchmarking range
+/// (198.18.0.0/15), never routed here; nothing is sent to it.
+pub const SERVICE_RANGE: &str = "198.19.255.0/24";
+
+/// Where the installed tools are.
+pub struct Tools {
+    pub kube_apiserver: PathBuf,
+    pub kube_controller_manager: PathBuf,
+    pub etcd: PathBuf,
+    pub kubectl: PathBuf,
+    pub helm: PathBuf,
+}
+
+impl Tools {
+    /// The tools `tests/e2e/install-tools.sh` installs; a missing one is an error that says how
+    /// to install it, never a skip.
+    pub fn find() -> Result<Self, String> {
+        let dir = std::env::var_os("REPLICA_GUARD_TOOLS")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/replica-guard-tools")))
+            .ok_or("neither REPLICA_GUARD_TOOLS nor HOME is set")?;
+        let tools = Self {
+            kube_apiserver: dir.join("k8s/kube-apiserver"),
+            kube_controller_manager: dir.join("k8s/kube-controller-manager"),
+            etcd: PathBuf::from("/usr/bin/etcd"),
+            kubectl: dir.join("kubectl/kubectl"),
+            helm: dir.join("helm/helm"),
+        };
+        for path in [&tools.kube_apiserver, &tools.kube_controller_manager, &tools.etcd, &tools.kubectl, &tools.helm] {
+            if !path.exists() {
+                return Err(format!(
+                    "{} is missing: run tests/e2e/install-tools.sh (it builds kube-apiserver from Debian's source package, about 10 minutes once per machine)",
+                    path.display()
+                ));
+            }
+        }
+        Ok(tools)
+    }
+}
+
+/// A process that is killed when dropped, and when the suite dies (PDEATHSIG).
+pub struct Process {
+    pub name: &'static str,
+    child: Child,
+}
+
+impl Process {
+    pub fn spawn(name: &'static str, command: &mut Command, log: &Path) -> Self {
+        let log = std::fs::File::create(log).unwrap();
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the child if we die.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self { name, child }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A CA and what it signs.
+pub struct Pki {
+    pub ca_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Pki {
+    pub fn new(name: &str) -> Self {
+        let key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, name);
+        let cert = ca.self_signed(&key).unwrap();
+        Self { ca_pem: cert.pem(), issuer: Issuer::new(ca, key) }
+    }
+
+    /// (certificate PEM, key PEM) for a server with `names`, or a client `user` in `group`.
+    pub fn sign(&self, names: &[&str], user: Option<(&str, &str)>) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        match user {
+            Some((user, group)) => {
+                params.distinguished_name.push(DnType::CommonName, user);
+                if !group.is_empty() {
+                    params.distinguished_name.push(DnType::OrganizationName, group);
+                }
+                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            }
+            None => {
+                params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("server"));
+                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            }
+        }
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+pub fn write(path: &Path, text: &str) {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// The running control plane.
+pub struct Cluster {
+    pub tools: Tools,
+    pub dir: PathBuf,
+    pub api: SocketAddr,
+    pub kubeconfig: PathBuf,
+    pub pki: Pki,
+    etcd_url: String,
+    processes: Vec<Process>,
+    _keep: Option<tempfile::TempDir>,
+}
+
+/// What a command printed, and how it ended.
+#[derive(Debug)]
+pub struct Ran {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    fn from(output: Output) -> Self {
+        Self {
+            ok: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// The `Warning: ` lines kubectl and helm print, without the prefix.
+    pub fn warnings(&self) -> Vec<String> {
+        self.stderr.lines().filter_map(|l| l.strip_prefix("Warning: ").map(str::to_string)).collect()
+    }
+
+    /// Panics with everything printed unless the command succeeded.
+    pub fn success(self) -> Self {
+        assert!(self.ok, "command failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+
+    pub fn failure(self) -> Self {
+        assert!(!self.ok, "command succeeded but should not have:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+}
+
+impl Cluster {
+    /// Starts etcd, kube-apiserver and kube-controller-manager and waits until the API server is
+    /// ready; an error says which part did not start and where its log is.
+    pub fn start(tools: Tools) -> Result<Self, String> {
+        let keep = tempfile::Builder::new().prefix("replica-guard-e2e-").tempdir().unwrap();
+        let dir = keep.path().to_path_buf();
+        let pki = Pki::new("replica-guard e2e CA");
+        let (etcd_client, etcd_peer, api_port) = (free_port(), free_port(), free_port());
+        let etcd_url = format!("http://127.0.0.1:{etcd_client}");
+        let api = SocketAddr::from(([127, 0, 0, 1], api_port));
+
+        let (cert, key) = pki.sign(
+            &["127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "198.19.255.1"],
+            None,
+        );
+        write(&dir.join("pki/ca.crt"), &pki.ca_pem);
+        write(&dir.join("pki/apiserver.crt"), &cert);
+        write(&dir.join("pki/apiserver.key"), &key);
+        let sa_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        write(&dir.join("pki/sa.key"), &sa_key.serialize_pem());
+        write(&dir.join("pki/sa.pub"), &sa_key.public_key_pem());
+        for (name, user, group) in [
+            ("admin", "admin", "system:masters"),
+            ("alice", "alice@example.com", "team-a-devs"),
+            ("bob", "bob@example.com", "platform-admins"),
+            // With one identity for every controller (no per-controller service accounts), the
+            // garbage collector needs to read and update every kind: the harness trusts it fully.
+            ("controller-manager", "system:kube-controller-manager", "system:masters"),
+        ] {
+            let (cert, key) = pki.sign(&[], Some((user, group)));
+            write(&dir.join(format!("pki/{name}.crt")), &cert);
+            write(&dir.join(format!("pki/{name}.key")), &key);
+        }
+        let kubeconfig = dir.join("kubeconfig");
+        write(&kubeconfig, &kubeconfig_text(&dir, api, &["admin", "alice", "bob"]));
+        write(&dir.join("controller-manager.kubeconfig"), &kubeconfig_text(&dir, api, &["controller-manager"]));
+
+        let mut processes = vec![];
+        let p = |f: &str| dir.join(f).display().to_string();
+        processes.push(Process::spawn(
+            "etcd",
+            Command::new(&tools.etcd).args([
+                "--name",
+                "e2e",
+                "--data-dir",
+                &p("etcd"),
+                "--listen-client-urls",
+                &etcd_url,
+                "--advertise-client-urls",
+                &etcd_url,
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{etcd_peer}"),
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{etcd_peer}"),
+                "--initial-cluster",
+                &format!("e2e=http://127.0.0.1:{etcd_peer}"),
+            ]),
+            &dir.join("etcd.log"),
+        ));
+        let mut cluster =
+            Self { tools, dir: dir.clone(), api, kubeconfig, pki, etcd_url, processes, _keep: Some(keep) };
+        cluster.start_apiserver()?;
+        cluster.wait_ready(Duration::from_secs(90))?;
+        let cm = Process::spawn(
+            "kube-controller-manager",
+            Command::new(&cluster.tools.kube_controller_manager).args([
+                &format!("--kubeconfig={}", dir.join("controller-manager.kubeconfig").display()),
+                "--controllers=garbagecollector,namespace",
+                "--leader-elect=false",
+                "--port=0",
+                "--secure-port=0",
+                "--use-service-account-credentials=false",
+            ]),
+            &dir.join("kube-controller-manager.log"),
+        );
+        cluster.processes.push(cm);
+        std::thread::sleep(Duration::from_secs(1));
+        cluster.check_alive()?;
+        Ok(cluster)
+    }
+
+    /// An error naming the control-plane process that exited, with the end of its log.
+    pub fn check_alive(&mut self) -> Result<(), String> {
+        match self.processes.iter_mut().find_map(|p| (!p.is_running()).then_some(p)) {
+            Some(dead) => {
+                let log = self.dir.join(format!("{}.log", dead.name));
+                Err(format!("{} exited; its log: {}\n{}", dead.name, log.display(), tail(&log, 20)))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Starts (or restarts) kube-apiserver on the same port and storage.
+    pub fn start_apiserver(&mut self) -> Result<(), String> {
+        self.processes.retain(|p| p.name != "kube-apiserver");
+        let p = |f: &str| self.dir.join(f).display().to_string();
+        let process = Process::spawn(
+            "kube-apiserver",
+            Command::new(&self.tools.kube_apiserver).args([
+                &format!("--etcd-servers={}", self.etcd_url),
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                &format!("--secure-port={}", self.api.port()),
+                &format!("--tls-cert-file={}", p("pki/apiserver.crt")),
+                &format!("--tls-private-key-file={}", p("pki/apiserver.key")),
+                &format!("--client-ca-file={}", p("pki/ca.crt")),
+                &format!("--service-account-key-file={}", p("pki/sa.pub")),
+                &format!("--service-account-signing-key-file={}", p("pki/sa.key")),
+                "--service-account-issuer=https://kubernetes.default.svc",
+                "--api-audiences=https://kubernetes.default.svc",
+                "--authorization-mode=RBAC",
+                &format!("--service-cluster-ip-range={SERVICE_RANGE}"),
+                "--endpoint-reconciler-type=none",
+                // `service:` webhook calls go to the Service's Endpoints (no kube-proxy here).
+                "--enable-aggregator-routing=true",
+                "--insecure-port=0",
+                "--disable-admission-plugins=ServiceAccount",
+            ]),
+            &self.dir.join("kube-apiserver.log"),
+        );
+        self.processes.push(process);
+        Ok(())
+    }
+
+    pub fn stop_apiserver(&mut self) {
+        self.processes.retain(|p| p.name != "kube-apiserver");
+    }
+
+    /// Waits until `/readyz` answers ok.
+    pub fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
+        let started = Instant::now();
+        loop {
+            self.check_alive()?;
+            let ran = self.kubectl("admin", &["get", "--raw=/readyz"]);
+            if ran.ok && ran.stdout.trim() == "ok" {
+                return Ok(());
+            }
+            if started.elapsed() > limit {
+                let log = self.dir.join("kube-apiserver.log");
+                return Err(format!(
+                    "kube-apiserver not ready within {limit:?} ({}); log {}:\n{}",
+                    ran.stderr.trim(),
+                    log.display(),
+                    tail(&log, 20)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// kubectl as `user` (admin, alice, bob).
+    pub fn kubectl(&self, user: &str, args: &[&str]) -> Ran {
+        self.kubectl_in(user, args, None)
+    }
+
+    /// kubectl as `user`, with `stdin` (for `-f -`).
+    pub fn kubectl_in(&self, user: &str, args: &[&str], stdin: Option<&str>) -> Ran {
+        self.run(
+            &self.tools.kubectl,
+            &[&["--kubeconfig", &self.kubeconfig.display().to_string(), "--context", user], args].concat(),
+            stdin,
+        )
+    }
+
+    /// helm as admin.
+    pub fn helm(&self, args: &[&str]) -> Ran {
+        let kubeconfig = self.kubeconfig.display().to_string();
+        self.run(&self.tools.helm, &[&["--kubeconfig", &kubeconfig, "--kube-context", "admin"], args].concat(), None)
+    }
+
+    fn run(&self, program: &Path, args: &[&str], stdin: Option<&str>) -> Ran {
+        let mut child = Command::new(program)
+            .args(args)
+            .env("HOME", &self.dir)
+            .env("HELM_CACHE_HOME", self.dir.join("helm/cache"))
+            .env("HELM_CONFIG_HOME", self.dir.join("helm/config"))
+            .env("HELM_DATA_HOME", self.dir.join("helm/data"))
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+        if let Some(text) = stdin {
+            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        }
+        Ran::from(child.wait_with_output().unwrap())
+    }
+
+    /// `kubectl apply -f -` of `yaml` as `user`, with extra arguments.
+    pub fn apply(&self, user: &str, yaml: &str, extra: &[&str]) -> Ran {
+        self.kubectl_in(user, &[&["apply", "-f", "-"], extra].concat(), Some(yaml))
+    }
+
+    /// A fresh namespace (the namespace controller runs, but tests never wait for deletions),
+    /// labelled so that only the webhook configuration of its own story selects it, with the
+    /// roles team members need.
+    pub fn namespace(&self, name: &str) {
+        let yaml = format!(
+            r#"apiVersion: v1
+kind: Namespace
+metadata: {{name: {name}, labels: {{replica-guard-e2e: {name}}}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: deployer, namespace: {name}}}
+rules:
+- apiGroups: [apps]
+  resources: [deployments, deployments/scale]
+  verbs: [get, list, watch, create, update, patch, delete]
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list, watch, create, update, patch, delete]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: deployers, namespace: {name}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: deployer}}
+subjects:
+- {{apiGroup: rbac.authorization.k8s.io, kind: Group, name: team-a-devs}}
+- {{apiGroup: rbac.authorization.k8s.io, kind: Group, name: platform-admins}}
+"#
+        );
+        self.apply("admin", &yaml, &[]).success();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Controller-manager and API server first, etcd last.
+        while let Some(p) = self.processes.pop() {
+            drop(p);
+        }
+        if std::env::var_os("REPLICA_GUARD_E2E_KEEP").is_some() {
+            let kept = self._keep.take().map(|d| d.keep());
+            eprintln!("e2e: kept {kept:?}");
+        }
+    }
+}
+
+fn kubeconfig_text(dir: &Path, api: SocketAddr, users: &[&str]) -> String {
+    let mut text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster: {{server: 'https://{api}', certificate-authority: '{}'}}\nusers:\n",
+        dir.join("pki/ca.crt").display()
+    );
+    for user in users {
+        text.push_str(&format!(
+            "- name: {user}\n  user: {{client-certificate: '{}', client-key: '{}'}}\n",
+            dir.join(format!("pki/{user}.crt")).display(),
+            dir.join(format!("pki/{user}.key")).display()
+        ));
+    }
+    text.push_str("contexts:\n");
+    for user in users {
+        text.push_str(&format!("- name: {user}\n  context: {{cluster: e2e, user: {user}}}\n"));
+    }
+    text.push_str(&format!("current-context: {}\n", users[0]));
+    text
+}
+
+/// The last `lines` lines of a log file.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

@@ -1,0 +1,71 @@
+//! The end-to-end suite: replica-guard under a real kube-apiserver, driven by real kubectl and
+//! Helm, asserting on what their users see. Each scenario is a user story of the README.
+//!
+//! Run by `.ci/run` through `tests/e2e/run.sh` (which installs the control plane first); by hand:
+//! `bash tests/e2e/run.sh [FILTER]`. It is not part of plain `cargo test`: it needs the control
+//! plane, and fails (never skips) when that cannot start.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cluster;
+mod stories;
+mod webhook;
+
+use std::panic::AssertUnwindSafe;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// One user story: its name (what the test output shows) and the function that plays it.
+pub type Scenario = (&'static str, fn(&cluster::Cluster));
+
+fn main() -> ExitCode {
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let tools = match cluster::Tools::find() {
+        Ok(tools) => tools,
+        Err(e) => {
+            eprintln!("e2e: cannot run: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = Instant::now();
+    let mut cluster = match cluster::Cluster::start(tools) {
+        Ok(cluster) => cluster,
+        Err(e) => {
+            eprintln!("e2e: the control plane did not start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("e2e: control plane ready at https://{} in {:.1} s", cluster.api, started.elapsed().as_secs_f64());
+    let scenarios: Vec<Scenario> = stories::all();
+    let chosen: Vec<&Scenario> = scenarios
+        .iter()
+        .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    let (mut passed, mut failed) = (0, vec![]);
+    for (name, play) in chosen {
+        if let Err(e) = cluster.check_alive() {
+            eprintln!("e2e: the control plane broke down: {e}");
+            failed.push(*name);
+            break;
+        }
+        let t = Instant::now();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| play(&cluster))) {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok ({:.1} s)", t.elapsed().as_secs_f64());
+            }
+            Err(_) => {
+                failed.push(*name);
+                println!("test {name} ... FAILED ({:.1} s)", t.elapsed().as_secs_f64());
+            }
+        }
+    }
+    drop(cluster);
+    if !failed.is_empty() {
+        println!("\nfailures:\n    {}", failed.join("\n    "));
+    }
+    println!("\ne2e: {passed} passed, {} failed ({:.0} s)", failed.len(), started.elapsed().as_secs_f64());
+    println!("{passed} passed, {} failed", failed.len());
+    if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}

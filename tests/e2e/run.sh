@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The end-to-end suite under a real kube-apiserver: installs the control plane and the tools once
+# per machine (tests/e2e/install-tools.sh, cached under ~/.cache/replica-guard-tools), then runs
+# the scenarios. Arguments are name filters: `bash tests/e2e/run.sh scale helm`.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+tools=$(bash tests/e2e/install-tools.sh | tail -n 1)
+export REPLICA_GUARD_TOOLS="$tools"
+RUST_BACKTRACE="${RUST_BACKTRACE:-0}" cargo test --test e2e -- "$@"
