@@ -8,7 +8,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod chart_stories;
 mod cluster;
+mod pods;
 mod stories;
 mod webhook;
 
@@ -37,7 +39,7 @@ fn main() -> ExitCode {
         }
     };
     eprintln!("e2e: control plane ready at https://{} in {:.1} s", cluster.api, started.elapsed().as_secs_f64());
-    let scenarios: Vec<Scenario> = stories::all();
+    let scenarios: Vec<Scenario> = [stories::all(), chart_stories::all()].concat();
     let chosen: Vec<&Scenario> = scenarios
         .iter()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
