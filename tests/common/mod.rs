@@ -372,12 +372,19 @@ impl ServeProcess {
 
     /// `start` with a policy (the `policy:` section, unindented) and a registry file.
     pub fn start_with(extra_server: &str, policy: &str, registry: &str) -> Self {
-        use std::io::BufRead;
         let dir = tempfile::tempdir().unwrap();
         let config = write_serve_config_with(dir.path(), extra_server, policy, registry);
+        Self::start_config(dir, &config, &[])
+    }
+
+    /// Starts `serve --config CONFIG` (a config that listens on port 0, with JSON logs and
+    /// `certs/` in `dir` for the dev certificate), with extra environment variables.
+    pub fn start_config(dir: tempfile::TempDir, config: &std::path::Path, env: &[(&str, String)]) -> Self {
+        use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_replica-guard"))
             .args(["serve", "--config"])
             .arg(config)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()

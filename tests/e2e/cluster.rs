@@ -13,6 +13,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The service range the API server allocates ClusterIPs from: part of the benchmarking range
@@ -154,7 +155,8 @@ pub struct Cluster {
     pub kubeconfig: PathBuf,
     pub pki: Pki,
     etcd_url: String,
-    processes: Vec<Process>,
+    /// Behind a lock so that a scenario (which borrows the cluster) can restart the API server.
+    processes: Mutex<Vec<Process>>,
     _keep: Option<tempfile::TempDir>,
 }
 
@@ -251,8 +253,16 @@ impl Cluster {
             ]),
             &dir.join("etcd.log"),
         ));
-        let mut cluster =
-            Self { tools, dir: dir.clone(), api, kubeconfig, pki, etcd_url, processes, _keep: Some(keep) };
+        let cluster = Self {
+            tools,
+            dir: dir.clone(),
+            api,
+            kubeconfig,
+            pki,
+            etcd_url,
+            processes: Mutex::new(processes),
+            _keep: Some(keep),
+        };
         cluster.start_apiserver()?;
         cluster.wait_ready(Duration::from_secs(90))?;
         let cm = Process::spawn(
@@ -267,15 +277,15 @@ impl Cluster {
             ]),
             &dir.join("kube-controller-manager.log"),
         );
-        cluster.processes.push(cm);
+        cluster.processes.lock().unwrap().push(cm);
         std::thread::sleep(Duration::from_secs(1));
         cluster.check_alive()?;
         Ok(cluster)
     }
 
     /// An error naming the control-plane process that exited, with the end of its log.
-    pub fn check_alive(&mut self) -> Result<(), String> {
-        match self.processes.iter_mut().find_map(|p| (!p.is_running()).then_some(p)) {
+    pub fn check_alive(&self) -> Result<(), String> {
+        match self.processes.lock().unwrap().iter_mut().find_map(|p| (!p.is_running()).then_some(p)) {
             Some(dead) => {
                 let log = self.dir.join(format!("{}.log", dead.name));
                 Err(format!("{} exited; its log: {}\n{}", dead.name, log.display(), tail(&log, 20)))
@@ -284,9 +294,15 @@ impl Cluster {
         }
     }
 
-    /// Starts (or restarts) kube-apiserver on the same port and storage.
-    pub fn start_apiserver(&mut self) -> Result<(), String> {
-        self.processes.retain(|p| p.name != "kube-apiserver");
+    /// Stops kube-apiserver and starts it again on the same port and storage; waits until ready.
+    pub fn restart_apiserver(&self) -> Result<(), String> {
+        self.processes.lock().unwrap().retain(|p| p.name != "kube-apiserver");
+        self.start_apiserver()?;
+        self.wait_ready(Duration::from_secs(90))
+    }
+
+    /// Starts kube-apiserver.
+    fn start_apiserver(&self) -> Result<(), String> {
         let p = |f: &str| self.dir.join(f).display().to_string();
         let process = Process::spawn(
             "kube-apiserver",
@@ -312,16 +328,12 @@ impl Cluster {
             ]),
             &self.dir.join("kube-apiserver.log"),
         );
-        self.processes.push(process);
+        self.processes.lock().unwrap().push(process);
         Ok(())
     }
 
-    pub fn stop_apiserver(&mut self) {
-        self.processes.retain(|p| p.name != "kube-apiserver");
-    }
-
     /// Waits until `/readyz` answers ok.
-    pub fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
+    pub fn wait_ready(&self, limit: Duration) -> Result<(), String> {
         let started = Instant::now();
         loop {
             self.check_alive()?;
@@ -421,7 +433,8 @@ subjects:
 impl Drop for Cluster {
     fn drop(&mut self) {
         // Controller-manager and API server first, etcd last.
-        while let Some(p) = self.processes.pop() {
+        let processes = self.processes.get_mut().unwrap_or_else(|p| p.into_inner());
+        while let Some(p) = processes.pop() {
             drop(p);
         }
         if std::env::var_os("REPLICA_GUARD_E2E_KEEP").is_some() {

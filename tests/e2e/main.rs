@@ -11,6 +11,7 @@ mod common;
 mod chart_stories;
 mod cluster;
 mod pods;
+mod registry_stories;
 mod stories;
 mod webhook;
 
@@ -31,7 +32,7 @@ fn main() -> ExitCode {
         }
     };
     let started = Instant::now();
-    let mut cluster = match cluster::Cluster::start(tools) {
+    let cluster = match cluster::Cluster::start(tools) {
         Ok(cluster) => cluster,
         Err(e) => {
             eprintln!("e2e: the control plane did not start: {e}");
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
         }
     };
     eprintln!("e2e: control plane ready at https://{} in {:.1} s", cluster.api, started.elapsed().as_secs_f64());
-    let scenarios: Vec<Scenario> = [stories::all(), chart_stories::all()].concat();
+    let scenarios: Vec<Scenario> = [stories::all(), registry_stories::all(), chart_stories::all()].concat();
     let chosen: Vec<&Scenario> = scenarios
         .iter()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
