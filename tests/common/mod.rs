@@ -380,8 +380,13 @@ impl ServeProcess {
     /// Starts `serve --config CONFIG` (a config that listens on port 0, with JSON logs and
     /// `certs/` in `dir` for the dev certificate), with extra environment variables.
     pub fn start_config(dir: tempfile::TempDir, config: &std::path::Path, env: &[(&str, String)]) -> Self {
+        Self::start_binary(env!("CARGO_BIN_EXE_replica-guard"), dir, config, env)
+    }
+
+    /// `start_config` with another build of the binary (the release build, for benchmarks).
+    pub fn start_binary(bin: &str, dir: tempfile::TempDir, config: &std::path::Path, env: &[(&str, String)]) -> Self {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_replica-guard"))
+        let mut child = std::process::Command::new(bin)
             .args(["serve", "--config"])
             .arg(config)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))

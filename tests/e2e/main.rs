@@ -10,6 +10,7 @@ mod common;
 
 mod chart_stories;
 mod cluster;
+mod latency;
 mod pods;
 mod registry_stories;
 mod stories;
@@ -23,7 +24,9 @@ use std::time::Instant;
 pub type Scenario = (&'static str, fn(&cluster::Cluster));
 
 fn main() -> ExitCode {
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let bench = args.iter().any(|a| a == "--bench-latency");
+    let filter: Vec<String> = args.into_iter().filter(|a| !a.starts_with('-')).collect();
     let tools = match cluster::Tools::find() {
         Ok(tools) => tools,
         Err(e) => {
@@ -40,6 +43,11 @@ fn main() -> ExitCode {
         }
     };
     eprintln!("e2e: control plane ready at https://{} in {:.1} s", cluster.api, started.elapsed().as_secs_f64());
+    if bench {
+        let number = |i: usize, default: usize| filter.get(i).and_then(|n| n.parse().ok()).unwrap_or(default);
+        latency::run(&cluster, number(0, 5), number(1, 300));
+        return ExitCode::SUCCESS;
+    }
     let scenarios: Vec<Scenario> = [stories::all(), registry_stories::all(), chart_stories::all()].concat();
     let chosen: Vec<&Scenario> = scenarios
         .iter()
