@@ -12,7 +12,7 @@ use rustls::pki_types::ServerName;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// A registry that answers after `delay` (a slow one).
@@ -145,7 +145,7 @@ async fn slowloris_clients_do_not_starve_others_and_are_cut_off() {
     for _ in 0..100 {
         let mut tcp = TcpStream::connect(address).await.unwrap();
         tcp.write_all(&[0x16, 0x03, 0x01, 0x00]).await.unwrap(); // the start of a ClientHello
-        slow.push(tokio::spawn(async move { closed_within(&mut tcp, Duration::from_secs(5)).await }));
+        slow.push(tokio::spawn(async move { common::closed_within(&mut tcp, Duration::from_secs(5)).await }));
     }
     for _ in 0..100 {
         let tcp = TcpStream::connect(address).await.unwrap();
@@ -155,7 +155,7 @@ async fn slowloris_clients_do_not_starve_others_and_are_cut_off() {
             .unwrap();
         tls.write_all(b"POST /validate HTTP/1.1\r\nHost: 127.0.0.1\r\n").await.unwrap();
         tls.flush().await.unwrap();
-        slow.push(tokio::spawn(async move { closed_within(&mut tls, Duration::from_secs(5)).await }));
+        slow.push(tokio::spawn(async move { common::closed_within(&mut tls, Duration::from_secs(5)).await }));
     }
     // Meanwhile an ordinary client is served.
     let mut client = server.client(Protocol::Http1).await;
@@ -166,21 +166,6 @@ async fn slowloris_clients_do_not_starve_others_and_are_cut_off() {
         assert!(task.await.unwrap(), "a slow client was not disconnected after the header timeout");
     }
     server.shutdown().await;
-}
-
-/// Whether the server closes the connection within `limit` (reading until EOF or error).
-async fn closed_within<S: AsyncReadExt + Unpin>(stream: &mut S, limit: Duration) -> bool {
-    let mut buf = [0u8; 1024];
-    tokio::time::timeout(limit, async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await
-    .is_ok()
 }
 
 #[tokio::test]

@@ -22,21 +22,6 @@ async fn raw_tls(address: SocketAddr, ca: &str, alpn: &[u8]) -> tokio_rustls::cl
     tls_connector(ca, &[alpn]).connect(ServerName::IpAddress(address.ip().into()), tcp).await.unwrap()
 }
 
-/// Reads until the server closes the connection or `limit` passes; whether it closed.
-async fn closed_within<S: AsyncReadExt + Unpin>(stream: &mut S, limit: Duration) -> bool {
-    let mut buf = [0u8; 4096];
-    tokio::time::timeout(limit, async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await
-    .is_ok()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_held_large_uploads_keep_the_process_within_its_memory_budget_while_reviews_are_answered() {
     // The chart's defaults: maxBodyBytes 3 MiB, maxBufferedBytes 24 MiB, maxConnections 256.
@@ -171,7 +156,11 @@ async fn a_connection_that_never_sends_a_request_is_closed_after_the_header_time
     let server = TestServer::start_with("mode: enforce", REGISTRY, "  headerTimeoutSeconds: 1").await;
     for alpn in [&b"http/1.1"[..], b"h2"] {
         let mut tls = raw_tls(server.https, &server.ca_pem, alpn).await;
-        assert!(closed_within(&mut tls, Duration::from_secs(5)).await, "{} stayed open", String::from_utf8_lossy(alpn));
+        assert!(
+            common::closed_within(&mut tls, Duration::from_secs(5)).await,
+            "{} stayed open",
+            String::from_utf8_lossy(alpn)
+        );
     }
     server.shutdown().await;
 }

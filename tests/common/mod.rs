@@ -460,3 +460,18 @@ impl Drop for ServeProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Reads until the server closes the connection or `limit` passes; whether it closed.
+pub async fn closed_within<S: tokio::io::AsyncReadExt + Unpin>(stream: &mut S, limit: std::time::Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
