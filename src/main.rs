@@ -1,5 +1,6 @@
 //! The `replica-guard` command: `serve` runs the webhook, `certs` makes development
-//! certificates, `check` decides one AdmissionReview file offline.
+//! certificates, `check` decides one AdmissionReview file offline, `audit` lists what runs over
+//! its limit in a cluster.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -48,9 +49,29 @@ enum Command {
         /// The AdmissionReview file (`-` for standard input).
         review: PathBuf,
     },
+    /// List every Deployment of a cluster (kubeconfig or in-cluster) with its replicas, its HPA's
+    /// maxReplicas, its registered maximum and its status, with the config's registry and
+    /// exemptions. Exit status: 0 nothing over its limit, 1 something is (status over or
+    /// ratchet-only), 3 the audit could not run.
+    Audit {
+        #[arg(long, env = "REPLICA_GUARD_CONFIG")]
+        config: PathBuf,
+        /// Only these namespaces (repeatable); all when absent.
+        #[arg(long = "namespace", short = 'n')]
+        namespaces: Vec<String>,
+        #[arg(long, short = 'o', value_enum, default_value_t = AuditOutput::Table)]
+        output: AuditOutput,
+    },
 }
 
-/// `check`: the request would be denied.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AuditOutput {
+    Table,
+    Json,
+    Csv,
+}
+
+/// `check`: the request would be denied; `audit`: a workload is over its limit.
 const EXIT_DENIED: u8 = 1;
 /// The command could not do its job (bad config, unreadable input, a server that cannot start).
 const EXIT_ERROR: u8 = 3;
@@ -61,6 +82,9 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(&config),
         Command::Certs { out_dir, names } => certs(out_dir, names),
         Command::Check { config, review } => Config::load(&config).map_err(Into::into).and_then(|c| check(&c, &review)),
+        Command::Audit { config, namespaces, output } => {
+            Config::load(&config).map_err(Into::into).and_then(|c| audit(&c, &namespaces, output))
+        }
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {}", error_chain(&e));
@@ -118,6 +142,21 @@ fn check(config: &Config, review: &std::path::Path) -> anyhow::Result<ExitCode> 
     };
     let metrics = Arc::new(Metrics::new());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let limits = open_registry(config, &runtime, &metrics)?;
+    let webhook = Webhook::new(config.policy.clone(), limits, metrics, AuditLog::to(Box::new(std::io::sink())));
+    let answer = runtime.block_on(webhook.review(&body))?;
+    let denied = !answer.response.allowed;
+    print_out(&serde_json::to_string_pretty(&answer.response.into_review())?)?;
+    Ok(if denied { ExitCode::from(EXIT_DENIED) } else { ExitCode::SUCCESS })
+}
+
+/// The config's registry, read once for an offline command (a ConfigMap through kubeconfig: its
+/// watch runs until the first load).
+fn open_registry(
+    config: &Config,
+    runtime: &tokio::runtime::Runtime,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Arc<dyn replica_guard::limits::LimitSource>> {
     let opened = runtime.block_on(replica_guard::limits::open(
         &config.registry,
         config.policy.platform_bounds,
@@ -125,7 +164,6 @@ fn check(config: &Config, review: &std::path::Path) -> anyhow::Result<ExitCode> 
         kube::Client::try_default,
     ))?;
     if let Some(refresher) = opened.refresher.filter(|_| matches!(config.registry.source(), Source::ConfigMap(_))) {
-        // A ConfigMap is read by its watch: run it until the first load.
         runtime.block_on(async {
             let watch = tokio::spawn(refresher);
             let loaded = tokio::time::timeout(std::time::Duration::from_secs(10), async {
@@ -138,12 +176,35 @@ fn check(config: &Config, review: &std::path::Path) -> anyhow::Result<ExitCode> 
             loaded.map_err(|_| anyhow::anyhow!("the registry ConfigMap was not loaded within 10 s (see the log)"))
         })?;
     }
-    let limits = opened.source;
-    let webhook = Webhook::new(config.policy.clone(), limits, metrics, AuditLog::to(Box::new(std::io::sink())));
-    let answer = runtime.block_on(webhook.review(&body))?;
-    let denied = !answer.response.allowed;
-    print_out(&serde_json::to_string_pretty(&answer.response.into_review())?)?;
-    Ok(if denied { ExitCode::from(EXIT_DENIED) } else { ExitCode::SUCCESS })
+    Ok(opened.source)
+}
+
+fn audit(config: &Config, namespaces: &[String], output: AuditOutput) -> anyhow::Result<ExitCode> {
+    use replica_guard::cluster::{inventory, report::Report, status};
+    let metrics = Arc::new(Metrics::new());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let limits = open_registry(config, &runtime, &metrics)?;
+    let judged: Vec<status::Judged> = runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .context("no Kubernetes client configuration (in-cluster or kubeconfig)")?;
+        let workloads = inventory::workloads(client, namespaces).await?;
+        let mut judged = Vec::with_capacity(workloads.len());
+        for w in workloads {
+            let lookup = limits.lookup(&w.namespace, &w.deployment).await;
+            judged.extend(status::judge(w, lookup, &config.policy));
+        }
+        anyhow::Ok(judged)
+    })?;
+    let report = Report::new(&judged, config.pricing.as_ref());
+    let text = match output {
+        AuditOutput::Table => report.table(),
+        AuditOutput::Json => report.json(),
+        AuditOutput::Csv => report.csv(),
+    };
+    print_out(text.trim_end())?;
+    let over = judged.iter().any(|j| j.status.is_over());
+    Ok(if over { ExitCode::from(EXIT_DENIED) } else { ExitCode::SUCCESS })
 }
 
 fn init_logging(config: &Config) {

@@ -28,6 +28,9 @@ pub struct Config {
     pub registry: RegistryConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// The platform's monthly cost formula, for `audit` (optional).
+    #[serde(default)]
+    pub pricing: Option<crate::cluster::pricing::Pricing>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

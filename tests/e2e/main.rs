@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod audit_stories;
 mod chart_stories;
 mod cluster;
 mod latency;
@@ -48,7 +49,8 @@ fn main() -> ExitCode {
         latency::run(&cluster, number(0, 5), number(1, 300));
         return ExitCode::SUCCESS;
     }
-    let scenarios: Vec<Scenario> = [stories::all(), registry_stories::all(), chart_stories::all()].concat();
+    let scenarios: Vec<Scenario> =
+        [stories::all(), audit_stories::all(), registry_stories::all(), chart_stories::all()].concat();
     let chosen: Vec<&Scenario> = scenarios
         .iter()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))

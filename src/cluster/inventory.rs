@@ -1,0 +1,90 @@
+//! Reading what runs: every Deployment and every HPA, one paged list per kind (500 a page), so
+//! 10,000 Deployments are a few requests. Only the fields the audit needs are kept.
+
+use super::pricing::quantity;
+use super::status::Workload;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler;
+use kube::api::{Api, ListParams};
+use std::collections::HashMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("cannot list {what}: {source}")]
+    List { what: &'static str, source: kube::Error },
+}
+
+const PAGE: u32 = 500;
+
+/// Every item of a list, page by page.
+async fn list_all<K>(api: Api<K>, what: &'static str) -> Result<Vec<K>, InventoryError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut items = vec![];
+    let mut params = ListParams::default().limit(PAGE);
+    // Bounded: a million pages is far beyond any cluster; the API server ends the list sooner.
+    for _ in 0..1_000_000 {
+        let page = api.list(&params).await.map_err(|source| InventoryError::List { what, source })?;
+        items.extend(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    Ok(items)
+}
+
+/// The Deployments of `namespaces` (all namespaces when empty), each with the largest
+/// `maxReplicas` of the HPAs that target it.
+pub async fn workloads(client: kube::Client, namespaces: &[String]) -> Result<Vec<Workload>, InventoryError> {
+    let scopes: Vec<Option<&str>> =
+        if namespaces.is_empty() { vec![None] } else { namespaces.iter().map(|n| Some(n.as_str())).collect() };
+    let mut deployments = vec![];
+    let mut hpas = vec![];
+    for scope in scopes {
+        let (d, h): (Api<Deployment>, Api<HorizontalPodAutoscaler>) = match scope {
+            Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        deployments.extend(list_all(d, "Deployments").await?);
+        hpas.extend(list_all(h, "HorizontalPodAutoscalers").await?);
+    }
+    let mut hpa_of: HashMap<(String, String), (String, i32)> = HashMap::new();
+    for hpa in hpas {
+        let (Some(ns), Some(name), Some(spec)) = (hpa.metadata.namespace, hpa.metadata.name, hpa.spec) else {
+            continue;
+        };
+        if spec.scale_target_ref.kind != "Deployment" {
+            continue;
+        }
+        let entry = hpa_of.entry((ns, spec.scale_target_ref.name)).or_insert((name.clone(), spec.max_replicas));
+        if spec.max_replicas > entry.1 {
+            *entry = (name, spec.max_replicas);
+        }
+    }
+    let mut out: Vec<Workload> = deployments
+        .into_iter()
+        .filter_map(|d| {
+            let (namespace, deployment) = (d.metadata.namespace?, d.metadata.name?);
+            let spec = d.spec?;
+            let (mut cpu, mut memory) = (0.0, 0.0);
+            for container in spec.template.spec.map(|s| s.containers).unwrap_or_default() {
+                let requests = container.resources.and_then(|r| r.requests).unwrap_or_default();
+                cpu += requests.get("cpu").and_then(|q| quantity(&q.0)).unwrap_or(0.0);
+                memory += requests.get("memory").and_then(|q| quantity(&q.0)).unwrap_or(0.0);
+            }
+            let hpa = hpa_of.remove(&(namespace.clone(), deployment.clone()));
+            Some(Workload {
+                namespace,
+                deployment,
+                replicas: spec.replicas.unwrap_or(1),
+                hpa,
+                cpu_requests: cpu,
+                memory_requests_gib: memory / f64::from(1u32 << 30),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.namespace, &a.deployment).cmp(&(&b.namespace, &b.deployment)));
+    Ok(out)
+}

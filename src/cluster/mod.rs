@@ -1,0 +1,11 @@
+//! Seeing the cluster, not only the requests: what runs over its registered maximum right now.
+//!
+//! - `status`: the pure judgement of one running workload against its registry entry.
+//! - `inventory`: reading every Deployment and HPA from the API server (paged lists).
+//! - `report`: the `replica-guard audit` output (table, JSON, CSV).
+//! - `pricing`: the platform's monthly cost formula.
+
+pub mod inventory;
+pub mod pricing;
+pub mod report;
+pub mod status;
