@@ -23,6 +23,7 @@ pub struct Metrics {
     exemptions: IntCounterVec,
     bad_requests: IntCounterVec,
     shed: IntCounterVec,
+    events: IntCounterVec,
     connections_open: IntGaugeVec,
     connections_at_limit: IntCounterVec,
     /// Rendered at scrape time from the current registry snapshot (see `publish_registry`).
@@ -181,6 +182,11 @@ impl Metrics {
                 "Requests answered 503 without being read, by reason (body-budget: the memory budget for request bodies in flight was in use).",
                 &["reason"],
             ),
+            events: counter(
+                "replica_guard_events_total",
+                "Kubernetes Events from admission, by result (published, failed, dropped-queue-full, dropped-rate-limited).",
+                &["result"],
+            ),
             connections_open: register(
                 &r,
                 IntGaugeVec::new(
@@ -272,6 +278,11 @@ impl Metrics {
     /// A request answered 503 before it was read.
     pub fn shed(&self, reason: &'static str) {
         self.shed.with_label_values(&[reason]).inc();
+    }
+
+    /// An admission event's fate.
+    pub fn event(&self, result: &'static str) {
+        self.events.with_label_values(&[result]).inc();
     }
 
     pub fn exempt(&self, exemption: &'static str) {

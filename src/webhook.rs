@@ -6,6 +6,7 @@ use crate::admission::decode::Request;
 use crate::admission::subject::{self, Target};
 use crate::admission::{ReviewError, decode, respond};
 use crate::audit::{AuditLog, AuditRecord};
+use crate::cluster::events::{AdmissionEvent, EventQueue};
 use crate::decision::policy::Policy;
 use crate::decision::{self, Decision, Override, Path, Rule, Subject};
 use crate::decision::{Lookup, Scope};
@@ -21,6 +22,7 @@ pub struct Webhook {
     limits: Arc<dyn LimitSource>,
     metrics: Arc<Metrics>,
     audit: AuditLog,
+    events: Option<EventQueue>,
 }
 
 impl ReviewError {
@@ -42,7 +44,13 @@ impl ReviewError {
 
 impl Webhook {
     pub fn new(policy: Policy, limits: Arc<dyn LimitSource>, metrics: Arc<Metrics>, audit: AuditLog) -> Self {
-        Self { policy, limits, metrics, audit }
+        Self { policy, limits, metrics, audit, events: None }
+    }
+
+    /// Also turns decisions into Kubernetes Events (through the queue; never for dry runs).
+    pub fn with_events(mut self, events: EventQueue) -> Self {
+        self.events = Some(events);
+        self
     }
 
     pub fn limits(&self) -> &Arc<dyn LimitSource> {
@@ -113,6 +121,11 @@ impl Webhook {
             m.exempt(e.as_str());
         }
         if !subject.dry_run {
+            if let Some(queue) = &self.events
+                && let Some(event) = AdmissionEvent::of(subject, decision)
+            {
+                queue.offer(event);
+            }
             for field in respond::changed_fields(subject) {
                 m.field_changed(workload, field);
             }

@@ -101,6 +101,8 @@ fn defaults_generate_tls_and_a_hardened_webhook() {
     assert_eq!(
         kinds(&objects),
         vec![
+            "ClusterRole/rg-replica-guard-events",
+            "ClusterRoleBinding/rg-replica-guard-events",
             "ConfigMap/rg-replica-guard-config",
             "ConfigMap/rg-replica-guard-registry",
             "Deployment/rg-replica-guard",
@@ -110,13 +112,27 @@ fn defaults_generate_tls_and_a_hardened_webhook() {
             "ServiceAccount/rg-replica-guard",
             "ValidatingWebhookConfiguration/rg-replica-guard",
         ],
-        "least privilege: no RBAC for the file source"
+        "least privilege: the file source needs no RBAC; Events need their ClusterRole"
     );
+    assert_eq!(
+        find(&objects, "ClusterRole", "rg-replica-guard-events")["rules"],
+        serde_json::json!([{"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}])
+    );
+    assert!(rendered_config(&objects).events.enabled);
+
+    // Without Events, a file-source webhook has no RBAC and no token at all.
+    let quiet = render("events: {enabled: false}");
+    assert!(!kinds(&quiet).iter().any(|k| k.contains("Role")), "{:?}", kinds(&quiet));
+    assert_eq!(
+        find(&quiet, "Deployment", "rg-replica-guard")["spec"]["template"]["spec"]["automountServiceAccountToken"],
+        false
+    );
+    assert!(!rendered_config(&quiet).events.enabled);
 
     let deployment = find(&objects, "Deployment", "rg-replica-guard");
     let spec = &deployment["spec"]["template"]["spec"];
     assert_eq!(deployment["spec"]["replicas"], 3);
-    assert_eq!(spec["automountServiceAccountToken"], false);
+    assert_eq!(spec["automountServiceAccountToken"], true, "Events need the token");
     assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
     assert_eq!(spec["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
     let container = &spec["containers"][0];

@@ -4,7 +4,9 @@
 //! - `inventory`: reading every Deployment and HPA from the API server (paged lists).
 //! - `report`: the `replica-guard audit` output (table, JSON, CSV).
 //! - `pricing`: the platform's monthly cost formula.
+//! - `events`: Kubernetes Events from admission decisions, off the request path.
 
+pub mod events;
 pub mod inventory;
 pub mod pricing;
 pub mod report;

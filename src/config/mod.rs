@@ -28,6 +28,8 @@ pub struct Config {
     pub registry: RegistryConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
+    #[serde(default)]
+    pub events: EventsConfig,
     /// The platform's monthly cost formula, for `audit` (optional).
     #[serde(default)]
     pub pricing: Option<crate::cluster::pricing::Pricing>,
@@ -96,6 +98,29 @@ pub struct LoggingConfig {
     /// A tracing filter such as `info` or `replica_guard=debug,info`; `RUST_LOG` overrides it.
     #[serde(default = "default_log_level")]
     pub level: String,
+}
+
+/// Kubernetes Events from admission decisions (`crate::cluster::events`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Needs a Kubernetes client (in-cluster or kubeconfig) allowed to create and patch
+    /// `events.k8s.io` events; off unless set (the chart sets it).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Events waiting to be published; when full, new ones are dropped and counted.
+    #[serde(default = "default_event_queue")]
+    pub queue_size: usize,
+}
+
+fn default_event_queue() -> usize {
+    1024
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self { enabled: false, queue_size: default_event_queue() }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -259,6 +284,9 @@ impl Config {
             return Err(("server.adminAddress", format!("must differ from server.address ({})", s.address)));
         }
         check_log_level(&self.logging.level)?;
+        if !(1..=1_000_000).contains(&self.events.queue_size) {
+            return Err(("events.queueSize", format!("must be between 1 and 1000000, got {}", self.events.queue_size)));
+        }
         self.registry.validate()?;
         let b = &self.policy.platform_bounds;
         if b.min_replicas < 0 || b.min_replicas > b.max_replicas {

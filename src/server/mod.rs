@@ -32,6 +32,8 @@ pub enum ServerError {
     DevCertificate(#[from] CertError),
     #[error("{0}")]
     Registry(#[from] limits::OpenError),
+    #[error("events.enabled: no Kubernetes client configuration (in-cluster or kubeconfig): {0}")]
+    Events(kube::Error),
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
 }
@@ -106,7 +108,17 @@ pub async fn start_with(
     let mut background: Vec<JoinHandle<()>> = opened.refresher.into_iter().map(tokio::spawn).collect();
     background.push(tokio::spawn(cert_watch));
     let health = Arc::new(Health::new(opened.source.clone(), cert_store.clone()));
-    let webhook = Arc::new(Webhook::new(config.policy.clone(), opened.source, metrics.clone(), audit));
+    let mut webhook = Webhook::new(config.policy.clone(), opened.source, metrics.clone(), audit);
+    if config.events.enabled {
+        let client = kube::Client::try_default().await.map_err(ServerError::Events)?;
+        let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
+        let reporter = kube::runtime::events::Reporter { controller: "replica-guard".into(), instance };
+        let (queue, publisher) =
+            crate::cluster::events::start(client, reporter, config.events.queue_size, metrics.clone());
+        background.push(tokio::spawn(publisher));
+        webhook = webhook.with_events(queue);
+    }
+    let webhook = Arc::new(webhook);
 
     let server = &config.server;
     let https_listener = bind(server.address, "server.address").await?;

@@ -430,6 +430,37 @@ subjects:
     }
 }
 
+impl Cluster {
+    /// A kubeconfig that authenticates as ServiceAccount `sa` of `namespace` with a token from
+    /// the TokenRequest API, as the kubelet projects it into a pod.
+    pub fn service_account_kubeconfig(&self, sa: &str, namespace: &str) -> PathBuf {
+        let token =
+            self.kubectl("admin", &["create", "token", sa, "-n", namespace]).success().stdout.trim().to_string();
+        let path = self.dir.join(format!("sa-{namespace}-{sa}.kubeconfig"));
+        write(
+            &path,
+            &format!(
+                "apiVersion: v1\nkind: Config\nclusters: [{{name: e2e, cluster: {{server: 'https://{}', certificate-authority: '{}'}}}}]\nusers: [{{name: sa, user: {{token: {token}}}}}]\ncontexts: [{{name: sa, context: {{cluster: e2e, user: sa, namespace: {namespace}}}}}]\ncurrent-context: sa\n",
+                self.api,
+                self.dir.join("pki/ca.crt").display()
+            ),
+        );
+        path
+    }
+
+    /// Applies the objects of `rendered` whose kind is one of `kinds`; returns how many.
+    pub fn apply_kinds(&self, rendered: &crate::pods::Rendered, kinds: &[&str]) -> usize {
+        let chosen: Vec<String> = rendered
+            .objects
+            .iter()
+            .filter(|o| kinds.contains(&o["kind"].as_str().unwrap_or("")))
+            .map(|o| serde_yaml_ng::to_string(o).unwrap())
+            .collect();
+        self.apply("admin", &chosen.join("---\n"), &[]).success();
+        chosen.len()
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         // Controller-manager and API server first, etcd last.

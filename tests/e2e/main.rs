@@ -11,6 +11,7 @@ mod common;
 mod audit_stories;
 mod chart_stories;
 mod cluster;
+mod events_stories;
 mod latency;
 mod pods;
 mod registry_stories;
@@ -50,7 +51,8 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let scenarios: Vec<Scenario> =
-        [stories::all(), audit_stories::all(), registry_stories::all(), chart_stories::all()].concat();
+        [stories::all(), audit_stories::all(), events_stories::all(), registry_stories::all(), chart_stories::all()]
+            .concat();
     let chosen: Vec<&Scenario> = scenarios
         .iter()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))

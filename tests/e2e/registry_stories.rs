@@ -3,7 +3,7 @@
 //! else; the registry follows edits, survives a broken edit, a deletion and an API server restart.
 
 use crate::Scenario;
-use crate::cluster::{Cluster, write};
+use crate::cluster::Cluster;
 use crate::common::ServeProcess;
 use crate::pods::render_chart;
 use crate::webhook::{configuration, denied_with, deployment};
@@ -51,15 +51,9 @@ fn configmap_registry(c: &Cluster) {
     let (release_ns, ns) = ("rg-configmap", "s-configmap");
     c.kubectl("admin", &["create", "namespace", release_ns]).success();
     c.namespace(ns);
-    let rendered = render_chart(c, release_ns, "registry: {source: configMap}\n");
-    let rbac: Vec<String> = rendered
-        .objects
-        .iter()
-        .filter(|o| ["ServiceAccount", "Role", "RoleBinding"].contains(&o["kind"].as_str().unwrap_or("")))
-        .map(|o| serde_yaml_ng::to_string(o).unwrap())
-        .collect();
-    assert_eq!(rbac.len(), 3, "the chart grants the configMap source a ServiceAccount, a Role and a RoleBinding");
-    c.apply("admin", &rbac.join("---\n"), &[]).success();
+    let rendered = render_chart(c, release_ns, "registry: {source: configMap}\nevents: {enabled: false}\n");
+    let applied = c.apply_kinds(&rendered, &["ServiceAccount", "Role", "RoleBinding"]);
+    assert_eq!(applied, 3, "the chart grants the configMap source a ServiceAccount, a Role and a RoleBinding");
     c.apply("admin", &configmap(release_ns, &limits(ns, 4)), &[]).success();
     c.apply(
         "admin",
@@ -70,16 +64,7 @@ fn configmap_registry(c: &Cluster) {
 
     // The pod's token, as the kubelet would project it (TokenRequest).
     let sa = rendered.find("ServiceAccount")["metadata"]["name"].as_str().unwrap().to_string();
-    let token = c.kubectl("admin", &["create", "token", &sa, "-n", release_ns]).success().stdout.trim().to_string();
-    let kubeconfig = c.dir.join("sa.kubeconfig");
-    write(
-        &kubeconfig,
-        &format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: e2e, cluster: {{server: 'https://{}', certificate-authority: '{}'}}}}]\nusers: [{{name: sa, user: {{token: {token}}}}}]\ncontexts: [{{name: sa, context: {{cluster: e2e, user: sa, namespace: {release_ns}}}}}]\ncurrent-context: sa\n",
-            c.api,
-            c.dir.join("pki/ca.crt").display()
-        ),
-    );
+    let kubeconfig = c.service_account_kubeconfig(&sa, release_ns);
     let as_sa = |args: &[&str]| {
         let kubectl = c.tools.kubectl.display().to_string();
         let out = std::process::Command::new(kubectl).arg("--kubeconfig").arg(&kubeconfig).args(args).output().unwrap();

@@ -51,3 +51,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "rg.configMapNamespace" -}}
 {{- default .Release.Namespace .Values.registry.configMap.namespace }}
 {{- end }}
+
+{{/* Whether the pods talk to the Kubernetes API (and so get a service account token). */}}
+{{- define "rg.needsToken" -}}
+{{- or (eq .Values.registry.source "configMap") .Values.events.enabled }}
+{{- end }}
