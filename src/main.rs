@@ -62,6 +62,13 @@ enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t = AuditOutput::Table)]
         output: AuditOutput,
     },
+    /// The continuous audit: watch every Deployment and HPA, export per-workload gauges on the
+    /// admin listener's /metrics, and emit an Event when a workload goes over its limit or comes
+    /// back within (the chart's audit Deployment runs this).
+    Watch {
+        #[arg(long, env = "REPLICA_GUARD_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -82,6 +89,7 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(&config),
         Command::Certs { out_dir, names } => certs(out_dir, names),
         Command::Check { config, review } => Config::load(&config).map_err(Into::into).and_then(|c| check(&c, &review)),
+        Command::Watch { config } => watch(&config),
         Command::Audit { config, namespaces, output } => {
             Config::load(&config).map_err(Into::into).and_then(|c| audit(&c, &namespaces, output))
         }
@@ -97,6 +105,14 @@ fn serve(config: &std::path::Path) -> anyhow::Result<ExitCode> {
     init_logging(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(replica_guard::server::run(&config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn watch(config: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config)?;
+    init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(replica_guard::server::run_audit(&config))?;
     Ok(ExitCode::SUCCESS)
 }
 

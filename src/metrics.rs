@@ -28,6 +28,10 @@ pub struct Metrics {
     connections_at_limit: IntCounterVec,
     /// Rendered at scrape time from the current registry snapshot (see `publish_registry`).
     registry_view: ArcSwapOption<Box<dyn Exposition>>,
+    /// The continuous audit's per-workload gauges, rendered at scrape time.
+    workload_view: ArcSwapOption<Box<dyn Exposition>>,
+    workloads_audited: IntGauge,
+    workloads_over: IntGauge,
     registry_entries: IntGauge,
     registry_out_of_bounds: IntGauge,
     registry_reloads: IntCounterVec,
@@ -200,6 +204,21 @@ impl Metrics {
                 &["listener"],
             ),
             registry_view: ArcSwapOption::empty(),
+            workload_view: ArcSwapOption::empty(),
+            workloads_audited: register(
+                &r,
+                IntGauge::new(
+                    "replica_guard_audited_workloads",
+                    "Deployments the continuous audit judged in its last pass.",
+                ),
+            ),
+            workloads_over: register(
+                &r,
+                IntGauge::new(
+                    "replica_guard_workloads_over_limit",
+                    "Deployments above their registered maximum (over or ratchet-only) in the last audit pass.",
+                ),
+            ),
             registry_entries: register(
                 &r,
                 IntGauge::new("replica_guard_registry_entries", "Entries in the current registry snapshot."),
@@ -257,6 +276,13 @@ impl Metrics {
         self.registry_entries.set(entries as i64);
         self.registry_out_of_bounds.set(out_of_bounds as i64);
         self.registry_view.store(Some(Arc::new(view)));
+    }
+
+    /// Publishes the continuous audit's last pass: its per-workload gauges and counts.
+    pub fn publish_workloads(&self, view: Box<dyn Exposition>, audited: usize, over: usize) {
+        self.workloads_audited.set(audited as i64);
+        self.workloads_over.set(over as i64);
+        self.workload_view.store(Some(Arc::new(view)));
     }
 
     /// One decided admission request.
@@ -351,7 +377,7 @@ impl Metrics {
         // Encoding into a Vec cannot fail for well-formed metric families, and ours are built above.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         let mut text = String::from_utf8(out).unwrap_or_default();
-        if let Some(view) = self.registry_view.load_full() {
+        for view in [self.registry_view.load_full(), self.workload_view.load_full()].into_iter().flatten() {
             view.render(&mut text);
         }
         text

@@ -6,7 +6,7 @@ use crate::admission::decode::Request;
 use crate::admission::subject::{self, Target};
 use crate::admission::{ReviewError, decode, respond};
 use crate::audit::{AuditLog, AuditRecord};
-use crate::cluster::events::{AdmissionEvent, EventQueue};
+use crate::cluster::events::{EventQueue, WorkloadEvent};
 use crate::decision::policy::Policy;
 use crate::decision::{self, Decision, Override, Path, Rule, Subject};
 use crate::decision::{Lookup, Scope};
@@ -122,7 +122,7 @@ impl Webhook {
         }
         if !subject.dry_run {
             if let Some(queue) = &self.events
-                && let Some(event) = AdmissionEvent::of(subject, decision)
+                && let Some(event) = WorkloadEvent::of(subject, decision)
             {
                 queue.offer(event);
             }

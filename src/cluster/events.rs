@@ -23,7 +23,7 @@ const MAX_BUCKETS: usize = 10_000;
 
 /// One event to publish.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AdmissionEvent {
+pub struct WorkloadEvent {
     pub namespace: String,
     pub deployment: String,
     pub warning: bool,
@@ -48,7 +48,7 @@ pub fn reason(decision: &Decision) -> Option<(&'static str, bool)> {
     Some(reason)
 }
 
-impl AdmissionEvent {
+impl WorkloadEvent {
     /// The event of a decided request: the message the user saw, and who they were.
     pub fn of(subject: &Subject, decision: &Decision) -> Option<Self> {
         let (reason, warning) = reason(decision)?;
@@ -90,13 +90,13 @@ fn truncate_bytes(text: &mut String, max: usize) {
 /// The webhook's end of the queue.
 #[derive(Clone)]
 pub struct EventQueue {
-    sender: mpsc::Sender<AdmissionEvent>,
+    sender: mpsc::Sender<WorkloadEvent>,
     metrics: Arc<Metrics>,
 }
 
 impl EventQueue {
     /// Queues an event; a full queue drops it (counted), never waits.
-    pub fn offer(&self, event: AdmissionEvent) {
+    pub fn offer(&self, event: WorkloadEvent) {
         if self.sender.try_send(event).is_err() {
             self.metrics.event("dropped-queue-full");
         }
@@ -115,7 +115,7 @@ pub fn start(
     (EventQueue { sender, metrics: metrics.clone() }, publish(receiver, recorder, metrics))
 }
 
-async fn publish(mut receiver: mpsc::Receiver<AdmissionEvent>, recorder: Recorder, metrics: Arc<Metrics>) {
+async fn publish(mut receiver: mpsc::Receiver<WorkloadEvent>, recorder: Recorder, metrics: Arc<Metrics>) {
     let mut buckets = Buckets::default();
     while let Some(event) = receiver.recv().await {
         if !buckets.take(&event.namespace, &event.deployment, Instant::now()) {

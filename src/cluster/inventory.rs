@@ -51,40 +51,48 @@ pub async fn workloads(client: kube::Client, namespaces: &[String]) -> Result<Ve
         hpas.extend(list_all(h, "HorizontalPodAutoscalers").await?);
     }
     let mut hpa_of: HashMap<(String, String), (String, i32)> = HashMap::new();
-    for hpa in hpas {
-        let (Some(ns), Some(name), Some(spec)) = (hpa.metadata.namespace, hpa.metadata.name, hpa.spec) else {
-            continue;
-        };
-        if spec.scale_target_ref.kind != "Deployment" {
-            continue;
-        }
-        let entry = hpa_of.entry((ns, spec.scale_target_ref.name)).or_insert((name.clone(), spec.max_replicas));
-        if spec.max_replicas > entry.1 {
-            *entry = (name, spec.max_replicas);
+    for (target, (name, max)) in hpas.into_iter().filter_map(hpa_target) {
+        let entry = hpa_of.entry(target).or_insert((name.clone(), max));
+        if max > entry.1 {
+            *entry = (name, max);
         }
     }
     let mut out: Vec<Workload> = deployments
         .into_iter()
         .filter_map(|d| {
-            let (namespace, deployment) = (d.metadata.namespace?, d.metadata.name?);
-            let spec = d.spec?;
-            let (mut cpu, mut memory) = (0.0, 0.0);
-            for container in spec.template.spec.map(|s| s.containers).unwrap_or_default() {
-                let requests = container.resources.and_then(|r| r.requests).unwrap_or_default();
-                cpu += requests.get("cpu").and_then(|q| quantity(&q.0)).unwrap_or(0.0);
-                memory += requests.get("memory").and_then(|q| quantity(&q.0)).unwrap_or(0.0);
-            }
-            let hpa = hpa_of.remove(&(namespace.clone(), deployment.clone()));
-            Some(Workload {
-                namespace,
-                deployment,
-                replicas: spec.replicas.unwrap_or(1),
-                hpa,
-                cpu_requests: cpu,
-                memory_requests_gib: memory / f64::from(1u32 << 30),
-            })
+            let key = (d.metadata.namespace.clone()?, d.metadata.name.clone()?);
+            let hpa = hpa_of.remove(&key);
+            workload(d, hpa)
         })
         .collect();
     out.sort_by(|a, b| (&a.namespace, &a.deployment).cmp(&(&b.namespace, &b.deployment)));
     Ok(out)
+}
+
+/// The Deployment an HPA scales, as (namespace, deployment), with the HPA's (name, maxReplicas);
+/// None for an HPA that scales anything else.
+pub fn hpa_target(hpa: HorizontalPodAutoscaler) -> Option<((String, String), (String, i32))> {
+    let (namespace, name, spec) = (hpa.metadata.namespace?, hpa.metadata.name?, hpa.spec?);
+    (spec.scale_target_ref.kind == "Deployment")
+        .then_some(((namespace, spec.scale_target_ref.name), (name, spec.max_replicas)))
+}
+
+/// What the audit keeps of a Deployment: replicas and the pod's summed requests.
+pub fn workload(d: Deployment, hpa: Option<(String, i32)>) -> Option<Workload> {
+    let (namespace, deployment) = (d.metadata.namespace?, d.metadata.name?);
+    let spec = d.spec?;
+    let (mut cpu, mut memory) = (0.0, 0.0);
+    for container in spec.template.spec.map(|s| s.containers).unwrap_or_default() {
+        let requests = container.resources.and_then(|r| r.requests).unwrap_or_default();
+        cpu += requests.get("cpu").and_then(|q| quantity(&q.0)).unwrap_or(0.0);
+        memory += requests.get("memory").and_then(|q| quantity(&q.0)).unwrap_or(0.0);
+    }
+    Some(Workload {
+        namespace,
+        deployment,
+        replicas: spec.replicas.unwrap_or(1),
+        hpa,
+        cpu_requests: cpu,
+        memory_requests_gib: memory / f64::from(1u32 << 30),
+    })
 }

@@ -4,6 +4,7 @@
 //! - `inventory`: reading every Deployment and HPA from the API server (paged lists).
 //! - `report`: the `replica-guard audit` output (table, JSON, CSV).
 //! - `pricing`: the platform's monthly cost formula.
+//! - `watch`: the continuous audit (`replica-guard watch`): what watches the cluster.
 //! - `events`: Kubernetes Events from admission decisions, off the request path.
 
 pub mod events;
@@ -11,3 +12,4 @@ pub mod inventory;
 pub mod pricing;
 pub mod report;
 pub mod status;
+pub mod watch;

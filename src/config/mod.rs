@@ -30,6 +30,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     #[serde(default)]
     pub events: EventsConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// The platform's monthly cost formula, for `audit` (optional).
     #[serde(default)]
     pub pricing: Option<crate::cluster::pricing::Pricing>,
@@ -98,6 +100,25 @@ pub struct LoggingConfig {
     /// A tracing filter such as `info` or `replica_guard=debug,info`; `RUST_LOG` overrides it.
     #[serde(default = "default_log_level")]
     pub level: String,
+}
+
+/// The continuous audit (`replica-guard watch`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditConfig {
+    /// How often every workload is judged again (also when nothing changed: the registry may have).
+    #[serde(default = "default_audit_interval")]
+    pub interval_seconds: f64,
+}
+
+fn default_audit_interval() -> f64 {
+    30.0
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { interval_seconds: default_audit_interval() }
+    }
 }
 
 /// Kubernetes Events from admission decisions (`crate::cluster::events`).
@@ -284,6 +305,7 @@ impl Config {
             return Err(("server.adminAddress", format!("must differ from server.address ({})", s.address)));
         }
         check_log_level(&self.logging.level)?;
+        check_seconds("audit.intervalSeconds", self.audit.interval_seconds, 0.1, 86_400.0)?;
         if !(1..=1_000_000).contains(&self.events.queue_size) {
             return Err(("events.queueSize", format!("must be between 1 and 1000000, got {}", self.events.queue_size)));
         }

@@ -34,6 +34,8 @@ pub enum ServerError {
     Registry(#[from] limits::OpenError),
     #[error("events.enabled: no Kubernetes client configuration (in-cluster or kubeconfig): {0}")]
     Events(kube::Error),
+    #[error("the audit needs a Kubernetes client (in-cluster or kubeconfig): {0}")]
+    Audit(kube::Error),
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
 }
@@ -41,21 +43,35 @@ pub enum ServerError {
 /// What `/readyz` reports on.
 pub struct Health {
     limits: Arc<dyn LimitSource>,
-    certificate: Arc<tls::CertStore>,
+    /// The webhook's serving certificate (the audit process serves no TLS).
+    certificate: Option<Arc<tls::CertStore>>,
+    /// Something else to wait for, and how to say it is not done (the audit's first pass).
+    waiting_for: Option<(&'static str, Arc<AtomicBool>)>,
     shutting_down: AtomicBool,
 }
 
 impl Health {
-    pub fn new(limits: Arc<dyn LimitSource>, certificate: Arc<tls::CertStore>) -> Self {
-        Self { limits, certificate, shutting_down: AtomicBool::new(false) }
+    pub fn new(limits: Arc<dyn LimitSource>, certificate: Option<Arc<tls::CertStore>>) -> Self {
+        Self { limits, certificate, waiting_for: None, shutting_down: AtomicBool::new(false) }
     }
 
-    /// Why the webhook is not ready; empty when it is. (A certificate that cannot be loaded
+    /// Not ready, saying `what`, until `done` turns true.
+    pub fn waiting_for(mut self, what: &'static str, done: Arc<AtomicBool>) -> Self {
+        self.waiting_for = Some((what, done));
+        self
+    }
+
+    /// Why the process is not ready; empty when it is. (A certificate that cannot be loaded
     /// stops the start; one that expired while serving is reported here.)
     pub fn problems(&self) -> Vec<&'static str> {
         let mut problems = vec![];
-        if self.certificate.expired() {
+        if self.certificate.as_ref().is_some_and(|c| c.expired()) {
             problems.push("serving certificate expired");
+        }
+        if let Some((what, done)) = &self.waiting_for
+            && !done.load(Ordering::Acquire)
+        {
+            problems.push(what);
         }
         if !self.limits.is_ready() {
             problems.push("registry not read yet");
@@ -107,15 +123,9 @@ pub async fn start_with(
     let opened = limits::open(&config.registry, config.policy.platform_bounds, metrics.clone(), kube_client).await?;
     let mut background: Vec<JoinHandle<()>> = opened.refresher.into_iter().map(tokio::spawn).collect();
     background.push(tokio::spawn(cert_watch));
-    let health = Arc::new(Health::new(opened.source.clone(), cert_store.clone()));
+    let health = Arc::new(Health::new(opened.source.clone(), Some(cert_store.clone())));
     let mut webhook = Webhook::new(config.policy.clone(), opened.source, metrics.clone(), audit);
-    if config.events.enabled {
-        let client = kube::Client::try_default().await.map_err(ServerError::Events)?;
-        let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
-        let reporter = kube::runtime::events::Reporter { controller: "replica-guard".into(), instance };
-        let (queue, publisher) =
-            crate::cluster::events::start(client, reporter, config.events.queue_size, metrics.clone());
-        background.push(tokio::spawn(publisher));
+    if let Some(queue) = event_queue(config, &metrics, &mut background).await? {
         webhook = webhook.with_events(queue);
     }
     let webhook = Arc::new(webhook);
@@ -194,6 +204,71 @@ fn load_certificate(
         metrics.clone(),
     );
     Ok((store, watch))
+}
+
+/// The Event queue and its publisher task, when `events.enabled`.
+async fn event_queue(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    background: &mut Vec<JoinHandle<()>>,
+) -> Result<Option<crate::cluster::events::EventQueue>, ServerError> {
+    if !config.events.enabled {
+        return Ok(None);
+    }
+    let client = kube::Client::try_default().await.map_err(ServerError::Events)?;
+    let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
+    let reporter = kube::runtime::events::Reporter { controller: "replica-guard".into(), instance };
+    let (queue, publisher) = crate::cluster::events::start(client, reporter, config.events.queue_size, metrics.clone());
+    background.push(tokio::spawn(publisher));
+    Ok(Some(queue))
+}
+
+/// `replica-guard watch`: the continuous audit with its admin listener (`/healthz`, `/readyz`
+/// after the first complete pass, `/metrics` with the per-workload gauges), until SIGTERM.
+pub async fn run_audit(config: &Config) -> Result<(), ServerError> {
+    let signals = tokio::spawn(shutdown::signal_received());
+    let metrics = Arc::new(Metrics::new());
+    let opened =
+        limits::open(&config.registry, config.policy.platform_bounds, metrics.clone(), kube::Client::try_default)
+            .await?;
+    let mut background: Vec<JoinHandle<()>> = opened.refresher.into_iter().map(tokio::spawn).collect();
+    let events = event_queue(config, &metrics, &mut background).await?;
+    let client = kube::Client::try_default().await.map_err(ServerError::Audit)?;
+    let done = Arc::new(AtomicBool::new(false));
+    let health =
+        Arc::new(Health::new(opened.source.clone(), None).waiting_for("first audit pass not done", done.clone()));
+    background.push(tokio::spawn(crate::cluster::watch::run(
+        client,
+        opened.source,
+        config.policy.clone(),
+        events,
+        metrics.clone(),
+        seconds(config.audit.interval_seconds),
+        done,
+    )));
+    let admin_listener = bind(config.server.admin_address, "server.adminAddress").await?;
+    let admin_address = local_address(&admin_listener, config.server.admin_address, "server.adminAddress")?;
+    let (stop, stop_rx) = watch::channel(false);
+    let admin = routes::admin(routes::AdminState { health: health.clone(), metrics: metrics.clone() });
+    let listener = tokio::spawn(connections::serve(
+        admin_listener,
+        None,
+        admin,
+        stop_rx,
+        connections::Limits::from_config(&config.server),
+        metrics.connections(Listener::Admin),
+    ));
+    tracing::info!(%admin_address, "replica-guard audit is watching the cluster");
+    let signal =
+        signals.await.map_err(|e| ServerError::Signals(std::io::Error::other(e)))?.map_err(ServerError::Signals)?;
+    tracing::info!(signal, "received; stopping");
+    health.begin_shutdown();
+    let _ = stop.send(true);
+    let _ = listener.await;
+    for task in background {
+        task.abort();
+    }
+    Ok(())
 }
 
 async fn bind(address: SocketAddr, key: &'static str) -> Result<TcpListener, ServerError> {

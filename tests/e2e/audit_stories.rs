@@ -94,3 +94,115 @@ fn audit_lists_what_runs_over(c: &Cluster) {
     ));
     assert!(csv.stdout.contains(&format!("{ns},cart-api,2,,,1,deployment,warn,over,")), "{}", csv.stdout);
 }
+
+/// `replica-guard watch` as a process, killed when dropped.
+struct Watching {
+    child: std::process::Child,
+    admin: std::net::SocketAddr,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_watch(c: &Cluster, config: &std::path::Path) -> Watching {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_replica-guard"))
+        .args(["watch", "--config"])
+        .arg(config)
+        .env("KUBECONFIG", &c.kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let admin = loop {
+        let line = lines.next().expect("watch exited before listening").unwrap();
+        let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if record["message"] == "replica-guard audit is watching the cluster" {
+            break record["admin_address"].as_str().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+    Watching { child, admin }
+}
+
+fn http_get(address: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(address) else { return String::new() };
+    let _ = write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text
+}
+
+/// Waits (bounded) until /metrics contains `sample`.
+fn wait_for_metric(w: &Watching, sample: &str) {
+    for _ in 0..100 {
+        if http_get(w.admin, "/metrics").lines().any(|l| l == sample) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("no {sample} in:\n{}", http_get(w.admin, "/metrics"));
+}
+
+fn events_about(c: &Cluster, ns: &str, name: &str) -> Vec<serde_json::Value> {
+    let ran = c.kubectl("admin", &["get", "events.v1.events.k8s.io", "-n", ns, "-o", "json"]).success();
+    let list: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    list["items"].as_array().unwrap().iter().filter(|e| e["regarding"]["name"] == name).cloned().collect()
+}
+
+pub fn continuous() -> Vec<Scenario> {
+    vec![("continuous audit: gauges, and one Event when a lowered entry puts a workload over", continuous_audit)]
+}
+
+fn continuous_audit(c: &Cluster) {
+    let ns = "s-watch";
+    c.namespace(ns);
+    for (name, replicas) in [("payments-api", 7), ("cart-api", 2)] {
+        c.apply("admin", &deployment(ns, name, replicas, "nginx:1"), &[]).success();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let limits = dir.path().join("limits.yaml");
+    std::fs::write(&limits, registry(ns, 4)).unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "server: {adminAddress: '127.0.0.1:0'}\nregistry: {file: {path: limits.yaml, pollIntervalSeconds: 0.2}}\nevents: {enabled: true}\naudit: {intervalSeconds: 0.5}\nlogging: {format: json}\n",
+    )
+    .unwrap();
+    let w = start_watch(c, &config);
+    wait_for_metric(
+        &w,
+        &format!("replica_guard_workload_over_limit{{deployment=\"payments-api\",namespace=\"{ns}\"}} 1"),
+    );
+    wait_for_metric(&w, &format!("replica_guard_workload_over_limit{{deployment=\"cart-api\",namespace=\"{ns}\"}} 0"));
+    wait_for_metric(
+        &w,
+        &format!("replica_guard_workload_replicas{{deployment=\"payments-api\",namespace=\"{ns}\"}} 7"),
+    );
+    assert!(http_get(w.admin, "/readyz").starts_with("HTTP/1.1 200"));
+    // Lowering cart-api's entry puts it over: the gauge and one Event, not one per pass.
+    let next = dir.path().join("limits.next");
+    std::fs::write(&next, registry(ns, 1)).unwrap();
+    std::fs::rename(&next, &limits).unwrap();
+    wait_for_metric(&w, &format!("replica_guard_workload_over_limit{{deployment=\"cart-api\",namespace=\"{ns}\"}} 1"));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let events = events_about(c, ns, "cart-api");
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["reason"], "AboveRegisteredLimit");
+    assert!(events[0]["series"].is_null(), "once, not on every pass: {:#}", events[0]);
+    assert!(events[0]["note"].as_str().unwrap().contains("replicas 2 is above PED max 1 for s-watch/cart-api (over)"));
+    assert!(events_about(c, ns, "payments-api").is_empty(), "the first pass announces nothing");
+    // Scaled down within it: back within, announced once.
+    c.kubectl("admin", &["scale", "deploy/cart-api", "-n", ns, "--replicas=1"]).success();
+    wait_for_metric(&w, &format!("replica_guard_workload_over_limit{{deployment=\"cart-api\",namespace=\"{ns}\"}} 0"));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let reasons: Vec<String> =
+        events_about(c, ns, "cart-api").iter().map(|e| e["reason"].as_str().unwrap().to_string()).collect();
+    assert!(reasons.contains(&"BackWithinRegisteredLimit".to_string()), "{reasons:?}");
+}

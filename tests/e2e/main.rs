@@ -50,9 +50,15 @@ fn main() -> ExitCode {
         latency::run(&cluster, number(0, 5), number(1, 300));
         return ExitCode::SUCCESS;
     }
-    let scenarios: Vec<Scenario> =
-        [stories::all(), audit_stories::all(), events_stories::all(), registry_stories::all(), chart_stories::all()]
-            .concat();
+    let scenarios: Vec<Scenario> = [
+        stories::all(),
+        audit_stories::all(),
+        audit_stories::continuous(),
+        events_stories::all(),
+        registry_stories::all(),
+        chart_stories::all(),
+    ]
+    .concat();
     let chosen: Vec<&Scenario> = scenarios
         .iter()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
