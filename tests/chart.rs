@@ -101,27 +101,56 @@ fn defaults_generate_tls_and_a_hardened_webhook() {
     assert_eq!(
         kinds(&objects),
         vec![
+            "ClusterRole/rg-replica-guard-audit",
             "ClusterRole/rg-replica-guard-events",
+            "ClusterRoleBinding/rg-replica-guard-audit",
             "ClusterRoleBinding/rg-replica-guard-events",
             "ConfigMap/rg-replica-guard-config",
             "ConfigMap/rg-replica-guard-registry",
             "Deployment/rg-replica-guard",
+            "Deployment/rg-replica-guard-audit",
             "PodDisruptionBudget/rg-replica-guard",
             "Secret/rg-replica-guard-tls",
             "Service/rg-replica-guard",
+            "Service/rg-replica-guard-audit",
             "ServiceAccount/rg-replica-guard",
+            "ServiceAccount/rg-replica-guard-audit",
             "ValidatingWebhookConfiguration/rg-replica-guard",
         ],
-        "least privilege: the file source needs no RBAC; Events need their ClusterRole"
+        "least privilege: the file source needs no RBAC; Events and the audit their own roles"
     );
+    // The audit: read-only on Deployments and HPAs, its own account, pods the webhook never selects.
+    assert_eq!(
+        find(&objects, "ClusterRole", "rg-replica-guard-audit")["rules"],
+        serde_json::json!([
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["list", "watch"]}
+        ])
+    );
+    let audit = find(&objects, "Deployment", "rg-replica-guard-audit");
+    assert_eq!(audit["spec"]["replicas"], 1);
+    assert_eq!(
+        audit["spec"]["template"]["spec"]["containers"][0]["args"],
+        serde_json::json!(["watch", "--config", "/etc/replica-guard/config/config.yaml"])
+    );
+    assert_eq!(audit["spec"]["template"]["spec"]["serviceAccountName"], "rg-replica-guard-audit");
+    let webhook_selector = &find(&objects, "Service", "rg-replica-guard")["spec"]["selector"];
+    let audit_labels = audit["spec"]["template"]["metadata"]["labels"].as_object().unwrap();
+    assert!(
+        webhook_selector.as_object().unwrap().iter().any(|(k, v)| audit_labels.get(k) != Some(v)),
+        "the webhook's Service must not select audit pods"
+    );
+    let events_binding = find(&objects, "ClusterRoleBinding", "rg-replica-guard-events");
+    assert_eq!(events_binding["subjects"].as_array().unwrap().len(), 2, "the audit emits Events too");
+    assert_eq!(rendered_config(&objects).audit.interval_seconds, 30.0);
     assert_eq!(
         find(&objects, "ClusterRole", "rg-replica-guard-events")["rules"],
         serde_json::json!([{"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}])
     );
     assert!(rendered_config(&objects).events.enabled);
 
-    // Without Events, a file-source webhook has no RBAC and no token at all.
-    let quiet = render("events: {enabled: false}");
+    // Without Events and the audit, a file-source webhook has no RBAC and no token at all.
+    let quiet = render("events: {enabled: false}\naudit: {enabled: false}");
     assert!(!kinds(&quiet).iter().any(|k| k.contains("Role")), "{:?}", kinds(&quiet));
     assert_eq!(
         find(&quiet, "Deployment", "rg-replica-guard")["spec"]["template"]["spec"]["automountServiceAccountToken"],
@@ -344,6 +373,23 @@ fn observability_objects() {
             .to_string()
     };
     let above = alert("ReplicaGuardReplicasAboveRegistered");
+    assert_eq!(
+        above, "max by (namespace, deployment) (replica_guard_workload_over_limit) == 1",
+        "the audit's own gauge"
+    );
+    assert!(kinds(&objects).contains(&"ServiceMonitor/rg-replica-guard-audit".to_string()));
+    // Without the audit: the same alert from kube-state-metrics and the registry gauges.
+    let without = render("prometheusRule: {enabled: true}\naudit: {enabled: false}");
+    let rule = find(&without, "PrometheusRule", "rg-replica-guard");
+    let above = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["alert"] == "ReplicaGuardReplicasAboveRegistered")
+        .unwrap()["expr"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(
         above.contains("kube_deployment_spec_replicas")
             && above.contains("> on (namespace, deployment)")

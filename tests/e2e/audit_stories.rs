@@ -108,12 +108,12 @@ impl Drop for Watching {
     }
 }
 
-fn start_watch(c: &Cluster, config: &std::path::Path) -> Watching {
+fn start_watch(kubeconfig: &std::path::Path, config: &std::path::Path) -> Watching {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_replica-guard"))
         .args(["watch", "--config"])
         .arg(config)
-        .env("KUBECONFIG", &c.kubeconfig)
+        .env("KUBECONFIG", kubeconfig)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
         .spawn()
@@ -175,7 +175,13 @@ fn continuous_audit(c: &Cluster) {
         "server: {adminAddress: '127.0.0.1:0'}\nregistry: {file: {path: limits.yaml, pollIntervalSeconds: 0.2}}\nevents: {enabled: true}\naudit: {intervalSeconds: 0.5}\nlogging: {format: json}\n",
     )
     .unwrap();
-    let w = start_watch(c, &config);
+    // The chart's audit account: list/watch Deployments and HPAs, create/patch Events.
+    let release_ns = "rg-watch";
+    c.kubectl("admin", &["create", "namespace", release_ns]).success();
+    let rendered = crate::pods::render_chart(c, release_ns, "");
+    c.apply_kinds(&rendered, &["ServiceAccount", "ClusterRole", "ClusterRoleBinding"]);
+    let kubeconfig = c.service_account_kubeconfig("rg-replica-guard-audit", release_ns);
+    let w = start_watch(&kubeconfig, &config);
     wait_for_metric(
         &w,
         &format!("replica_guard_workload_over_limit{{deployment=\"payments-api\",namespace=\"{ns}\"}} 1"),

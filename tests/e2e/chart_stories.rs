@@ -34,7 +34,7 @@ fn install(
     // Events off: these pods live in network namespaces of their own and cannot reach this API
     // server (it listens on 127.0.0.1); the Events story runs them with the chart's RBAC.
     let values = format!(
-        "tls: {{mode: generate}}\nevents: {{enabled: false}}\npolicy: {{override: {{groups: [platform-admins]}}}}\nregistry:\n  file:\n    pollIntervalSeconds: 0.5\n    limits: {{entries: [{{namespace: {story_ns}, deployment: payments-api, maxReplicas: 4, owner: payments-team@example.com}}]}}\n{extra_values}"
+        "tls: {{mode: generate}}\nevents: {{enabled: false}}\naudit: {{enabled: false}}\npolicy: {{override: {{groups: [platform-admins]}}}}\nregistry:\n  file:\n    pollIntervalSeconds: 0.5\n    limits: {{entries: [{{namespace: {story_ns}, deployment: payments-api, maxReplicas: 4, owner: payments-team@example.com}}]}}\n{extra_values}"
     );
     let rendered = render_chart(c, release_ns, &values);
     // Everything but the webhook configuration first, so that it never points at no pod.

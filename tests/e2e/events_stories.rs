@@ -31,7 +31,7 @@ fn denial_events(c: &Cluster) {
     // The chart's RBAC for Events, through a token of its ServiceAccount.
     let release_ns = "rg-events";
     c.kubectl("admin", &["create", "namespace", release_ns]).success();
-    let rendered = crate::pods::render_chart(c, release_ns, "");
+    let rendered = crate::pods::render_chart(c, release_ns, "audit: {enabled: false}\n");
     assert_eq!(c.apply_kinds(&rendered, &["ServiceAccount", "ClusterRole", "ClusterRoleBinding"]), 3);
     let sa = rendered.find("ServiceAccount")["metadata"]["name"].as_str().unwrap().to_string();
     let kubeconfig = c.service_account_kubeconfig(&sa, release_ns);

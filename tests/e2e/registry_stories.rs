@@ -51,7 +51,11 @@ fn configmap_registry(c: &Cluster) {
     let (release_ns, ns) = ("rg-configmap", "s-configmap");
     c.kubectl("admin", &["create", "namespace", release_ns]).success();
     c.namespace(ns);
-    let rendered = render_chart(c, release_ns, "registry: {source: configMap}\nevents: {enabled: false}\n");
+    let rendered = render_chart(
+        c,
+        release_ns,
+        "registry: {source: configMap}\nevents: {enabled: false}\naudit: {enabled: false}\n",
+    );
     let applied = c.apply_kinds(&rendered, &["ServiceAccount", "Role", "RoleBinding"]);
     assert_eq!(applied, 3, "the chart grants the configMap source a ServiceAccount, a Role and a RoleBinding");
     c.apply("admin", &configmap(release_ns, &limits(ns, 4)), &[]).success();
