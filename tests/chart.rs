@@ -124,7 +124,8 @@ fn defaults_generate_tls_and_a_hardened_webhook() {
         find(&objects, "ClusterRole", "rg-replica-guard-audit")["rules"],
         serde_json::json!([
             {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch"]},
-            {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["list", "watch"]}
+            {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["wgpolicyk8s.io"], "resources": ["policyreports"], "verbs": ["get", "create", "patch"]}
         ])
     );
     let audit = find(&objects, "Deployment", "rg-replica-guard-audit");

@@ -5,10 +5,12 @@
 //! - `report`: the `replica-guard audit` output (table, JSON, CSV).
 //! - `pricing`: the platform's monthly cost formula.
 //! - `watch`: the continuous audit (`replica-guard watch`): what watches the cluster.
+//! - `policy_report`: PolicyReports for Policy Reporter, written by the continuous audit.
 //! - `events`: Kubernetes Events from admission decisions, off the request path.
 
 pub mod events;
 pub mod inventory;
+pub mod policy_report;
 pub mod pricing;
 pub mod report;
 pub mod status;

@@ -2,7 +2,7 @@
 //! Deployment and HPA, judges them against the registry every `interval` (so a lowered registry
 //! entry is seen without any change to the workload), exports per-workload gauges, and emits one
 //! Event when a workload goes over its limit and one when it comes back within (not on every
-//! pass: only transitions).
+//! pass: only transitions), and keeps one PolicyReport per namespace when the CRD is installed.
 //!
 //! Only the few fields the audit needs are kept per object (`status::Workload`), not the objects,
 //! so memory stays small with 10,000 Deployments. A watch that restarts (an API server restart,
@@ -10,6 +10,7 @@
 
 use super::events::{EventQueue, WorkloadEvent};
 use super::inventory::{hpa_target, workload};
+use super::policy_report;
 use super::status::{self, Status, Workload};
 use crate::decision::policy::Policy;
 use crate::limits::LimitSource;
@@ -158,6 +159,7 @@ pub async fn run(
     interval: Duration,
     ready: Arc<AtomicBool>,
 ) {
+    let report_client = client.clone();
     let deployments = watcher::watcher(kube::Api::<Deployment>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .boxed();
@@ -168,6 +170,7 @@ pub async fn run(
     let mut hpas = hpas.fuse();
     let mut known = Known::default();
     let mut previous: HashMap<Key, Status> = HashMap::new();
+    let mut reports: HashMap<String, serde_json::Value> = HashMap::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -185,8 +188,13 @@ pub async fn run(
                     continue;
                 }
                 let first = !ready.load(Ordering::Acquire);
-                previous = evaluate(&known, limits.as_ref(), &policy, events.as_ref(), &metrics, previous, first).await;
+                let judged;
+                (previous, judged) = evaluate(&known, limits.as_ref(), &policy, events.as_ref(), &metrics, previous, first).await;
                 ready.store(true, Ordering::Release);
+                // PolicyReports only where their CRD is installed (asked every pass: it may come later).
+                if policy_report::crd_installed(&report_client).await {
+                    reports = policy_report::write(&report_client, policy_report::reports(&judged), reports).await;
+                }
             }
         }
     }
@@ -202,8 +210,9 @@ async fn evaluate(
     metrics: &Metrics,
     previous: HashMap<Key, Status>,
     first: bool,
-) -> HashMap<Key, Status> {
+) -> (HashMap<Key, Status>, Vec<status::Judged>) {
     let mut statuses = HashMap::with_capacity(known.deployments.len());
+    let mut all = Vec::with_capacity(known.deployments.len());
     let mut gauges = Vec::with_capacity(known.deployments.len());
     for w in known.workloads() {
         let lookup = limits.lookup(&w.namespace, &w.deployment).await;
@@ -220,10 +229,11 @@ async fn evaluate(
         }
         gauges.push((w.namespace.clone(), w.deployment.clone(), w.replicas, w.hpa.as_ref().map(|h| h.1), now_over));
         statuses.insert(key, judged.status);
+        all.push(judged);
     }
     let over = gauges.iter().filter(|g| g.4).count();
     metrics.publish_workloads(Box::new(Gauges(gauges)), statuses.len(), over);
-    statuses
+    (statuses, all)
 }
 
 fn transition(judged: &status::Judged, over: bool) -> WorkloadEvent {

@@ -126,43 +126,61 @@ fn start_watch(kubeconfig: &std::path::Path, config: &std::path::Path) -> Watchi
             break record["admin_address"].as_str().unwrap().parse().unwrap();
         }
     };
-    std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+    // Its warnings and errors go to the suite's output, where a failing story shows them.
+    std::thread::spawn(move || {
+        lines
+            .map_while(Result::ok)
+            .filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\""))
+            .for_each(|l| eprintln!("watch: {l}"))
+    });
     Watching { child, admin }
-}
-
-fn http_get(address: std::net::SocketAddr, path: &str) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(address) else { return String::new() };
-    let _ = write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let mut text = String::new();
-    let _ = stream.read_to_string(&mut text);
-    text
 }
 
 /// Waits (bounded) until /metrics contains `sample`.
 fn wait_for_metric(w: &Watching, sample: &str) {
     for _ in 0..100 {
-        if http_get(w.admin, "/metrics").lines().any(|l| l == sample) {
+        if crate::webhook::http_get(w.admin, "/metrics").lines().any(|l| l == sample) {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    panic!("no {sample} in:\n{}", http_get(w.admin, "/metrics"));
-}
-
-fn events_about(c: &Cluster, ns: &str, name: &str) -> Vec<serde_json::Value> {
-    let ran = c.kubectl("admin", &["get", "events.v1.events.k8s.io", "-n", ns, "-o", "json"]).success();
-    let list: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
-    list["items"].as_array().unwrap().iter().filter(|e| e["regarding"]["name"] == name).cloned().collect()
+    panic!("no {sample} in:\n{}", crate::webhook::http_get(w.admin, "/metrics"));
 }
 
 pub fn continuous() -> Vec<Scenario> {
-    vec![("continuous audit: gauges, and one Event when a lowered entry puts a workload over", continuous_audit)]
+    vec![(
+        "continuous audit: gauges, PolicyReports, and one Event when a lowered entry puts a workload over",
+        continuous_audit,
+    )]
+}
+
+/// The namespace's PolicyReport from replica-guard.
+fn policy_report(c: &Cluster, ns: &str) -> serde_json::Value {
+    let ran = c.kubectl("admin", &["get", "policyreports.wgpolicyk8s.io", "replica-guard", "-n", ns, "-o", "json"]);
+    serde_json::from_str(&ran.stdout).unwrap_or_default()
+}
+
+/// Waits (bounded) until the report's result for `deployment` is `result`.
+fn wait_for_result(c: &Cluster, ns: &str, deployment: &str, result: &str) -> serde_json::Value {
+    for _ in 0..100 {
+        let report = policy_report(c, ns);
+        let found =
+            report["results"].as_array().into_iter().flatten().find(|r| r["resources"][0]["name"] == deployment);
+        if found.is_some_and(|r| r["result"] == result) {
+            return report;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{deployment} never got {result}: {:#}", policy_report(c, ns));
 }
 
 fn continuous_audit(c: &Cluster) {
     let ns = "s-watch";
     c.namespace(ns);
+    let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/data/policyreport-crd.yaml");
+    c.kubectl("admin", &["apply", "-f", crd]).success();
+    c.kubectl("admin", &["wait", "--for=condition=Established", "crd/policyreports.wgpolicyk8s.io", "--timeout=30s"])
+        .success();
     for (name, replicas) in [("payments-api", 7), ("cart-api", 2)] {
         c.apply("admin", &deployment(ns, name, replicas, "nginx:1"), &[]).success();
     }
@@ -191,24 +209,41 @@ fn continuous_audit(c: &Cluster) {
         &w,
         &format!("replica_guard_workload_replicas{{deployment=\"payments-api\",namespace=\"{ns}\"}} 7"),
     );
-    assert!(http_get(w.admin, "/readyz").starts_with("HTTP/1.1 200"));
+    assert!(crate::webhook::http_get(w.admin, "/readyz").starts_with("HTTP/1.1 200"));
+    let report = wait_for_result(c, ns, "payments-api", "fail");
+    assert_eq!(report["summary"], serde_json::json!({"pass": 1, "fail": 1, "warn": 0, "error": 0, "skip": 0}));
+    let failed = &report["results"][0];
+    assert_eq!(failed["source"], "replica-guard");
+    assert_eq!(failed["policy"], "registered-max-replicas");
+    assert_eq!(failed["message"], "replicas 7, PED max 4: over");
+    assert_eq!(
+        failed["resources"][0],
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "namespace": ns, "name": "payments-api"})
+    );
+    assert!(failed["timestamp"]["seconds"].as_i64().unwrap() > 0);
+    // Written only when a result changes: passes with nothing new leave it alone.
+    let version = report["metadata"]["resourceVersion"].clone();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(policy_report(c, ns)["metadata"]["resourceVersion"], version, "rewritten without a change");
     // Lowering cart-api's entry puts it over: the gauge and one Event, not one per pass.
     let next = dir.path().join("limits.next");
     std::fs::write(&next, registry(ns, 1)).unwrap();
     std::fs::rename(&next, &limits).unwrap();
     wait_for_metric(&w, &format!("replica_guard_workload_over_limit{{deployment=\"cart-api\",namespace=\"{ns}\"}} 1"));
+    let report = wait_for_result(c, ns, "cart-api", "fail");
+    assert_eq!(report["summary"]["fail"], 2);
     std::thread::sleep(std::time::Duration::from_secs(3));
-    let events = events_about(c, ns, "cart-api");
+    let events = c.events_about(ns, "cart-api");
     assert_eq!(events.len(), 1, "{events:#?}");
     assert_eq!(events[0]["reason"], "AboveRegisteredLimit");
     assert!(events[0]["series"].is_null(), "once, not on every pass: {:#}", events[0]);
     assert!(events[0]["note"].as_str().unwrap().contains("replicas 2 is above PED max 1 for s-watch/cart-api (over)"));
-    assert!(events_about(c, ns, "payments-api").is_empty(), "the first pass announces nothing");
+    assert!(c.events_about(ns, "payments-api").is_empty(), "the first pass announces nothing");
     // Scaled down within it: back within, announced once.
     c.kubectl("admin", &["scale", "deploy/cart-api", "-n", ns, "--replicas=1"]).success();
     wait_for_metric(&w, &format!("replica_guard_workload_over_limit{{deployment=\"cart-api\",namespace=\"{ns}\"}} 0"));
     std::thread::sleep(std::time::Duration::from_secs(1));
     let reasons: Vec<String> =
-        events_about(c, ns, "cart-api").iter().map(|e| e["reason"].as_str().unwrap().to_string()).collect();
+        c.events_about(ns, "cart-api").iter().map(|e| e["reason"].as_str().unwrap().to_string()).collect();
     assert!(reasons.contains(&"BackWithinRegisteredLimit".to_string()), "{reasons:?}");
 }

@@ -448,6 +448,13 @@ impl Cluster {
         path
     }
 
+    /// The events.k8s.io Events of namespace `ns` about the object named `name`.
+    pub fn events_about(&self, ns: &str, name: &str) -> Vec<serde_json::Value> {
+        let ran = self.kubectl("admin", &["get", "events.v1.events.k8s.io", "-n", ns, "-o", "json"]).success();
+        let list: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+        list["items"].as_array().unwrap().iter().filter(|e| e["regarding"]["name"] == name).cloned().collect()
+    }
+
     /// Applies the objects of `rendered` whose kind is one of `kinds`; returns how many.
     pub fn apply_kinds(&self, rendered: &crate::pods::Rendered, kinds: &[&str]) -> usize {
         let chosen: Vec<String> = rendered

@@ -10,13 +10,6 @@ pub fn all() -> Vec<Scenario> {
     vec![("events: a denial leaves an Event, repeats aggregate, a dry run leaves none", denial_events)]
 }
 
-/// The events.k8s.io Events of `ns` about `name`.
-fn events_about(c: &Cluster, ns: &str, name: &str) -> Vec<serde_json::Value> {
-    let ran = c.kubectl("admin", &["get", "events.v1.events.k8s.io", "-n", ns, "-o", "json"]).success();
-    let list: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
-    list["items"].as_array().unwrap().iter().filter(|e| e["regarding"]["name"] == name).cloned().collect()
-}
-
 fn denial_events(c: &Cluster) {
     let ns = "s-events";
     c.namespace(ns);
@@ -57,7 +50,7 @@ fn denial_events(c: &Cluster) {
     }
     let mut events = vec![];
     for _ in 0..50 {
-        events = events_about(c, ns, "payments-api");
+        events = c.events_about(ns, "payments-api");
         if events.first().is_some_and(|e| e["series"]["count"].as_i64().unwrap_or(1) >= 3) {
             break;
         }
@@ -77,6 +70,6 @@ fn denial_events(c: &Cluster) {
     // What `kubectl get events` shows a platform team.
     let listed = c.kubectl("admin", &["get", "events", "-n", ns]).success().stdout;
     assert!(listed.contains("ReplicasAboveLimitDenied") && listed.contains("deployment/payments-api"), "{listed}");
-    assert!(events_about(c, ns, "orders-api").is_empty(), "the dry run left no Event");
+    assert!(c.events_about(ns, "orders-api").is_empty(), "the dry run left no Event");
     c.kubectl("admin", &["delete", "validatingwebhookconfiguration", &name]).success();
 }

@@ -132,7 +132,8 @@ pub fn denied_with(ran: &Ran, text: &str) -> bool {
         && ran.stderr.contains(text)
 }
 
-fn http_get(address: std::net::SocketAddr, path: &str) -> String {
+/// A plain HTTP/1.1 GET (an admin listener); the whole response, or empty when it does not answer.
+pub fn http_get(address: std::net::SocketAddr, path: &str) -> String {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect(address) else { return String::new() };
     let _ = write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
