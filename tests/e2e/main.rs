@@ -15,6 +15,7 @@ mod events_stories;
 mod latency;
 mod pods;
 mod registry_stories;
+mod scale;
 mod stories;
 mod webhook;
 
@@ -28,6 +29,7 @@ pub type Scenario = (&'static str, fn(&cluster::Cluster));
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let bench = args.iter().any(|a| a == "--bench-latency");
+    let bench_scale = args.iter().any(|a| a == "--bench-scale");
     let filter: Vec<String> = args.into_iter().filter(|a| !a.starts_with('-')).collect();
     let tools = match cluster::Tools::find() {
         Ok(tools) => tools,
@@ -45,6 +47,10 @@ fn main() -> ExitCode {
         }
     };
     eprintln!("e2e: control plane ready at https://{} in {:.1} s", cluster.api, started.elapsed().as_secs_f64());
+    if bench_scale {
+        scale::run(&cluster, filter.first().and_then(|n| n.parse().ok()).unwrap_or(10_000));
+        return ExitCode::SUCCESS;
+    }
     if bench {
         let number = |i: usize, default: usize| filter.get(i).and_then(|n| n.parse().ok()).unwrap_or(default);
         latency::run(&cluster, number(0, 5), number(1, 300));
