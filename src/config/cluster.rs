@@ -1,0 +1,46 @@
+//! The sections of the cluster-facing features: `events:` (Kubernetes Events from admission)
+//! and `audit:` (the continuous audit, `replica-guard watch`).
+
+use serde::Deserialize;
+
+/// The continuous audit (`replica-guard watch`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditConfig {
+    /// How often every workload is judged again (also when nothing changed: the registry may have).
+    #[serde(default = "default_audit_interval")]
+    pub interval_seconds: f64,
+}
+
+fn default_audit_interval() -> f64 {
+    30.0
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { interval_seconds: default_audit_interval() }
+    }
+}
+
+/// Kubernetes Events from admission decisions (`crate::cluster::events`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Needs a Kubernetes client (in-cluster or kubeconfig) allowed to create and patch
+    /// `events.k8s.io` events; off unless set (the chart sets it).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Events waiting to be published; when full, new ones are dropped and counted.
+    #[serde(default = "default_event_queue")]
+    pub queue_size: usize,
+}
+
+fn default_event_queue() -> usize {
+    1024
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self { enabled: false, queue_size: default_event_queue() }
+    }
+}
