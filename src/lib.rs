@@ -5,7 +5,7 @@
 //! - `decision`: where the decision is made (pure; no I/O).
 //! - `limits`: where limits come from (the PED registry and its sources).
 //! - `admission`: turning an AdmissionReview body into a decision input and the decision into a response.
-//! - `cluster`: what watches the cluster: `replica-guard audit` of running workloads.
+//! - `cluster`: what watches the cluster: `replica-guard audit` and `watch`, Events, PolicyReports.
 //! - `server`: HTTPS and admin listeners, TLS, and `server::shutdown` (what happens on SIGTERM).
 //! - `config`, `metrics`, `audit`, `certs`, `watch`: configuration, Prometheus metrics, the audit
 //!   log record, development certificates, and noticing changed files.
