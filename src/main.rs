@@ -101,18 +101,22 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config)?;
-    init_logging(&config);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(replica_guard::server::run(&config))?;
-    Ok(ExitCode::SUCCESS)
+    long_running(config, async |config| replica_guard::server::run(config).await)
 }
 
 fn watch(config: &std::path::Path) -> anyhow::Result<ExitCode> {
+    long_running(config, async |config| replica_guard::server::run_audit(config).await)
+}
+
+/// A process that runs until SIGTERM (`serve`, `watch`): config, logging, a multi-threaded runtime.
+fn long_running(
+    config: &std::path::Path,
+    run: impl AsyncFnOnce(&Config) -> Result<(), replica_guard::server::ServerError>,
+) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
     init_logging(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(replica_guard::server::run_audit(&config))?;
+    runtime.block_on(run(&config))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -194,11 +194,8 @@ fn continuous_audit(c: &Cluster) {
     )
     .unwrap();
     // The chart's audit account: list/watch Deployments and HPAs, create/patch Events.
-    let release_ns = "rg-watch";
-    c.kubectl("admin", &["create", "namespace", release_ns]).success();
-    let rendered = crate::pods::render_chart(c, release_ns, "");
-    c.apply_kinds(&rendered, &["ServiceAccount", "ClusterRole", "ClusterRoleBinding"]);
-    let kubeconfig = c.service_account_kubeconfig("rg-replica-guard-audit", release_ns);
+    let kinds = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"];
+    let (_, kubeconfig) = c.chart_account("rg-watch", "", &kinds, "rg-replica-guard-audit");
     let w = start_watch(&kubeconfig, &config);
     wait_for_metric(
         &w,

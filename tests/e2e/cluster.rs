@@ -448,6 +448,17 @@ impl Cluster {
         path
     }
 
+    /// Renders the chart into a new `release_ns` with `values`, applies its objects of `kinds`
+    /// (its accounts and roles) and returns how many, with a kubeconfig for its ServiceAccount
+    /// `sa` (a TokenRequest token): a process run with it has exactly the chart's RBAC.
+    pub fn chart_account(&self, release_ns: &str, values: &str, kinds: &[&str], sa: &str) -> (usize, PathBuf) {
+        self.kubectl("admin", &["create", "namespace", release_ns]).success();
+        let rendered = crate::pods::render_chart(self, release_ns, values);
+        let applied = self.apply_kinds(&rendered, kinds);
+        let kubeconfig = self.service_account_kubeconfig(sa, release_ns);
+        (applied, kubeconfig)
+    }
+
     /// The events.k8s.io Events of namespace `ns` about the object named `name`.
     pub fn events_about(&self, ns: &str, name: &str) -> Vec<serde_json::Value> {
         let ran = self.kubectl("admin", &["get", "events.v1.events.k8s.io", "-n", ns, "-o", "json"]).success();

@@ -22,12 +22,9 @@ fn denial_events(c: &Cluster) {
     )
     .unwrap();
     // The chart's RBAC for Events, through a token of its ServiceAccount.
-    let release_ns = "rg-events";
-    c.kubectl("admin", &["create", "namespace", release_ns]).success();
-    let rendered = crate::pods::render_chart(c, release_ns, "audit: {enabled: false}\n");
-    assert_eq!(c.apply_kinds(&rendered, &["ServiceAccount", "ClusterRole", "ClusterRoleBinding"]), 3);
-    let sa = rendered.find("ServiceAccount")["metadata"]["name"].as_str().unwrap().to_string();
-    let kubeconfig = c.service_account_kubeconfig(&sa, release_ns);
+    let kinds = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"];
+    let (applied, kubeconfig) = c.chart_account("rg-events", "audit: {enabled: false}\n", &kinds, "rg-replica-guard");
+    assert_eq!(applied, 3, "the chart's ServiceAccount and the Events ClusterRole and binding");
     let process = ServeProcess::start_config(dir, &config, &[("KUBECONFIG", kubeconfig.display().to_string())]);
     let name = format!("rg-{ns}");
     c.apply(

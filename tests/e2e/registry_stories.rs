@@ -5,7 +5,6 @@
 use crate::Scenario;
 use crate::cluster::Cluster;
 use crate::common::ServeProcess;
-use crate::pods::render_chart;
 use crate::webhook::{configuration, denied_with, deployment};
 use std::time::Duration;
 
@@ -49,14 +48,11 @@ fn eventually(c: &Cluster, ns: &str, replicas: i32, expect_denied: Option<&str>)
 
 fn configmap_registry(c: &Cluster) {
     let (release_ns, ns) = ("rg-configmap", "s-configmap");
-    c.kubectl("admin", &["create", "namespace", release_ns]).success();
     c.namespace(ns);
-    let rendered = render_chart(
-        c,
-        release_ns,
-        "registry: {source: configMap}\nevents: {enabled: false}\naudit: {enabled: false}\n",
-    );
-    let applied = c.apply_kinds(&rendered, &["ServiceAccount", "Role", "RoleBinding"]);
+    let values = "registry: {source: configMap}\nevents: {enabled: false}\naudit: {enabled: false}\n";
+    // The pod's token, as the kubelet would project it (TokenRequest).
+    let kinds = ["ServiceAccount", "Role", "RoleBinding"];
+    let (applied, kubeconfig) = c.chart_account(release_ns, values, &kinds, "rg-replica-guard");
     assert_eq!(applied, 3, "the chart grants the configMap source a ServiceAccount, a Role and a RoleBinding");
     c.apply("admin", &configmap(release_ns, &limits(ns, 4)), &[]).success();
     c.apply(
@@ -66,9 +62,6 @@ fn configmap_registry(c: &Cluster) {
     )
     .success();
 
-    // The pod's token, as the kubelet would project it (TokenRequest).
-    let sa = rendered.find("ServiceAccount")["metadata"]["name"].as_str().unwrap().to_string();
-    let kubeconfig = c.service_account_kubeconfig(&sa, release_ns);
     let as_sa = |args: &[&str]| {
         let kubectl = c.tools.kubectl.display().to_string();
         let out = std::process::Command::new(kubectl).arg("--kubeconfig").arg(&kubeconfig).args(args).output().unwrap();
