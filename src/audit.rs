@@ -102,7 +102,8 @@ impl AuditLog {
     }
 
     /// Writes one record as one line, in one write, so lines never interleave with other logs.
-    pub fn write(&self, record: &AuditRecord<'_>) {
+    /// (Also the usage records of the continuous audit.)
+    pub fn write(&self, record: &impl Serialize) {
         let Ok(mut line) = serde_json::to_vec(record) else { return };
         line.push(b'\n');
         let mut out = self.out.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -110,6 +110,8 @@ fn defaults_generate_tls_and_a_hardened_webhook() {
             "Deployment/rg-replica-guard",
             "Deployment/rg-replica-guard-audit",
             "PodDisruptionBudget/rg-replica-guard",
+            "Role/rg-replica-guard-audit-usage",
+            "RoleBinding/rg-replica-guard-audit-usage",
             "Secret/rg-replica-guard-tls",
             "Service/rg-replica-guard",
             "Service/rg-replica-guard-audit",
@@ -144,6 +146,25 @@ fn defaults_generate_tls_and_a_hardened_webhook() {
     let events_binding = find(&objects, "ClusterRoleBinding", "rg-replica-guard-events");
     assert_eq!(events_binding["subjects"].as_array().unwrap().len(), 2, "the audit emits Events too");
     assert_eq!(rendered_config(&objects).audit.interval_seconds, 30.0);
+    // Usage records: the day kept in one ConfigMap of the release namespace, and only that one.
+    let usage = rendered_config(&objects).audit.usage;
+    assert!(usage.enabled);
+    let state = usage.state.expect("a restart must not lose the day");
+    assert_eq!((state.namespace.as_str(), state.name.as_str()), ("replica-guard", "rg-replica-guard-usage"));
+    assert_eq!(
+        find(&objects, "Role", "rg-replica-guard-audit-usage")["rules"],
+        serde_json::json!([
+            {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["rg-replica-guard-usage"], "verbs": ["get", "patch"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}
+        ])
+    );
+    assert_eq!(rendered_config(&objects).pricing, None, "no pricing unless given");
+    let priced =
+        render("pricing: {base: 180, perVcpu: 19, perGib: '19', divisor: 4}\naudit: {usage: {enabled: false}}");
+    let pricing = rendered_config(&priced).pricing.expect("pricing reaches the config");
+    assert_eq!((pricing.base, pricing.per_gib, pricing.divisor), (180.0, 19.0, 4.0));
+    assert!(!kinds(&priced).iter().any(|k| k.contains("usage")), "no usage records, no usage role");
+    assert!(!rendered_config(&priced).audit.usage.enabled);
     assert_eq!(
         find(&objects, "ClusterRole", "rg-replica-guard-events")["rules"],
         serde_json::json!([{"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}])
@@ -346,7 +367,7 @@ fn configmap_source_gets_least_privilege_rbac_and_the_others_none() {
     let private_config = rendered_config(&private);
     let replica_guard::config::Source::Http(http) = private_config.registry.source() else { panic!("http") };
     assert_eq!(http.ca_file.as_deref(), Some(std::path::Path::new("/etc/ped/ca.crt")));
-    assert!(!kinds(&objects).iter().any(|k| k.starts_with("Role")), "{:?}", kinds(&objects));
+    assert!(!kinds(&objects).iter().any(|k| k.contains("registry-reader")), "{:?}", kinds(&objects));
     let config = rendered_config(&objects);
     let replica_guard::config::Source::Http(http) = config.registry.source() else { panic!("http source") };
     assert_eq!(http.format, replica_guard::config::DocumentFormat::Firestore);
@@ -453,6 +474,7 @@ fn webhook_options_and_schema_errors() {
         ("webhook: {timeoutSeconds: 60}", "maximum"),
         ("tls: {mode: selfsigned}", "value must be one of 'generate', 'certManager', 'secret'"),
         ("registry: {file: {limits: {entries: [{namespace: a, maxReplicas: -1}]}}}", "minimum"),
+        ("pricing: {base: 180}", "missing properties 'perVcpu', 'perGib', 'divisor'"),
     ] {
         let error = template(values).unwrap_err();
         assert!(error.contains(message), "{values}: {error}");

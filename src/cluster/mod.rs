@@ -7,6 +7,8 @@
 //! - `watch`: the continuous audit (`replica-guard watch`): what watches the cluster.
 //! - `policy_report`: PolicyReports for Policy Reporter, written by the continuous audit.
 //! - `events`: Kubernetes Events from admission decisions, off the request path.
+//! - `usage`: the daily usage records (pure); `usage_log` prints them, `usage_state` keeps the
+//!   day in a ConfigMap across restarts.
 
 pub mod events;
 pub mod inventory;
@@ -14,4 +16,7 @@ pub mod policy_report;
 pub mod pricing;
 pub mod report;
 pub mod status;
+pub mod usage;
+pub mod usage_log;
+pub mod usage_state;
 pub mod watch;

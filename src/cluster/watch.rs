@@ -12,6 +12,7 @@ use super::events::{EventQueue, WorkloadEvent};
 use super::inventory::{hpa_target, workload};
 use super::policy_report;
 use super::status::{self, Status, Workload};
+use super::usage_log::UsageLog;
 use crate::decision::policy::Policy;
 use crate::limits::LimitSource;
 use crate::metrics::{Exposition, Metrics};
@@ -43,13 +44,15 @@ struct Known {
 }
 
 impl Known {
-    fn deployment_event(&mut self, event: Event<Deployment>) {
+    /// Takes in a watch event; returns the Deployment it applied, if any.
+    fn deployment_event(&mut self, event: Event<Deployment>) -> Option<Workload> {
         let key = |d: &Deployment| Some((d.metadata.namespace.clone()?, d.metadata.name.clone()?));
         match event {
             Event::Init => self.listing_deployments = Some(HashMap::new()),
             Event::InitApply(d) => {
                 if let (Some(k), Some(w)) = (key(&d), workload(d, None)) {
-                    self.listing_deployments.get_or_insert_default().insert(k, w);
+                    self.listing_deployments.get_or_insert_default().insert(k, w.clone());
+                    return Some(w);
                 }
             }
             Event::InitDone => {
@@ -58,7 +61,8 @@ impl Known {
             }
             Event::Apply(d) => {
                 if let (Some(k), Some(w)) = (key(&d), workload(d, None)) {
-                    self.deployments.insert(k, w);
+                    self.deployments.insert(k, w.clone());
+                    return Some(w);
                 }
             }
             Event::Delete(d) => {
@@ -67,15 +71,18 @@ impl Known {
                 }
             }
         }
+        None
     }
 
-    fn hpa_event(&mut self, event: Event<HorizontalPodAutoscaler>) {
+    /// Takes in a watch event; returns the HPA it applied, if any.
+    fn hpa_event(&mut self, event: Event<HorizontalPodAutoscaler>) -> Option<Hpa> {
         let key = |h: &HorizontalPodAutoscaler| Some((h.metadata.namespace.clone()?, h.metadata.name.clone()?));
         match event {
             Event::Init => self.listing_hpas = Some(HashMap::new()),
             Event::InitApply(h) => {
                 if let (Some(k), Some(t)) = (key(&h), hpa_target(h)) {
-                    self.listing_hpas.get_or_insert_default().insert(k, t);
+                    self.listing_hpas.get_or_insert_default().insert(k, t.clone());
+                    return Some(t);
                 }
             }
             Event::InitDone => {
@@ -86,7 +93,8 @@ impl Known {
                 let k = key(&h);
                 match (k, hpa_target(h)) {
                     (Some(k), Some(t)) => {
-                        self.hpas.insert(k, t);
+                        self.hpas.insert(k, t.clone());
+                        return Some(t);
                     }
                     (Some(k), None) => {
                         self.hpas.remove(&k);
@@ -100,6 +108,7 @@ impl Known {
                 }
             }
         }
+        None
     }
 
     /// Every Deployment with the largest maximum of the HPAs that target it.
@@ -148,17 +157,24 @@ impl Exposition for Gauges {
     }
 }
 
-/// Runs the continuous audit until the future is dropped. `ready` turns true after the first
-/// complete pass.
-pub async fn run(
-    client: kube::Client,
-    limits: Arc<dyn LimitSource>,
-    policy: Policy,
-    events: Option<EventQueue>,
-    metrics: Arc<Metrics>,
-    interval: Duration,
-    ready: Arc<AtomicBool>,
-) {
+/// What the continuous audit needs.
+pub struct Audit {
+    pub client: kube::Client,
+    pub limits: Arc<dyn LimitSource>,
+    pub policy: Policy,
+    pub events: Option<EventQueue>,
+    pub metrics: Arc<Metrics>,
+    /// How often every workload is judged again.
+    pub interval: Duration,
+    /// Turns true after the first complete pass.
+    pub ready: Arc<AtomicBool>,
+    /// The daily usage records, when on.
+    pub usage: Option<UsageLog>,
+}
+
+/// Runs the continuous audit until the future is dropped.
+pub async fn run(audit: Audit) {
+    let Audit { client, limits, policy, events, metrics, interval, ready, mut usage } = audit;
     let report_client = client.clone();
     let deployments = watcher::watcher(kube::Api::<Deployment>::all(client.clone()), watcher::Config::default())
         .default_backoff()
@@ -176,11 +192,20 @@ pub async fn run(
     loop {
         tokio::select! {
             Some(event) = deployments.next() => match event {
-                Ok(event) => known.deployment_event(event),
+                Ok(event) => {
+                    // Every change counts for the day's highs, not only what a pass sees.
+                    if let (Some(w), Some(usage)) = (known.deployment_event(event), usage.as_mut()) {
+                        usage.deployment(&w);
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "Deployment watch failed; retrying"),
             },
             Some(event) = hpas.next() => match event {
-                Ok(event) => known.hpa_event(event),
+                Ok(event) => {
+                    if let (Some(((ns, deployment), (_, max))), Some(usage)) = (known.hpa_event(event), usage.as_mut()) {
+                        usage.hpa(&ns, &deployment, max);
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "HPA watch failed; retrying"),
             },
             _ = ticker.tick() => {
@@ -188,9 +213,19 @@ pub async fn run(
                     continue;
                 }
                 let first = !ready.load(Ordering::Acquire);
+                let workloads = known.workloads();
+                if let Some(usage) = usage.as_mut() {
+                    usage.pass(&workloads);
+                }
                 let judged;
-                (previous, judged) = evaluate(&known, limits.as_ref(), &policy, events.as_ref(), &metrics, previous, first).await;
+                (previous, judged) = evaluate(workloads, limits.as_ref(), &policy, events.as_ref(), &metrics, previous, first).await;
                 ready.store(true, Ordering::Release);
+                if let Some(usage) = usage.as_mut() {
+                    for j in &judged {
+                        usage.registered(&j.workload.namespace, &j.workload.deployment, j.limit.as_ref());
+                    }
+                    usage.save().await;
+                }
                 // PolicyReports only where their CRD is installed (asked every pass: it may come later).
                 if policy_report::crd_installed(&report_client).await {
                     reports = policy_report::write(&report_client, policy_report::reports(&judged), reports).await;
@@ -203,7 +238,7 @@ pub async fn run(
 /// One pass: judge every workload, publish the gauges, announce transitions (not on the first
 /// pass, which only learns where everything stands).
 async fn evaluate(
-    known: &Known,
+    workloads: Vec<Workload>,
     limits: &dyn LimitSource,
     policy: &Policy,
     events: Option<&EventQueue>,
@@ -211,10 +246,10 @@ async fn evaluate(
     previous: HashMap<Key, Status>,
     first: bool,
 ) -> (HashMap<Key, Status>, Vec<status::Judged>) {
-    let mut statuses = HashMap::with_capacity(known.deployments.len());
-    let mut all = Vec::with_capacity(known.deployments.len());
-    let mut gauges = Vec::with_capacity(known.deployments.len());
-    for w in known.workloads() {
+    let mut statuses = HashMap::with_capacity(workloads.len());
+    let mut all = Vec::with_capacity(workloads.len());
+    let mut gauges = Vec::with_capacity(workloads.len());
+    for w in workloads {
         let lookup = limits.lookup(&w.namespace, &w.deployment).await;
         let Some(judged) = status::judge(w, lookup, policy) else { continue };
         let w = &judged.workload;

@@ -10,6 +10,28 @@ pub struct AuditConfig {
     /// How often every workload is judged again (also when nothing changed: the registry may have).
     #[serde(default = "default_audit_interval")]
     pub interval_seconds: f64,
+    /// The daily usage records (`crate::cluster::usage`).
+    #[serde(default)]
+    pub usage: UsageConfig,
+}
+
+/// `audit.usage`: one JSON line per Deployment per UTC day.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UsageConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// The ConfigMap that keeps the day across restarts (the chart sets it; without it a restart
+    /// loses the day's highs so far).
+    #[serde(default)]
+    pub state: Option<ConfigMapRef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigMapRef {
+    pub namespace: String,
+    pub name: String,
 }
 
 fn default_audit_interval() -> f64 {
@@ -18,7 +40,7 @@ fn default_audit_interval() -> f64 {
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { interval_seconds: default_audit_interval() }
+        Self { interval_seconds: default_audit_interval(), usage: UsageConfig::default() }
     }
 }
 

@@ -9,6 +9,8 @@ pub mod tls;
 
 use crate::audit::AuditLog;
 use crate::certs::{self, CertError};
+use crate::cluster::usage_log::UsageLog;
+use crate::cluster::usage_state::StateStore;
 use crate::config::{Config, seconds};
 use crate::limits::{self, LimitSource};
 use crate::metrics::{Listener, Metrics};
@@ -237,15 +239,23 @@ pub async fn run_audit(config: &Config) -> Result<(), ServerError> {
     let done = Arc::new(AtomicBool::new(false));
     let health =
         Arc::new(Health::new(opened.source.clone(), None).waiting_for("first audit pass not done", done.clone()));
-    background.push(tokio::spawn(crate::cluster::watch::run(
+    let usage = match &config.audit.usage {
+        usage if usage.enabled => {
+            let state = usage.state.as_ref().map(|s| StateStore::new(client.clone(), &s.namespace, &s.name));
+            Some(UsageLog::start(state, AuditLog::stdout(), config.pricing, config.policy.clone()).await)
+        }
+        _ => None,
+    };
+    background.push(tokio::spawn(crate::cluster::watch::run(crate::cluster::watch::Audit {
         client,
-        opened.source,
-        config.policy.clone(),
+        limits: opened.source,
+        policy: config.policy.clone(),
         events,
-        metrics.clone(),
-        seconds(config.audit.interval_seconds),
-        done,
-    )));
+        metrics: metrics.clone(),
+        interval: seconds(config.audit.interval_seconds),
+        ready: done,
+        usage,
+    })));
     let admin_listener = bind(config.server.admin_address, "server.adminAddress").await?;
     let admin_address = local_address(&admin_listener, config.server.admin_address, "server.adminAddress")?;
     let (stop, stop_rx) = watch::channel(false);

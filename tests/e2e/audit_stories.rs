@@ -96,9 +96,11 @@ fn audit_lists_what_runs_over(c: &Cluster) {
 }
 
 /// `replica-guard watch` as a process, killed when dropped.
-struct Watching {
+pub struct Watching {
     child: std::process::Child,
-    admin: std::net::SocketAddr,
+    pub admin: std::net::SocketAddr,
+    /// The usage records it prints.
+    pub usage: std::sync::mpsc::Receiver<serde_json::Value>,
 }
 
 impl Drop for Watching {
@@ -108,7 +110,7 @@ impl Drop for Watching {
     }
 }
 
-fn start_watch(kubeconfig: &std::path::Path, config: &std::path::Path) -> Watching {
+pub fn start_watch(kubeconfig: &std::path::Path, config: &std::path::Path) -> Watching {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_replica-guard"))
         .args(["watch", "--config"])
@@ -118,26 +120,29 @@ fn start_watch(kubeconfig: &std::path::Path, config: &std::path::Path) -> Watchi
         .stderr(std::process::Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let admin = loop {
-        let line = lines.next().expect("watch exited before listening").unwrap();
-        let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if record["message"] == "replica-guard audit is watching the cluster" {
-            break record["admin_address"].as_str().unwrap().parse().unwrap();
-        }
-    };
-    // Its warnings and errors go to the suite's output, where a failing story shows them.
+    let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // Its warnings and errors go to the suite's output, where a failing story shows them; its
+    // usage records (some printed before it listens) to the story.
+    let (records, usage) = std::sync::mpsc::channel();
+    let (listening, address) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        lines
-            .map_while(Result::ok)
-            .filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\""))
-            .for_each(|l| eprintln!("watch: {l}"))
+        for line in lines.map_while(Result::ok) {
+            let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if record["message"] == "replica-guard audit is watching the cluster" {
+                let _ = listening.send(record["admin_address"].as_str().unwrap().parse().unwrap());
+            } else if record["level"] == "WARN" || record["level"] == "ERROR" {
+                eprintln!("watch: {line}");
+            } else if record["log"] == "replica-guard-usage" {
+                let _ = records.send(record);
+            }
+        }
     });
-    Watching { child, admin }
+    let admin = address.recv_timeout(std::time::Duration::from_secs(30)).expect("watch exited or never listened");
+    Watching { child, admin, usage }
 }
 
 /// Waits (bounded) until /metrics contains `sample`.
-fn wait_for_metric(w: &Watching, sample: &str) {
+pub fn wait_for_metric(w: &Watching, sample: &str) {
     for _ in 0..100 {
         if crate::webhook::http_get(w.admin, "/metrics").lines().any(|l| l == sample) {
             return;

@@ -17,6 +17,7 @@ mod pods;
 mod registry_stories;
 mod scale;
 mod stories;
+mod usage_stories;
 mod webhook;
 
 use std::panic::AssertUnwindSafe;
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
         stories::all(),
         audit_stories::all(),
         audit_stories::continuous(),
+        usage_stories::all(),
         events_stories::all(),
         registry_stories::all(),
         chart_stories::all(),

@@ -1,0 +1,102 @@
+//! The continuous audit's usage records, end to end: feeds the day (`usage::Day`) from the watch,
+//! rolls it over at the first audit pass after UTC midnight, prints the finished day's lines to
+//! stdout (where the log sink picks them up by `"log": "replica-guard-usage"`), and keeps the day
+//! in its ConfigMap (`usage_state`) so a restart loses nothing. A restart after midnight prints
+//! the saved day on start. Delivery is at least once: a crash between printing a day and saving
+//! the next prints it again, so the README's queries take the highest per (date, namespace,
+//! deployment).
+
+use super::pricing::Pricing;
+use super::status::Workload;
+use super::usage::{Day, today};
+use super::usage_state::StateStore;
+use crate::audit::AuditLog;
+use crate::decision::Limit;
+use crate::decision::policy::Policy;
+
+pub struct UsageLog {
+    day: Day,
+    state: Option<StateStore>,
+    out: AuditLog,
+    pricing: Option<Pricing>,
+    policy: Policy,
+}
+
+impl UsageLog {
+    /// Starts today's records, from the saved state when there is one.
+    pub async fn start(state: Option<StateStore>, out: AuditLog, pricing: Option<Pricing>, policy: Policy) -> Self {
+        let mut log = Self { day: Day::new(today()), state, out, pricing, policy };
+        let saved = match &log.state {
+            Some(store) => store.load().await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "usage records: the saved day could not be read");
+                None
+            }),
+            None => {
+                tracing::warn!("usage records without audit.usage.state: a restart loses the highs of the day so far");
+                None
+            }
+        };
+        match saved {
+            Some(saved) if saved.date == log.day.date => log.day.merge(saved),
+            Some(saved) if saved.date < log.day.date => {
+                tracing::info!(date = %saved.date, "usage records: printing the saved day (restarted after midnight)");
+                log.print(&saved);
+            }
+            _ => {}
+        }
+        log
+    }
+
+    pub fn deployment(&mut self, w: &Workload) {
+        self.day.observe_deployment(&w.namespace, &w.deployment, w.replicas, w.cpu_requests, w.memory_requests_gib);
+    }
+
+    /// An HPA's maxReplicas, for a Deployment already counted today (an HPA whose Deployment
+    /// does not exist makes no record; the next pass counts one listed before its Deployment).
+    pub fn hpa(&mut self, namespace: &str, deployment: &str, max: i32) {
+        if self.day.highs.contains_key(&(namespace.to_string(), deployment.to_string())) {
+            self.day.observe_hpa(namespace, deployment, max);
+        }
+    }
+
+    /// What an audit pass found in the registry for a Deployment.
+    pub fn registered(&mut self, namespace: &str, deployment: &str, limit: Option<&Limit>) {
+        let owner = limit.and_then(|l| l.owner.as_deref());
+        self.day.observe_registered(namespace, deployment, limit.map(|l| l.max_replicas), owner);
+    }
+
+    /// Every audit pass: at the first pass of a new UTC day prints the finished day; then
+    /// counts what runs now (so the new day starts with it, and an HPA listed before its
+    /// Deployment counts too).
+    pub fn pass(&mut self, running: &[Workload]) {
+        if let Some(finished) = self.day.roll(today()) {
+            self.print(&finished);
+        }
+        for w in running {
+            self.deployment(w);
+            if let Some((_, max)) = &w.hpa {
+                self.day.observe_hpa(&w.namespace, &w.deployment, *max);
+            }
+        }
+    }
+
+    fn print(&self, day: &Day) {
+        let records = day.records(self.pricing.as_ref(), |ns| self.policy.exemption(ns, "", &[]).is_none());
+        for record in &records {
+            self.out.write(record);
+        }
+        tracing::info!(date = %day.date, records = records.len(), "usage records printed");
+    }
+
+    /// Saves the day when something changed since the last save.
+    pub async fn save(&mut self) {
+        let Some(store) = &self.state else { return };
+        if !self.day.dirty {
+            return;
+        }
+        match store.save(&self.day).await {
+            Ok(()) => self.day.dirty = false,
+            Err(e) => tracing::warn!(error = %e, "usage records: the day could not be saved"),
+        }
+    }
+}
