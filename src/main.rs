@@ -1,5 +1,5 @@
 //! The `replica-guard` command: `serve` runs the webhook, `certs` makes development
-//! certificates, `check` decides one AdmissionReview file offline, `audit` lists what runs over
+//! certificates, `check` judges manifests before deploying, `audit` lists what runs over
 //! its limit in a cluster.
 
 use anyhow::Context;
@@ -40,14 +40,36 @@ enum Command {
         #[arg(long = "name")]
         names: Vec<String>,
     },
-    /// Decide one AdmissionReview JSON file offline, with the config's policy and registry,
-    /// and print the AdmissionReview response. Exit status: 0 allowed, 1 would be denied,
-    /// 3 the check could not run (bad config, unreadable input, not an AdmissionReview).
+    /// Judge manifests before deploying, with the webhook's own decision, config and registry:
+    /// files, folders, `-` (standard input), multi-document YAML (`helm template`, `kustomize
+    /// build`), Lists and AdmissionReview files. Each Deployment and HPA is judged as a CREATE,
+    /// or with --cluster as the UPDATE `kubectl apply` would send when it exists. Exit status: 0
+    /// nothing would be denied, 1 something would be denied, 2 warnings only (with
+    /// --fail-on-warn), 3 the check could not run (bad config or input, registry unreachable).
     Check {
         #[arg(long, env = "REPLICA_GUARD_CONFIG")]
         config: PathBuf,
-        /// The AdmissionReview file (`-` for standard input).
-        review: PathBuf,
+        /// Files, folders (recursive .yaml/.yml/.json) or `-` for standard input.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// The namespace of manifests that carry none (as `kubectl apply -n`); default "default".
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// Judge as this user (exemptions, override groups), as `kubectl apply --as`.
+        #[arg(long, default_value = "")]
+        user: String,
+        /// A group of that user (repeatable), as `kubectl apply --as-group`.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Read the live Deployments and HPAs (kubeconfig or in-cluster) and judge each manifest
+        /// as the UPDATE `kubectl apply` would send: the ratchet, no-op silence, the change summary.
+        #[arg(long)]
+        cluster: bool,
+        #[arg(long, short = 'o', value_enum, default_value_t = CheckOutput::Text)]
+        output: CheckOutput,
+        /// Exit 2 when nothing would be denied but something is warned about.
+        #[arg(long)]
+        fail_on_warn: bool,
     },
     /// List every Deployment of a cluster (kubeconfig or in-cluster) with its replicas, its HPA's
     /// maxReplicas, its registered maximum and its status, with the config's registry and
@@ -72,14 +94,23 @@ enum Command {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+enum CheckOutput {
+    Text,
+    Json,
+    Junit,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum AuditOutput {
     Table,
     Json,
     Csv,
 }
 
-/// `check`: the request would be denied; `audit`: a workload is over its limit.
+/// `check`: something would be denied; `audit`: a workload is over its limit.
 const EXIT_DENIED: u8 = 1;
+/// `check --fail-on-warn`: nothing would be denied, but something is warned about.
+const EXIT_WARNED: u8 = 2;
 /// The command could not do its job (bad config, unreadable input, a server that cannot start).
 const EXIT_ERROR: u8 = 3;
 
@@ -88,7 +119,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(&config),
         Command::Certs { out_dir, names } => certs(out_dir, names),
-        Command::Check { config, review } => Config::load(&config).map_err(Into::into).and_then(|c| check(&c, &review)),
+        Command::Check { config, inputs, namespace, user, groups, cluster, output, fail_on_warn } => {
+            let options = replica_guard::check::Options { namespace, user, groups };
+            let how = CheckHow { cluster, output, fail_on_warn };
+            Config::load(&config).map_err(Into::into).and_then(|c| check(&c, &inputs, &options, how))
+        }
         Command::Watch { config } => watch(&config),
         Command::Audit { config, namespaces, output } => {
             Config::load(&config).map_err(Into::into).and_then(|c| audit(&c, &namespaces, output))
@@ -152,22 +187,69 @@ fn print_out(text: &str) -> std::io::Result<()> {
     }
 }
 
-fn check(config: &Config, review: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let body = if review.as_os_str() == "-" {
-        let mut body = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut body).context("cannot read standard input")?;
-        body
-    } else {
-        std::fs::read(review).with_context(|| format!("cannot read {}", review.display()))?
-    };
+struct CheckHow {
+    cluster: bool,
+    output: CheckOutput,
+    fail_on_warn: bool,
+}
+
+fn check(
+    config: &Config,
+    inputs: &[PathBuf],
+    options: &replica_guard::check::Options,
+    how: CheckHow,
+) -> anyhow::Result<ExitCode> {
+    use replica_guard::check::{self, Outcome, input, live::Live, output};
+    use replica_guard::decision::Verdict;
+    let manifests = input::read_all(inputs)?;
     let metrics = Arc::new(Metrics::new());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let limits = open_registry(config, &runtime, &metrics)?;
     let webhook = Webhook::new(config.policy.clone(), limits, metrics, AuditLog::to(Box::new(std::io::sink())));
-    let answer = runtime.block_on(webhook.review(&body))?;
-    let denied = !answer.response.allowed;
-    print_out(&serde_json::to_string_pretty(&answer.response.into_review())?)?;
-    Ok(if denied { ExitCode::from(EXIT_DENIED) } else { ExitCode::SUCCESS })
+    let checked = runtime.block_on(async {
+        let live = match how.cluster {
+            true => {
+                let client = kube::Client::try_default()
+                    .await
+                    .context("--cluster: no Kubernetes client configuration (in-cluster or kubeconfig)")?;
+                let namespace = options.namespace.as_deref().unwrap_or("default");
+                Some(
+                    Live::read(client, &manifests, namespace)
+                        .await
+                        .context("--cluster: cannot read the live objects")?,
+                )
+            }
+            false => None,
+        };
+        anyhow::Ok(check::check_all(&webhook, manifests, live.as_ref(), options).await)
+    })?;
+    let text = match how.output {
+        CheckOutput::Text => output::text(&checked, how.cluster),
+        CheckOutput::Json => output::json(&checked, how.cluster),
+        CheckOutput::Junit => output::junit(&checked, how.fail_on_warn),
+    };
+    print_out(text.trim_end())?;
+    // What kept the check from judging goes to stderr, and is never a 1.
+    let mut could_not = false;
+    for c in &checked {
+        let why = match &c.outcome {
+            Outcome::Invalid(why) => why.clone(),
+            Outcome::Decided(d) if c.registry_unreachable() && d.decision.verdict == Verdict::Denied => {
+                d.decision.deny_message.clone().unwrap_or_default()
+            }
+            _ => continue,
+        };
+        eprintln!("error: {} (document {}) {} {}/{}: {why}", c.source, c.document, c.kind, c.namespace, c.name);
+        could_not = true;
+    }
+    let denied = checked.iter().any(|c| c.verdict() == Some(Verdict::Denied));
+    let warned = checked.iter().any(|c| matches!(&c.outcome, Outcome::Decided(d) if !d.decision.warnings.is_empty()));
+    Ok(ExitCode::from(match () {
+        _ if could_not => EXIT_ERROR,
+        _ if denied => EXIT_DENIED,
+        _ if warned && how.fail_on_warn => EXIT_WARNED,
+        _ => 0,
+    }))
 }
 
 /// The config's registry, read once for an offline command (a ConfigMap through kubeconfig: its

@@ -72,7 +72,7 @@ fn check_exit_codes_tell_a_denial_from_an_error() {
     let cases: [(&str, std::path::PathBuf, std::path::PathBuf, &str); 3] = [
         ("missing file", config.clone(), dir.path().join("nope.json"), "cannot read"),
         ("bad config", dir.path().join("missing-config.yaml"), review.clone(), "cannot read the config file"),
-        ("not an AdmissionReview", config.clone(), config.clone(), "body is not valid JSON"),
+        ("not a Kubernetes object", config.clone(), config.clone(), "not a Kubernetes object: no kind or apiVersion"),
     ];
     for (what, config, review, says) in cases {
         let out = check(&config, &review);
@@ -120,10 +120,12 @@ fn check_decides_a_review_file_offline() {
     let config = write_config(dir.path(), "");
     let review = dir.path().join("review.json");
     std::fs::write(&review, fixture("deployment-patch-4-to-7.json")).unwrap();
-    let out = Command::new(BIN).args(["check", "--config"]).arg(&config).arg(&review).output().unwrap();
+    let out =
+        Command::new(BIN).args(["check", "--config"]).arg(&config).args(["-o", "json"]).arg(&review).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "a denial exits 1");
-    let response: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(response["response"]["status"]["code"], 403);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["objects"][0]["decision"], "denied");
+    assert_eq!(report["objects"][0]["operation"], "UPDATE");
 
     std::fs::write(&review, fixture("deployment-create-replicas-3.json")).unwrap();
     let out = Command::new(BIN).args(["check", "--config"]).arg(&config).arg(&review).output().unwrap();

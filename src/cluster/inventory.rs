@@ -17,7 +17,7 @@ pub enum InventoryError {
 const PAGE: u32 = 500;
 
 /// Every item of a list, page by page.
-async fn list_all<K>(api: Api<K>, what: &'static str) -> Result<Vec<K>, InventoryError>
+pub async fn list_all<K>(api: Api<K>, what: &'static str) -> Result<Vec<K>, InventoryError>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {

@@ -26,7 +26,7 @@ pub fn run(c: &Cluster, total: usize) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("limits.yaml"), &registry).unwrap();
     let config = dir.path().join("config.yaml");
-    std::fs::write(&config, "server: {adminAddress: '127.0.0.1:0'}\nregistry: {file: {path: limits.yaml}}\naudit: {intervalSeconds: 1}\nlogging: {format: json}\n").unwrap();
+    std::fs::write(&config, "server: {adminAddress: '127.0.0.1:0'}\nregistry: {file: {path: limits.yaml}}\naudit: {intervalSeconds: 1, usage: {enabled: true, state: {namespace: default, name: scale-usage}}}\npricing: {base: 180, perVcpu: 19, perGib: 19, divisor: 4}\nlogging: {format: json}\n").unwrap();
 
     let mut audit_seconds = vec![];
     for _ in 0..3 {
@@ -80,6 +80,10 @@ pub fn run(c: &Cluster, total: usize) {
             .unwrap_or(0)
     };
     let (rss, hwm) = (kib("VmRSS"), kib("VmHWM"));
+    // The usage records' day, saved after the first pass: how much of a ConfigMap's 1 MiB it takes.
+    let state = c.kubectl("admin", &["get", "configmap", "scale-usage", "-n", "default", "-o", "json"]).success();
+    let state: serde_json::Value = serde_json::from_str(&state.stdout).unwrap();
+    let state_bytes = state["data"]["workloads"].as_str().map_or(0, str::len);
     let _ = child.kill();
     let _ = child.wait();
     println!(
@@ -90,6 +94,7 @@ pub fn run(c: &Cluster, total: usize) {
             "watch_ready_seconds": first_pass,
             "watch_rss_mib": rss as f64 / 1024.0,
             "watch_peak_rss_mib": hwm as f64 / 1024.0,
+            "usage_state_bytes": state_bytes,
         })
     );
 }

@@ -1,0 +1,147 @@
+//! Reading what a pipeline has: files and folders (recursive `.yaml`, `.yml`, `.json`), `-` for
+//! standard input, multi-document YAML (`helm template`, `kustomize build`), `List` objects, and
+//! AdmissionReview files, told apart by their `kind`. Errors name the file, the document and the
+//! line.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: document {document}{line}: not valid YAML: {detail}")]
+    Yaml { path: String, document: usize, line: String, detail: String },
+    #[error("{path}: no .yaml, .yml or .json files in this folder")]
+    EmptyFolder { path: String },
+    #[error("no objects in the input (an empty file, or a template that rendered nothing)")]
+    Nothing,
+}
+
+/// How standard input is named in reports (as kubectl names it).
+pub const STDIN: &str = "STDIN";
+
+/// One object of the input, and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// The file (`STDIN` for standard input).
+    pub source: String,
+    /// The document's index in its file, from 1 (items of a `List` share their document's).
+    pub document: usize,
+    pub object: Value,
+}
+
+/// Every object in `paths`, in order (folders sorted by name).
+pub fn read_all(paths: &[PathBuf]) -> Result<Vec<Manifest>, InputError> {
+    let mut manifests = vec![];
+    for path in paths {
+        if path.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|source| InputError::Read { path: "standard input".into(), source })?;
+            parse(STDIN, &text, &mut manifests)?;
+        } else if path.is_dir() {
+            let files = files_under(path)?;
+            if files.is_empty() {
+                return Err(InputError::EmptyFolder { path: path.display().to_string() });
+            }
+            for file in files {
+                read_file(&file, &mut manifests)?;
+            }
+        } else {
+            read_file(path, &mut manifests)?;
+        }
+    }
+    if manifests.is_empty() {
+        return Err(InputError::Nothing);
+    }
+    Ok(manifests)
+}
+
+fn read_file(path: &Path, out: &mut Vec<Manifest>) -> Result<(), InputError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| InputError::Read { path: name.clone(), source })?;
+    parse(&name, &text, out)
+}
+
+/// The manifest files under a folder, recursively, sorted.
+fn files_under(dir: &Path) -> Result<Vec<PathBuf>, InputError> {
+    let mut files = vec![];
+    let mut folders = vec![dir.to_path_buf()];
+    // Bounded by the tree itself; symlinked folders are not followed (no cycles).
+    while let Some(folder) = folders.pop() {
+        let read = |source| InputError::Read { path: folder.display().to_string(), source };
+        for entry in std::fs::read_dir(&folder).map_err(read)? {
+            let entry = entry.map_err(read)?;
+            let kind = entry.file_type().map_err(read)?;
+            let path = entry.path();
+            if kind.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Splits a text into its documents (JSON is YAML), and `List`s into their items.
+pub fn parse(source: &str, text: &str, out: &mut Vec<Manifest>) -> Result<(), InputError> {
+    for (i, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let document_number = i + 1;
+        let value: Value = serde::Deserialize::deserialize(document).map_err(|e| InputError::Yaml {
+            path: source.to_string(),
+            document: document_number,
+            line: e.location().map(|l| format!(", line {}", l.line())).unwrap_or_default(),
+            detail: e.to_string(),
+        })?;
+        push_object(source, document_number, value, out);
+    }
+    Ok(())
+}
+
+fn push_object(source: &str, document: usize, value: Value, out: &mut Vec<Manifest>) {
+    match value {
+        // An empty document (`---` with comments only, as Helm leaves between templates).
+        Value::Null => {}
+        Value::Object(mut map) if map.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List")) => {
+            if let Some(Value::Array(items)) = map.remove("items") {
+                for item in items {
+                    push_object(source, document, item, out);
+                }
+            }
+        }
+        object => out.push(Manifest { source: source.to_string(), document, object }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(text: &str) -> Vec<(usize, String)> {
+        let mut out = vec![];
+        parse("t.yaml", text, &mut out).unwrap();
+        out.into_iter().map(|m| (m.document, m.object["kind"].as_str().unwrap_or("?").to_string())).collect()
+    }
+
+    #[test]
+    fn documents_lists_and_empty_documents() {
+        let text = "---\n# Source: chart/templates/a.yaml\n---\nkind: Service\n---\nkind: List\nitems:\n- kind: Deployment\n- kind: HorizontalPodAutoscaler\n";
+        assert_eq!(
+            kinds(text),
+            vec![(3, "Service".into()), (4, "Deployment".into()), (4, "HorizontalPodAutoscaler".into())]
+        );
+        assert_eq!(kinds("{\"kind\": \"AdmissionReview\"}"), vec![(1, "AdmissionReview".into())]);
+    }
+
+    #[test]
+    fn yaml_errors_name_the_file_the_document_and_the_line() {
+        let mut out = vec![];
+        let e = parse("deploy.yaml", "kind: Service\n---\nkind: Deployment\nspec:\n  replicas: [1\n", &mut out)
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("deploy.yaml: document 2, line "), "{text}");
+    }
+}
