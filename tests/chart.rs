@@ -480,3 +480,49 @@ fn webhook_options_and_schema_errors() {
         assert!(error.contains(message), "{values}: {error}");
     }
 }
+
+/// A pipeline's job: `helm template` of an application chart piped into `replica-guard check`.
+#[test]
+#[ignore = "needs helm; .ci/run runs it"]
+fn helm_template_of_an_application_chart_piped_into_check() {
+    let app = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/charts/payments-api");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("limits.yaml"),
+        "entries:\n  - {namespace: team-a, deployment: payments-api, maxReplicas: 4}\n",
+    )
+    .unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "registry: {file: {path: limits.yaml}}\n").unwrap();
+    let pipeline = |set: &str| {
+        let rendered = Command::new(helm())
+            .args(["template", "payments-api"])
+            .arg(&app)
+            .args(["--namespace", "team-a", "--set", set])
+            .output()
+            .unwrap();
+        assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
+        let mut check = Command::new(env!("CARGO_BIN_EXE_replica-guard"))
+            .args(["check", "--config"])
+            .arg(&config)
+            .args(["--namespace", "team-a", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        check.stdin.take().unwrap().write_all(&rendered.stdout).unwrap();
+        let out = check.wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let (code, text) = pipeline("replicas=3");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("team-a/payments-api: allowed [PED max 4]: Deployment CREATE replicas 3"), "{text}");
+    assert!(text.ends_with("passed over: 1 Service\n") || text.contains("passed over: 1 Service"), "{text}");
+
+    let (code, text) = pipeline("autoscaling.enabled=true,autoscaling.maxReplicas=10");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("team-a/payments-api: would be denied [PED max 4]: Deployment CREATE replicas 3; HPA payments-api CREATE maxReplicas 10"),
+        "the chart's HPA is judged with its Deployment: {text}"
+    );
+}

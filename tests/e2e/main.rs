@@ -10,6 +10,7 @@ mod common;
 
 mod audit_stories;
 mod chart_stories;
+mod check_stories;
 mod cluster;
 mod events_stories;
 mod latency;
@@ -63,6 +64,7 @@ fn main() -> ExitCode {
         audit_stories::continuous(),
         usage_stories::all(),
         events_stories::all(),
+        check_stories::all(),
         registry_stories::all(),
         chart_stories::all(),
     ]
