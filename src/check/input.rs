@@ -131,7 +131,8 @@ mod tests {
         let text = "---\n# Source: chart/templates/a.yaml\n---\nkind: Service\n---\nkind: List\nitems:\n- kind: Deployment\n- kind: HorizontalPodAutoscaler\n";
         assert_eq!(
             kinds(text),
-            vec![(3, "Service".into()), (4, "Deployment".into()), (4, "HorizontalPodAutoscaler".into())]
+            vec![(2, "Service".into()), (3, "Deployment".into()), (3, "HorizontalPodAutoscaler".into())],
+            "the comment-only document counts: it is the first"
         );
         assert_eq!(kinds("{\"kind\": \"AdmissionReview\"}"), vec![(1, "AdmissionReview".into())]);
     }
