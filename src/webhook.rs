@@ -75,7 +75,7 @@ impl Webhook {
                 Ok(Target::Subject(subject)) => Ok(self.decide(&request, subject, started).await),
                 Ok(Target::NotHandled(why)) => {
                     tracing::info!(kind = %request.kind.kind, why, "not a replica path; allowed");
-                    tracing::Span::current().record("decision", "not-handled");
+                    record_decision("not-handled");
                     self.metrics.not_handled(operation_name(&request.operation));
                     Ok(Answer { response: respond::allowed(&request.uid), decided: None })
                 }
@@ -138,7 +138,7 @@ impl Webhook {
                 Override::NotUsed => {}
             }
         }
-        tracing::Span::current().record("decision", decision.verdict.as_str());
+        record_decision(decision.verdict.as_str());
         // Every request at debug level; the ones that matter are in the audit record below.
         tracing::debug!(
             rule = decision.rule.as_str(),
@@ -158,6 +158,16 @@ impl Webhook {
             Path::Hpa { .. } => RequestKind::Hpa,
         };
         m.decided(kind, subject.operation.as_str(), decision.verdict.as_str(), started.elapsed().as_secs_f64());
+    }
+}
+
+/// Puts the decision into the request's span. Only events logged after the decision show it, and
+/// at `info` none is (the audit record carries the decision): recording into a span makes the JSON
+/// log format parse and re-serialize the span's fields, a few percent of a request's CPU
+/// (BENCHMARKS.md), so it is done only when `debug` events will be there to show it.
+fn record_decision(decision: &'static str) {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        tracing::Span::current().record("decision", decision);
     }
 }
 

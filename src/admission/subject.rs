@@ -2,7 +2,7 @@
 //! scale subresource, and HorizontalPodAutoscalers that target it.
 
 use super::ReviewError;
-use super::decode::{KubernetesObject, Request, located};
+use super::decode::{KubernetesObject, Request, parse};
 use crate::decision::changes::{self, FieldChange, ObjectView};
 use crate::decision::{Operation, Path, Subject};
 use k8s_openapi::api::autoscaling::v1::ScaleSpec;
@@ -49,11 +49,13 @@ struct PodSpec {
     init_containers: Vec<NamedContainer>,
 }
 
+/// A container is checked to be a map; its fields are not kept (the change summary reads the
+/// names from the parsed spec), so nothing is allocated for them.
 #[derive(Deserialize)]
 #[allow(dead_code)]
 struct NamedContainer {
     #[serde(default)]
-    name: String,
+    name: serde::de::IgnoredAny,
 }
 
 /// The fields of a HorizontalPodAutoscaler spec that matter here; the same in `autoscaling/v1`,
@@ -186,8 +188,7 @@ impl PathKind {
 
     /// Reads the parts of a raw object replica-guard uses.
     fn parse<'a>(self, raw: &'a RawValue, which: &'static str) -> Result<KubernetesObject<'a>, ReviewError> {
-        let mut de = serde_json::Deserializer::from_str(raw.get());
-        serde_path_to_error::deserialize(&mut de).map_err(|e| self.invalid(which, located(e).0))
+        parse(raw.get().as_bytes()).map_err(|e| self.invalid(which, e.text()))
     }
 
     /// Reads the replica fields, with the defaults the API server applies: a Deployment without
@@ -233,11 +234,9 @@ impl PathKind {
 
     fn spec<'a, T: Deserialize<'a>>(self, spec: Option<&'a RawValue>, which: &'static str) -> Result<T, ReviewError> {
         let spec = spec.ok_or_else(|| self.invalid(which, "spec is missing".into()))?;
-        let mut de = serde_json::Deserializer::from_str(spec.get());
-        serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let at = if path == "." { "spec".to_string() } else { format!("spec.{path}") };
-            self.invalid(which, format!("{at}: {}", e.into_inner()))
+        parse(spec.get().as_bytes()).map_err(|e| {
+            let at = if e.path == "." { "spec".to_string() } else { format!("spec.{}", e.path) };
+            self.invalid(which, format!("{at}: {}", e.error))
         })
     }
 
