@@ -66,10 +66,12 @@ pub struct Request<'a> {
     pub namespace: Option<String>,
     pub operation: Operation,
     pub user_info: UserInfo,
+    /// Read in the same pass as the envelope: one scan of the body, not one for the envelope and
+    /// another for each object (BENCHMARKS.md, "where the time goes").
     #[serde(default, borrow)]
-    pub object: Option<&'a RawValue>,
+    pub object: Option<KubernetesObject<'a>>,
     #[serde(default, borrow)]
-    pub old_object: Option<&'a RawValue>,
+    pub old_object: Option<KubernetesObject<'a>>,
     #[serde(default)]
     pub dry_run: bool,
 }
@@ -78,6 +80,7 @@ pub struct Request<'a> {
 /// fields are read straight from it, and it is parsed into a tree only when an UPDATE changed it.
 #[derive(Debug, Default, Deserialize)]
 pub struct KubernetesObject<'a> {
+    // (`kind` is checked against the request's resource in `subject`.)
     #[serde(default)]
     pub kind: Option<String>,
     #[serde(default)]

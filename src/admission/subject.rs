@@ -86,26 +86,24 @@ pub fn target(req: &Request<'_>, override_annotation: &str) -> Result<Target, Re
         }
     };
     let namespace = req.namespace.clone().filter(|n| !n.is_empty()).ok_or(ReviewError::MissingField("namespace"))?;
-    let new = path.parse(req.object.ok_or(ReviewError::MissingField("object"))?, "object")?;
+    let new = req.object.as_ref().ok_or(ReviewError::MissingField("object"))?;
     let old = match operation {
-        Operation::Update => {
-            Some(path.parse(req.old_object.ok_or(ReviewError::MissingField("oldObject"))?, "oldObject")?)
-        }
+        Operation::Update => Some(req.old_object.as_ref().ok_or(ReviewError::MissingField("oldObject"))?),
         Operation::Create => None,
     };
-    let new_view = path.read(&new, "object")?;
-    let old_view = old.as_ref().map(|o| path.read(o, "oldObject")).transpose()?;
+    let new_view = path.read(new, "object")?;
+    let old_view = old.map(|o| path.read(o, "oldObject")).transpose()?;
 
     let (path, deployment) = match (path, &new_view.hpa_target) {
         (PathKind::Hpa, Some(target)) if target.kind != "Deployment" => {
             return Ok(Target::NotHandled(format!("HPA targets a {}, not a Deployment", target.kind)));
         }
-        (PathKind::Hpa, Some(target)) => (Path::Hpa { hpa: object_name(req, &new) }, target.name.clone()),
-        (PathKind::Scale, _) => (Path::Scale, object_name(req, &new)),
-        _ => (Path::Deployment, object_name(req, &new)),
+        (PathKind::Hpa, Some(target)) => (Path::Hpa { hpa: object_name(req, new) }, target.name.clone()),
+        (PathKind::Scale, _) => (Path::Scale, object_name(req, new)),
+        _ => (Path::Deployment, object_name(req, new)),
     };
-    let changes = match &old {
-        Some(old) => spec_changes(old, &new)?,
+    let changes = match old {
+        Some(old) => spec_changes(old, new)?,
         None => vec![],
     };
     let override_reason = new
@@ -184,11 +182,6 @@ impl PathKind {
             PathKind::Scale => "Scale",
             PathKind::Hpa => "HorizontalPodAutoscaler",
         }
-    }
-
-    /// Reads the parts of a raw object replica-guard uses.
-    fn parse<'a>(self, raw: &'a RawValue, which: &'static str) -> Result<KubernetesObject<'a>, ReviewError> {
-        parse(raw.get().as_bytes()).map_err(|e| self.invalid(which, e.text()))
     }
 
     /// Reads the replica fields, with the defaults the API server applies: a Deployment without
