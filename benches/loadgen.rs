@@ -67,6 +67,9 @@ enum Command {
         /// A label printed with the result.
         #[arg(long, default_value = "")]
         label: String,
+        /// The request path (a peer webhook may serve another one, e.g. `/mutate`).
+        #[arg(long, default_value = "/validate?timeout=10s")]
+        path: String,
     },
     Startup {
         #[arg(long)]
@@ -108,13 +111,13 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     match cli.command {
         Command::Floor { address, cert, key } => runtime.block_on(floor(address, cert, key)),
-        Command::Run { target, ca, protocol, connections, rate, seconds, warmup_seconds, label } => {
+        Command::Run { target, ca, protocol, connections, rate, seconds, warmup_seconds, label, path } => {
             let ca = std::fs::read_to_string(ca).unwrap();
             let protocol = match protocol {
                 Proto::H1 => Protocol::Http1,
                 Proto::H2 => Protocol::Http2,
             };
-            let settings = Settings { target, ca, protocol, connections, rate, seconds, warmup_seconds };
+            let settings = Settings { target, ca, protocol, connections, rate, seconds, warmup_seconds, path };
             let result = runtime.block_on(run(&settings));
             println!("{}", result.json(&label, &settings));
         }
@@ -154,6 +157,7 @@ struct Settings {
     rate: u64,
     seconds: f64,
     warmup_seconds: f64,
+    path: String,
 }
 
 /// The request mix: small create, large redeploy (old and new objects), scale, HPA.
@@ -217,7 +221,7 @@ async fn run(s: &Settings) -> RunResult {
                 if next >= measure_until {
                     break;
                 }
-                let status = client.send(bodies[i % bodies.len()].clone()).await;
+                let status = client.send_to(&s.path, bodies[i % bodies.len()].clone()).await;
                 let latency = sent.elapsed();
                 if next >= measure_from {
                     match status {

@@ -82,11 +82,16 @@ print(f"|---|---|---|---|---|---|---|---|")
 for label in runs:
     print(f"| {label} | {len(runs[label])} | {med(label,'throughput_rps'):.0f} | {med(label,'p50_us'):.0f} | {med(label,'p90_us'):.0f} | {med(label,'p99_us'):.0f} | {med(label,'max_us'):.0f} | {sum(r['errors']+r['non_200'] for r in runs[label])} |")
 print()
+# Runs alternate floor and replica-guard, so run i of each met the same machine noise: the
+# per-run ratios show the spread.
+def per_run(g, f, key):
+    return sorted(a[key] / b[key] for a, b in zip(runs[g], runs[f]))
+span = lambda xs: f"per run {min(xs):.2f}-{max(xs):.2f}"
 for proto in ["h1", "h2"]:
     g, f = f"guard {proto} max", f"floor {proto} max"
-    print(f"- {proto} max-rate throughput, replica-guard / floor: {med(g,'throughput_rps')/med(f,'throughput_rps'):.2f} (p99 ratio {med(g,'p99_us')/med(f,'p99_us'):.2f})")
+    print(f"- {proto} max-rate throughput, replica-guard / floor: {med(g,'throughput_rps')/med(f,'throughput_rps'):.2f} ({span(per_run(g, f, 'throughput_rps'))}; p99 ratio {med(g,'p99_us')/med(f,'p99_us'):.2f})")
 g, f = "guard h1 2000/s", "floor h1 2000/s"
-print(f"- h1 at 2,000 req/s: replica-guard p99 {med(g,'p99_us')/1000:.3f} ms, floor p99 {med(f,'p99_us')/1000:.3f} ms (ratio {med(g,'p99_us')/med(f,'p99_us'):.2f})")
+print(f"- h1 at 2,000 req/s: replica-guard p99 {med(g,'p99_us')/1000:.3f} ms, floor p99 {med(f,'p99_us')/1000:.3f} ms (ratio {med(g,'p99_us')/med(f,'p99_us'):.2f}, {span(per_run(g, f, 'p99_us'))}; p50 ratio {med(g,'p50_us')/med(f,'p50_us'):.2f})")
 def peak(pattern):
     vals = [int(x) for fn in glob.glob(f"{work}/{pattern}") for x in open(fn).read().split()]
     return max(vals) if vals else 0

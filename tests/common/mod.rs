@@ -251,7 +251,12 @@ impl Client {
     /// POSTs an AdmissionReview and returns only the status, reading but not parsing the body
     /// (for the load generator, whose own cost should stay small).
     pub async fn send(&mut self, body: Bytes) -> Result<u16, String> {
-        Ok(self.dispatch("/validate?timeout=10s", "application/json", body).await?.0.as_u16())
+        self.send_to("/validate?timeout=10s", body).await
+    }
+
+    /// `send` to another path (a peer webhook that serves `/mutate`).
+    pub async fn send_to(&mut self, path: &str, body: Bytes) -> Result<u16, String> {
+        Ok(self.dispatch(path, "application/json", body).await?.0.as_u16())
     }
 
     async fn dispatch(&mut self, path: &str, content_type: &str, body: Bytes) -> Result<(StatusCode, Bytes), String> {
