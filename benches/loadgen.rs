@@ -195,6 +195,7 @@ async fn run(s: &Settings) -> RunResult {
     for c in 0..s.connections {
         let mut client = Client::connect(s.target, &s.ca, s.protocol).await;
         let bodies = bodies.clone();
+        let path = s.path.clone();
         // Open loop: this connection's share of the rate, its sends spread over the interval.
         let interval = (s.rate > 0).then(|| Duration::from_secs_f64(s.connections as f64 / s.rate as f64));
         // Connection c's first send is c/connections into the first interval, so sends are spread out.
@@ -221,7 +222,7 @@ async fn run(s: &Settings) -> RunResult {
                 if next >= measure_until {
                     break;
                 }
-                let status = client.send_to(&s.path, bodies[i % bodies.len()].clone()).await;
+                let status = client.send_to(&path, bodies[i % bodies.len()].clone()).await;
                 let latency = sent.elapsed();
                 if next >= measure_from {
                     match status {
