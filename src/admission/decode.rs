@@ -171,11 +171,7 @@ pub fn parse<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Result<T, Located> {
 /// Decodes an `admission.k8s.io/v1` AdmissionReview and returns its request.
 pub fn decode(body: &[u8]) -> Result<Request<'_>, ReviewError> {
     let review: Review<'_> = parse(body).map_err(|e| {
-        if e.error.is_data() {
-            ReviewError::NotAdmissionReview(e.text())
-        } else {
-            ReviewError::NotJson(e.text())
-        }
+        if e.error.is_data() { ReviewError::NotAdmissionReview(e.text()) } else { ReviewError::NotJson(e.text()) }
     })?;
     if review.api_version != API_VERSION {
         return Err(ReviewError::WrongApiVersion(review.api_version));
