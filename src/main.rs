@@ -252,8 +252,8 @@ fn check(
     }))
 }
 
-/// The config's registry, read once for an offline command (a ConfigMap through kubeconfig: its
-/// watch runs until the first load).
+/// The config's registry, read once for an offline command (a ConfigMap through kubeconfig, or a
+/// Firestore collection: its refresher runs until the first load).
 fn open_registry(
     config: &Config,
     runtime: &tokio::runtime::Runtime,
@@ -265,7 +265,8 @@ fn open_registry(
         metrics.clone(),
         kube::Client::try_default,
     ))?;
-    if let Some(refresher) = opened.refresher.filter(|_| matches!(config.registry.source(), Source::ConfigMap(_))) {
+    let first_read_in_background = matches!(config.registry.source(), Source::ConfigMap(_) | Source::Firestore(_));
+    if let Some(refresher) = opened.refresher.filter(|_| first_read_in_background) {
         runtime.block_on(async {
             let watch = tokio::spawn(refresher);
             let loaded = tokio::time::timeout(std::time::Duration::from_secs(10), async {
@@ -275,7 +276,7 @@ fn open_registry(
             })
             .await;
             watch.abort();
-            loaded.map_err(|_| anyhow::anyhow!("the registry ConfigMap was not loaded within 10 s (see the log)"))
+            loaded.map_err(|_| anyhow::anyhow!("the registry was not loaded within 10 s (see the log)"))
         })?;
     }
     Ok(opened.source)

@@ -4,12 +4,14 @@
 mod cluster;
 mod registry;
 mod server;
+mod snapshot;
 
 use crate::decision::policy::Policy;
 pub use cluster::*;
 pub use registry::*;
 use serde::Deserialize;
 pub use server::*;
+pub use snapshot::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

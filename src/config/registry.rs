@@ -18,6 +18,9 @@ pub struct RegistryConfig {
     /// A ConfigMap holding the registry YAML, watched through the Kubernetes API.
     #[serde(default)]
     pub config_map: Option<ConfigMapRegistryConfig>,
+    /// A whole Firestore collection, listed in the background (`config::snapshot`).
+    #[serde(default)]
+    pub firestore: Option<super::snapshot::FirestoreRegistryConfig>,
     /// The cache in front of the `http` source.
     #[serde(default)]
     pub cache: CacheConfig,
@@ -28,18 +31,26 @@ pub enum Source<'a> {
     File(&'a FileRegistryConfig),
     Http(&'a HttpRegistryConfig),
     ConfigMap(&'a ConfigMapRegistryConfig),
+    Firestore(&'a super::snapshot::FirestoreRegistryConfig),
 }
 
 impl RegistryConfig {
     /// Exactly one source, and its settings in range; the error is (key, problem).
     pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
         let r = self;
-        let chosen = [r.file.is_some(), r.http.is_some(), r.config_map.is_some()].iter().filter(|c| **c).count();
+        let chosen = [r.file.is_some(), r.http.is_some(), r.config_map.is_some(), r.firestore.is_some()]
+            .iter()
+            .filter(|c| **c)
+            .count();
         if chosen != 1 {
             return Err((
                 "registry",
-                "choose exactly one source: registry.file, registry.http or registry.configMap".into(),
+                "choose exactly one source: registry.file, registry.http, registry.configMap or registry.firestore"
+                    .into(),
             ));
+        }
+        if let Some(f) = &r.firestore {
+            f.validate()?;
         }
         if let Some(f) = &r.file {
             check_seconds("registry.file.pollIntervalSeconds", f.poll_interval_seconds, 0.1, 3600.0)?;
@@ -86,10 +97,11 @@ impl RegistryConfig {
     }
 
     pub fn source(&self) -> Source<'_> {
-        match (&self.file, &self.http, &self.config_map) {
-            (Some(f), _, _) => Source::File(f),
-            (_, Some(h), _) => Source::Http(h),
-            (_, _, Some(c)) => Source::ConfigMap(c),
+        match (&self.file, &self.http, &self.config_map, &self.firestore) {
+            (Some(f), _, _, _) => Source::File(f),
+            (_, Some(h), _, _) => Source::Http(h),
+            (_, _, Some(c), _) => Source::ConfigMap(c),
+            (_, _, _, Some(f)) => Source::Firestore(f),
             // `validate` refuses a config without exactly one source, so a loaded Config has one.
             _ => unreachable!("registry source checked by Config::validate"),
         }

@@ -57,6 +57,22 @@ fn errors_name_the_key() {
             "registry.http.auth",
             "not both",
         ),
+        ("registry: {firestore: {project: p}}", "registry.firestore", "missing field `collection`"),
+        (
+            "registry: {firestore: {project: p, collection: ped, pageSize: 1000}}",
+            "registry.firestore.pageSize",
+            "between 1 and 300",
+        ),
+        (
+            "registry: {firestore: {project: p, collection: ped, maxShrinkFraction: 50}}",
+            "registry.firestore.maxShrinkFraction",
+            "a fraction of the entries",
+        ),
+        (
+            "registry: {firestore: {project: p, collection: ped, refreshSeconds: 0}}",
+            "registry.firestore.refreshSeconds",
+            "between",
+        ),
         ("server: {}", "(top level)", "missing field `registry`"),
         (
             "registry: {file: {path: l.yaml}}\nlogging: {level: debugg}",

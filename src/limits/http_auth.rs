@@ -26,6 +26,24 @@ impl Auth {
         Auth::GceMetadata { url, cached: tokio::sync::Mutex::new(None) }
     }
 
+    /// The configured credentials, if any (`validate` refuses both at once).
+    pub fn from_config(auth: &crate::config::HttpAuth) -> Option<Self> {
+        match (&auth.bearer_token_file, &auth.gce_metadata) {
+            (Some(path), _) => Some(Auth::token_file(path.clone())),
+            (None, Some(gce)) => Some(Auth::gce_metadata(gce.url.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// Forgets the cached token: the server refused it (401), so the next `header` fetches or
+    /// reads a fresh one.
+    pub async fn invalidate(&self) {
+        match self {
+            Auth::TokenFile { cached, .. } => *cached.lock().unwrap_or_else(|p| p.into_inner()) = None,
+            Auth::GceMetadata { cached, .. } => *cached.lock().await = None,
+        }
+    }
+
     /// The value of the Authorization header.
     pub async fn header(&self, client: &HttpClient) -> Result<String, String> {
         let token = match self {

@@ -26,11 +26,11 @@ const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpSourceError {
-    #[error("registry.http: no system CA certificates could be loaded ({0}); set registry.http.caFile")]
+    #[error("registry: no system CA certificates could be loaded ({0}); set the registry's caFile")]
     Roots(String),
-    #[error("registry.http.caFile: cannot read {path}: {source}")]
+    #[error("registry caFile: cannot read {path}: {source}")]
     CaFile { path: std::path::PathBuf, source: std::io::Error },
-    #[error("registry.http.caFile: {path} holds no usable PEM certificate")]
+    #[error("registry caFile: {path} holds no usable PEM certificate")]
     NoCa { path: std::path::PathBuf },
 }
 
@@ -54,6 +54,30 @@ fn trust_roots(ca_file: Option<&std::path::Path>) -> Result<rustls::RootCertStor
     Ok(roots)
 }
 
+/// An HTTPS (or plain HTTP) client trusting the system's CAs and `ca_file`'s; shared by the HTTP
+/// and Firestore sources.
+pub fn https_client(
+    ca_file: Option<&std::path::Path>,
+    connect_timeout: Duration,
+) -> Result<HttpClient, HttpSourceError> {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(connect_timeout));
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(trust_roots(ca_file)?)
+        .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(https))
+}
+
 pub struct HttpFetcher {
     client: HttpClient,
     url: String,
@@ -65,27 +89,8 @@ pub struct HttpFetcher {
 
 impl HttpFetcher {
     pub fn new(config: &HttpRegistryConfig) -> Result<Self, HttpSourceError> {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(seconds(config.connect_timeout_seconds)));
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .with_root_certificates(trust_roots(config.ca_file.as_deref())?)
-            .with_no_client_auth();
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(https);
-        let auth = match (&config.auth.bearer_token_file, &config.auth.gce_metadata) {
-            (Some(path), _) => Some(Auth::token_file(path.clone())),
-            (None, Some(gce)) => Some(Auth::gce_metadata(gce.url.clone())),
-            (None, None) => None,
-        };
+        let client = https_client(config.ca_file.as_deref(), seconds(config.connect_timeout_seconds))?;
+        let auth = Auth::from_config(&config.auth);
         let fields = match config.format {
             DocumentFormat::Custom => config.fields.clone(),
             DocumentFormat::Firestore => FieldPointers::firestore(),

@@ -1,16 +1,20 @@
 //! Where limits come from: the PED registry, seen through a `LimitSource`.
 //!
-//! `table` is the in-memory view every snapshot source (file, ConfigMap) produces, `file` parses
-//! and validates the registry YAML, `store` keeps the last good snapshot while reloads come and
-//! go, and `file_source` watches a file on disk and feeds the store.
+//! `table` is the in-memory view every snapshot source (file, ConfigMap, Firestore) produces,
+//! `file` parses and validates the registry YAML, `store` keeps the last good snapshot while
+//! reloads come and go, `file_source` watches a file on disk and feeds the store, `sync` lists a
+//! remote registry whole in the background (`firestore_source`), and `http_source` asks one
+//! document per workload through `cache`.
 
 pub mod cache;
 pub mod configmap_source;
 pub mod file;
 pub mod file_source;
+pub mod firestore_source;
 pub mod http_auth;
 pub mod http_source;
 pub mod store;
+pub mod sync;
 pub mod table;
 
 pub use crate::decision::limit::{Limit, Lookup, Scope};
@@ -85,6 +89,20 @@ pub async fn open(
             let client = kube_client().await?;
             let source = configmap_source::ConfigMapSource::new(client, cm, store.clone(), metrics, bounds);
             Ok(Opened { source: store, refresher: Some(Box::pin(source.run())) })
+        }
+        Source::Firestore(fs) => {
+            let store = Arc::new(store::SnapshotStore::new(SourceKind::Firestore, &metrics));
+            let syncer = sync::Syncer {
+                lister: firestore_source::FirestoreLister::new(fs)?,
+                source: SourceKind::Firestore,
+                store: store.clone(),
+                metrics,
+                bounds,
+                refresh: seconds(fs.refresh_seconds),
+                timeout: seconds(fs.timeout_seconds),
+                max_shrink: fs.max_shrink_fraction,
+            };
+            Ok(Opened { source: store, refresher: Some(Box::pin(syncer.run())) })
         }
     }
 }

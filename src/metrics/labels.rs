@@ -28,6 +28,7 @@ pub enum SourceKind {
     File,
     ConfigMap,
     Http,
+    Firestore,
 }
 
 impl SourceKind {
@@ -36,6 +37,7 @@ impl SourceKind {
             SourceKind::File => "file",
             SourceKind::ConfigMap => "configmap",
             SourceKind::Http => "http",
+            SourceKind::Firestore => "firestore",
         }
     }
 }

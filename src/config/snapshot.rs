@@ -1,0 +1,161 @@
+//! `registry.firestore`: a whole Firestore collection, listed in the background and answered from
+//! memory (a snapshot source, like the file and the ConfigMap), rather than one document per
+//! workload inside the admission call (`registry.http`).
+
+use super::registry::HttpAuth;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FirestoreRegistryConfig {
+    /// The Google Cloud project.
+    pub project: String,
+    #[serde(default = "default_database")]
+    pub database: String,
+    /// The collection's path under `documents/`, e.g. `ped-limits` (or `teams/platform/limits`).
+    pub collection: String,
+    /// The REST API's base URL (an emulator or a test server may stand in).
+    #[serde(default = "default_firestore_url")]
+    pub url: String,
+    /// Which document fields hold what. Namespace and deployment may instead come from the
+    /// document id, `<namespace>--<deployment>`.
+    #[serde(default)]
+    pub fields: FirestoreFields,
+    /// The deployment name that marks a namespace-wide default.
+    #[serde(default = "default_namespace_default")]
+    pub namespace_default: String,
+    /// Documents per page (Firestore allows up to 300 per page when listing).
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// How often the whole collection is read again.
+    #[serde(default = "default_refresh")]
+    pub refresh_seconds: f64,
+    /// One whole sync (all pages) at most; a slower one is abandoned and the last snapshot stays.
+    #[serde(default = "default_sync_timeout")]
+    pub timeout_seconds: f64,
+    /// A sync that would remove more than this fraction of the entries at once is held back (a
+    /// broken export must not unregister half the platform); 1 turns the guard off.
+    #[serde(default = "default_max_shrink")]
+    pub max_shrink_fraction: f64,
+    #[serde(default)]
+    pub auth: HttpAuth,
+    /// PEM CA certificates to trust besides the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Field names (not pointers: Firestore documents are flat maps of typed values).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FirestoreFields {
+    #[serde(default = "f_namespace")]
+    pub namespace: String,
+    #[serde(default = "f_deployment")]
+    pub deployment: String,
+    #[serde(default = "f_max")]
+    pub max_replicas: String,
+    #[serde(default = "f_min")]
+    pub min_replicas: String,
+    #[serde(default = "f_mode")]
+    pub mode: String,
+    #[serde(default = "f_owner")]
+    pub owner: String,
+}
+
+impl Default for FirestoreFields {
+    fn default() -> Self {
+        Self {
+            namespace: f_namespace(),
+            deployment: f_deployment(),
+            max_replicas: f_max(),
+            min_replicas: f_min(),
+            mode: f_mode(),
+            owner: f_owner(),
+        }
+    }
+}
+
+fn f_namespace() -> String {
+    "namespace".into()
+}
+fn f_deployment() -> String {
+    "deployment".into()
+}
+fn f_max() -> String {
+    "maxReplicas".into()
+}
+fn f_min() -> String {
+    "minReplicas".into()
+}
+fn f_mode() -> String {
+    "mode".into()
+}
+fn f_owner() -> String {
+    "owner".into()
+}
+fn default_database() -> String {
+    "(default)".into()
+}
+fn default_firestore_url() -> String {
+    "https://firestore.googleapis.com/v1".into()
+}
+fn default_namespace_default() -> String {
+    "_default".into()
+}
+fn default_page_size() -> u32 {
+    300
+}
+fn default_refresh() -> f64 {
+    60.0
+}
+fn default_sync_timeout() -> f64 {
+    60.0
+}
+fn default_max_shrink() -> f64 {
+    0.5
+}
+
+impl FirestoreRegistryConfig {
+    /// Settings in range; the error is (key, problem).
+    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+        super::check_seconds("registry.firestore.refreshSeconds", self.refresh_seconds, 1.0, 86400.0)?;
+        super::check_seconds("registry.firestore.timeoutSeconds", self.timeout_seconds, 0.1, 3600.0)?;
+        for (key, value) in [
+            ("registry.firestore.project", &self.project),
+            ("registry.firestore.collection", &self.collection),
+            ("registry.firestore.database", &self.database),
+        ] {
+            if value.trim().is_empty() {
+                return Err((key, "must not be empty".into()));
+            }
+        }
+        if !(1..=300).contains(&self.page_size) {
+            return Err(("registry.firestore.pageSize", format!("must be between 1 and 300, got {}", self.page_size)));
+        }
+        if !(0.0..=1.0).contains(&self.max_shrink_fraction) {
+            return Err((
+                "registry.firestore.maxShrinkFraction",
+                format!("must be between 0 and 1 (a fraction of the entries), got {}", self.max_shrink_fraction),
+            ));
+        }
+        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
+            return Err(("registry.firestore.url", format!("{:?} is not an http(s) URL", self.url)));
+        }
+        if self.auth.bearer_token_file.is_some() && self.auth.gce_metadata.is_some() {
+            return Err(("registry.firestore.auth", "set bearerTokenFile or gceMetadata, not both".into()));
+        }
+        Ok(())
+    }
+
+    /// The collection's list URL (without paging parameters).
+    pub fn list_url(&self) -> String {
+        format!(
+            "{}/projects/{}/databases/{}/documents/{}",
+            self.url.trim_end_matches('/'),
+            self.project,
+            self.database,
+            self.collection.trim_matches('/')
+        )
+    }
+}

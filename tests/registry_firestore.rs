@@ -1,0 +1,232 @@
+//! The Firestore snapshot source against a local server that speaks the Firestore REST listing
+//! (`GET …/documents/{collection}?pageSize=N&pageToken=T` → `{documents, nextPageToken}`, typed
+//! values, `integerValue` as a string): paging, the requests it sends, all-or-nothing snapshots,
+//! the shrink guard, and a 401 that refreshes the token once.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use replica_guard::config::FirestoreRegistryConfig;
+use replica_guard::decision::{Lookup, Scope};
+use replica_guard::limits::LimitSource;
+use replica_guard::limits::firestore_source::FirestoreLister;
+use replica_guard::limits::store::SnapshotStore;
+use replica_guard::limits::sync::{Synced, Syncer};
+use replica_guard::metrics::{Metrics, SourceKind};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Default)]
+struct Collection {
+    documents: Vec<Value>,
+    /// Every request: (query parameters, Authorization header).
+    requests: Vec<(HashMap<String, String>, String)>,
+    /// Answer this page (from 1) with HTTP 500.
+    failing_page: Option<usize>,
+    /// The Authorization header required (401 otherwise).
+    required_auth: Option<String>,
+}
+
+#[derive(Clone, Default)]
+struct Fake(Arc<Mutex<Collection>>);
+
+/// The query parameters (the test's page tokens need no decoding).
+fn query(uri: &Uri) -> HashMap<String, String> {
+    uri.query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.replace("%2F", "/")))
+        .collect()
+}
+
+async fn list(State(fake): State<Fake>, uri: Uri, headers: HeaderMap) -> Response {
+    let q = query(&uri);
+    let mut c = fake.0.lock().unwrap();
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    c.requests.push((q.clone(), auth.clone()));
+    if c.required_auth.as_ref().is_some_and(|want| *want != auth) {
+        return (StatusCode::UNAUTHORIZED, "{\"error\": {\"code\": 401}}").into_response();
+    }
+    let size: usize = q.get("pageSize").and_then(|s| s.parse().ok()).unwrap_or(20);
+    // The page token is the offset, made opaque the way Firestore's are.
+    let offset: usize = q.get("pageToken").map_or(0, |t| t.trim_start_matches("tok/").parse().unwrap());
+    if c.failing_page == Some(offset / size + 1) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "backend error").into_response();
+    }
+    let end = (offset + size).min(c.documents.len());
+    let mut page = json!({"documents": c.documents[offset..end]});
+    if end < c.documents.len() {
+        page["nextPageToken"] = json!(format!("tok/{end}"));
+    }
+    axum::Json(page).into_response()
+}
+
+impl Fake {
+    async fn start(&self) -> String {
+        let app =
+            Router::new().route("/v1/projects/p/databases/(default)/documents/ped", get(list)).with_state(self.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{address}/v1")
+    }
+    fn set(&self, documents: Vec<Value>) {
+        self.0.lock().unwrap().documents = documents;
+    }
+}
+
+/// A document as the onboarding pipeline writes it: fields, or the id `<namespace>--<deployment>`.
+fn document(namespace: &str, deployment: &str, max: i64, by_id: bool) -> Value {
+    let name = format!("projects/p/databases/(default)/documents/ped/{namespace}--{deployment}");
+    let mut fields = json!({"maxReplicas": {"integerValue": max.to_string()}, "owner": {"stringValue": "team@x"}});
+    if !by_id {
+        fields["namespace"] = json!({"stringValue": namespace});
+        fields["deployment"] = json!({"stringValue": deployment});
+    }
+    json!({"name": name, "fields": fields, "createTime": "2026-11-01T00:00:00Z", "updateTime": "2026-11-01T00:00:00Z"})
+}
+
+fn documents(n: usize, max: i64) -> Vec<Value> {
+    (0..n).map(|i| document(&format!("team-{}", i % 7), &format!("api-{i}"), max, i % 2 == 0)).collect()
+}
+
+fn syncer(url: &str, extra: Value) -> (Syncer<FirestoreLister>, Arc<SnapshotStore>) {
+    let mut config = json!({"project": "p", "collection": "ped", "url": url, "pageSize": 300});
+    config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    let config: FirestoreRegistryConfig = serde_json::from_value(config).unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let store = Arc::new(SnapshotStore::new(SourceKind::Firestore, &metrics));
+    let syncer = Syncer {
+        lister: FirestoreLister::new(&config).unwrap(),
+        source: SourceKind::Firestore,
+        store: store.clone(),
+        metrics,
+        bounds: Default::default(),
+        refresh: Duration::from_secs(60),
+        timeout: Duration::from_secs(10),
+        max_shrink: config.max_shrink_fraction,
+    };
+    (syncer, store)
+}
+
+async fn max_of(store: &SnapshotStore, namespace: &str, deployment: &str) -> Option<i32> {
+    match store.lookup(namespace, deployment).await {
+        Lookup::Registered(l) => Some(l.max_replicas),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_collection_in_pages_becomes_the_snapshot() {
+    let fake = Fake::default();
+    let url = fake.start().await;
+    let mut docs = documents(1000, 4);
+    docs.push(json!({"name": "projects/p/databases/(default)/documents/ped/sandbox--_default",
+        "fields": {"maxReplicas": {"integerValue": "2"}, "mode": {"stringValue": "warn"}}}));
+    fake.set(docs);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "t1\n").unwrap();
+    let (syncer, store) = syncer(&url, json!({"auth": {"bearerTokenFile": dir.path().join("token")}}));
+    assert!(!store.is_ready(), "not ready before the first complete sync");
+    assert_eq!(syncer.sync_once().await, Synced::Applied { entries: 1001 });
+    assert!(store.is_ready());
+
+    let requests = fake.0.lock().unwrap().requests.clone();
+    assert_eq!(requests.len(), 4, "1,001 documents in pages of 300");
+    assert_eq!(requests[0].0, HashMap::from([("pageSize".to_string(), "300".to_string())]));
+    assert_eq!(requests[1].0.get("pageToken").map(String::as_str), Some("tok/300"), "the token is sent back as given");
+    assert!(requests.iter().all(|(_, auth)| auth == "Bearer t1"));
+
+    assert_eq!(max_of(&store, "team-0", "api-0").await, Some(4), "namespace and deployment from fields");
+    assert_eq!(max_of(&store, "team-1", "api-1").await, Some(4), "from the document id");
+    match store.lookup("sandbox", "anything").await {
+        Lookup::Registered(l) => assert_eq!((l.max_replicas, l.scope), (2, Scope::NamespaceDefault)),
+        other => panic!("the namespace default: {other:?}"),
+    }
+    assert_eq!(max_of(&store, "team-0", "not-there").await, None);
+}
+
+#[tokio::test]
+async fn a_sync_that_fails_halfway_keeps_the_last_snapshot() {
+    let fake = Fake::default();
+    let url = fake.start().await;
+    fake.set(documents(1000, 4));
+    let (syncer, store) = syncer(&url, json!({}));
+    assert_eq!(syncer.sync_once().await, Synced::Applied { entries: 1000 });
+    fake.set(documents(1000, 8));
+    fake.0.lock().unwrap().failing_page = Some(3);
+    let Synced::Failed(why) = syncer.sync_once().await else { panic!("page 3 fails") };
+    assert!(why.starts_with("page 3: ") && why.contains("500"), "{why}");
+    assert_eq!(max_of(&store, "team-0", "api-0").await, Some(4), "pages 1 and 2 were not applied");
+    fake.0.lock().unwrap().failing_page = None;
+    assert_eq!(syncer.sync_once().await, Synced::Applied { entries: 1000 });
+    assert_eq!(max_of(&store, "team-0", "api-0").await, Some(8));
+}
+
+#[tokio::test]
+async fn a_bad_document_fails_the_whole_sync_and_says_which_and_where() {
+    let fake = Fake::default();
+    let url = fake.start().await;
+    let mut docs = documents(10, 4);
+    docs[7]["fields"]["maxReplicas"] = json!({"integerValue": "four"});
+    fake.set(docs);
+    let (syncer, store) = syncer(&url, json!({}));
+    let Synced::Failed(why) = syncer.sync_once().await else { panic!("a bad document") };
+    assert!(why.contains("documents/ped/team-0--api-7: field maxReplicas: integerValue \"four\""), "{why}");
+    assert!(!store.is_ready(), "nothing applied, still not ready");
+
+    let mut twice = documents(3, 4);
+    twice.push(document("team-0", "api-0", 6, true));
+    fake.set(twice);
+    let Synced::Failed(why) = syncer.sync_once().await else { panic!("a duplicate") };
+    assert!(why.contains("both register team-0 deployment api-0"), "{why}");
+}
+
+#[tokio::test]
+async fn a_registry_that_loses_more_than_half_at_once_is_held_back() {
+    let fake = Fake::default();
+    let url = fake.start().await;
+    fake.set(documents(100, 4));
+    let (syncer, store) = syncer(&url, json!({}));
+    assert_eq!(syncer.sync_once().await, Synced::Applied { entries: 100 });
+    fake.set(documents(40, 4));
+    assert_eq!(syncer.sync_once().await, Synced::HeldBack { entries: 40, previous: 100 });
+    assert_eq!(max_of(&store, "team-1", "api-99").await, Some(4), "the last good snapshot stays");
+    fake.set(documents(60, 4));
+    assert_eq!(syncer.sync_once().await, Synced::Applied { entries: 60 }, "losing 40% is allowed");
+    let (unguarded, _) = self::syncer(&url, json!({"maxShrinkFraction": 1.0}));
+    fake.set(documents(1, 4));
+    assert_eq!(unguarded.sync_once().await, Synced::Applied { entries: 1 });
+}
+
+#[tokio::test]
+async fn a_401_reads_a_fresh_token_once() {
+    let fake = Fake::default();
+    let url = fake.start().await;
+    fake.set(documents(5, 4));
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "old").unwrap();
+    let (syncer, store) = syncer(&url, json!({"auth": {"bearerTokenFile": token}}));
+    assert_eq!(syncer.sync_once().await, Synced::Applied { entries: 5 }, "warms the token cache with 'old'");
+    // The token was rotated and the old one revoked: a 401, then the fresh one from the file.
+    fake.0.lock().unwrap().required_auth = Some("Bearer new".into());
+    std::fs::write(&token, "new").unwrap();
+    fake.0.lock().unwrap().requests.clear();
+    assert_eq!(syncer.sync_once().await, Synced::Applied { entries: 5 });
+    let auths: Vec<String> = fake.0.lock().unwrap().requests.iter().map(|r| r.1.clone()).collect();
+    assert_eq!(auths.last().map(String::as_str), Some("Bearer new"));
+    assert!(auths.len() <= 2, "at most one retry: {auths:?}");
+    // A token the server keeps refusing: one retry, then the sync fails.
+    fake.0.lock().unwrap().required_auth = Some("Bearer other".into());
+    fake.0.lock().unwrap().requests.clear();
+    let Synced::Failed(why) = syncer.sync_once().await else { panic!("refused") };
+    assert!(why.contains("401"), "{why}");
+    assert_eq!(fake.0.lock().unwrap().requests.len(), 2, "one request and one retry");
+    assert!(store.is_ready());
+}
