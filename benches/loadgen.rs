@@ -85,6 +85,13 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// A Firestore REST listing of N registry documents (for `benches/firestore.sh`).
+    FirestoreFake {
+        #[arg(long)]
+        entries: usize,
+        #[arg(long)]
+        address: SocketAddr,
+    },
     /// replica-guard's own share, in process: `Webhook::review` per fixture (decode, decision,
     /// response, audit record to /dev/null), against a plain JSON parse of the same body.
     Cost {
@@ -123,6 +130,7 @@ fn main() {
         }
         Command::Startup { bin, config, admin } => runtime.block_on(startup(bin, config, admin)),
         Command::Registry { entries, out } => registry(entries, out),
+        Command::FirestoreFake { entries, address } => runtime.block_on(firestore_fake::serve(entries, address)),
         Command::Cost { iterations, rounds } => cost(iterations, rounds),
         Command::Worst { max_body_bytes, rounds } => worst::run(max_body_bytes, rounds),
     }
@@ -330,6 +338,7 @@ fn in_process_webhook() -> replica_guard::webhook::Webhook {
     replica_guard::webhook::Webhook::new(policy, store, metrics, audit)
 }
 
+mod firestore_fake;
 mod worst;
 
 fn cost(iterations: u32, rounds: usize) {

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The Firestore snapshot source with a large registry: `bash benches/firestore.sh [entries] [runs]`
+# (default 100,000 and 5). A local server speaks the Firestore REST listing (pages of 300); the
+# release replica-guard syncs the whole collection before /readyz turns 200. Prints the start-up to
+# ready (= one full sync) per run and the server's RSS after the sync. Everything stops by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ENTRIES=${1:-100000}
+RUNS=${2:-5}
+cargo build --release --bins --bench loadgen 2>&1 | tail -1
+BIN=target/release/replica-guard
+LOADGEN=$(ls -t target/release/deps/loadgen-* | grep -v '\.d$' | head -1)
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+"$BIN" certs --out-dir "$work/certs" >/dev/null
+"$LOADGEN" firestore-fake --entries "$ENTRIES" --address 127.0.0.1:19555 & pids+=($!)
+for _ in $(seq 1 3000); do (exec 3<>/dev/tcp/127.0.0.1/19555) 2>/dev/null && break; sleep 0.01; done
+cat > "$work/config.yaml" <<YAML
+server: {address: "127.0.0.1:38443", adminAddress: "127.0.0.1:38080", tls: {certFile: "$work/certs/tls.crt", keyFile: "$work/certs/tls.key"}}
+registry: {firestore: {project: p, collection: ped, url: "http://127.0.0.1:19555/v1", maxShrinkFraction: 1}}
+logging: {format: json, level: warn}
+YAML
+for _ in $(seq 1 "$RUNS"); do
+  "$LOADGEN" startup --bin "$BIN" --config "$work/config.yaml" --admin 127.0.0.1:38080
+done
+"$BIN" serve --config "$work/config.yaml" >/dev/null 2>&1 & guard=$!; pids+=($guard)
+for _ in $(seq 1 6000); do curl -sf http://127.0.0.1:38080/readyz >/dev/null && break; sleep 0.01; done
+sleep 1
+echo "{\"entries\": $ENTRIES, \"rss_after_sync_mib\": $(awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$guard/status), \"peak_rss_mib\": $(awk '/VmHWM/ {printf "%.1f", $2/1024}' /proc/$guard/status)}"
