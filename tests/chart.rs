@@ -372,6 +372,20 @@ fn configmap_source_gets_least_privilege_rbac_and_the_others_none() {
     let replica_guard::config::Source::Http(http) = config.registry.source() else { panic!("http source") };
     assert_eq!(http.format, replica_guard::config::DocumentFormat::Firestore);
     assert_eq!(config.registry.cache.ttl_seconds, 30.0);
+    // A Firestore collection synced in the background: the config the pods get, with numbers
+    // from `--set` as numbers, and no Kubernetes RBAC (the metadata server is Workload Identity).
+    let firestore = template_with(
+        "registry: {source: firestore}",
+        &["--set", "registry.firestore.project=my-platform,registry.firestore.collection=ped-limits,registry.firestore.refreshSeconds=30,registry.firestore.maxShrinkFraction=0.25,registry.firestore.pageSize=100"],
+    )
+    .unwrap();
+    let config = rendered_config(&firestore);
+    let replica_guard::config::Source::Firestore(fs) = config.registry.source() else { panic!("firestore source") };
+    assert_eq!((fs.project.as_str(), fs.collection.as_str()), ("my-platform", "ped-limits"));
+    assert_eq!((fs.refresh_seconds, fs.max_shrink_fraction, fs.page_size), (30.0, 0.25, 100));
+    assert!(!kinds(&firestore).iter().any(|k| k.contains("registry-reader")));
+    let error = template("registry: {source: firestore, firestore: {project: p}}").unwrap_err();
+    assert!(error.contains("registry.firestore.collection is required with registry.source=firestore"), "{error}");
     let error = template("registry: {source: http}").unwrap_err();
     assert!(error.contains("registry.http.url is required with registry.source=http"), "{error}");
 }
