@@ -7,14 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ENTRIES=${1:-100000}
 RUNS=${2:-5}
-cargo build --release --bins --bench loadgen 2>&1 | tail -1
-BIN=target/release/replica-guard
-LOADGEN=$(ls -t target/release/deps/loadgen-* | grep -v '\.d$' | head -1)
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-"$BIN" certs --out-dir "$work/certs" >/dev/null
+source benches/setup.sh
 "$LOADGEN" firestore-fake --entries "$ENTRIES" --address 127.0.0.1:19555 & pids+=($!)
 for _ in $(seq 1 3000); do (exec 3<>/dev/tcp/127.0.0.1/19555) 2>/dev/null && break; sleep 0.01; done
 cat > "$work/config.yaml" <<YAML

@@ -29,16 +29,8 @@ echo "kube-rs at $commit: building examples/admission_controller (cached)" >&2
 (cd "$cache/kube" && CARGO_TARGET_DIR="$cache/target" cargo build --quiet --release -p kube-examples --example admission_controller)
 PEER="$cache/target/release/examples/admission_controller"
 
-cargo build --release --bins --bench loadgen 2>&1 | tail -1
-BIN=target/release/replica-guard
-LOADGEN=$(ls -t target/release/deps/loadgen-* | grep -v '\.d$' | head -1)
-work=$(mktemp -d)
+source benches/setup.sh
 results="$work/results.jsonl"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-"$BIN" certs --out-dir "$work/certs" >/dev/null
 "$LOADGEN" registry --entries 10 --out "$work/limits.yaml"
 cat > "$work/config.yaml" <<YAML
 server: {address: "127.0.0.1:18443", adminAddress: "127.0.0.1:18080", tls: {certFile: "$work/certs/tls.crt", keyFile: "$work/certs/tls.key"}}

@@ -8,16 +8,8 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-5}
 SECONDS_PER_RUN=${2:-10}
 
-cargo build --release --bins --bench loadgen 2>&1 | tail -1
-BIN=target/release/replica-guard
-LOADGEN=$(ls -t target/release/deps/loadgen-* | grep -v '\.d$' | head -1)
-work=$(mktemp -d)
+source benches/setup.sh
 results="$work/results.jsonl"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-"$BIN" certs --out-dir "$work/certs" >/dev/null
 "$LOADGEN" registry --entries 10 --out "$work/limits-10.yaml"
 "$LOADGEN" registry --entries 100000 --out "$work/limits-100k.yaml"
 
