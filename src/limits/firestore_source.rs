@@ -4,29 +4,25 @@
 //! namespace and deployment come from fields or from the document id `<namespace>--<deployment>`.
 
 use super::http_auth::Auth;
-use super::http_source::{HttpClient, HttpSourceError, https_client};
+use super::http_source::{HttpSourceError, https_client};
+use super::remote::{RemoteJson, percent_encode};
 use super::sync::{ListRegistry, Listed};
 use super::{BoxFuture, Scope};
 use crate::config::{FirestoreFields, FirestoreRegistryConfig};
-use axum::body::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::StatusCode;
+use hyper::Method;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::time::Duration;
 
-/// One page of a listing is at most this large (300 documents of a few hundred bytes each).
-const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
 /// Pages per sync at most: 10,000 pages of 300 are 3 million documents.
 const MAX_PAGES: usize = 10_000;
 
 pub struct FirestoreLister {
-    client: HttpClient,
+    remote: RemoteJson,
     list_url: String,
     page_size: u32,
     fields: FirestoreFields,
     namespace_default: String,
-    auth: Option<Auth>,
 }
 
 #[derive(Deserialize)]
@@ -48,12 +44,14 @@ struct Document {
 impl FirestoreLister {
     pub fn new(config: &FirestoreRegistryConfig) -> Result<Self, HttpSourceError> {
         Ok(Self {
-            client: https_client(config.ca_file.as_deref(), Duration::from_secs(5))?,
+            remote: RemoteJson {
+                client: https_client(config.ca_file.as_deref(), Duration::from_secs(5))?,
+                auth: Auth::from_config(&config.auth),
+            },
             list_url: config.list_url(),
             page_size: config.page_size,
             fields: config.fields.clone(),
             namespace_default: config.namespace_default.clone(),
-            auth: Auth::from_config(&config.auth),
         })
     }
 
@@ -66,7 +64,7 @@ impl FirestoreLister {
                 url.push_str("&pageToken=");
                 url.push_str(&percent_encode(token));
             }
-            let body = self.get(&url).await.map_err(|e| format!("page {page}: {e}"))?;
+            let body = self.remote.send(Method::GET, &url, None).await.map_err(|e| format!("page {page}: {e}"))?;
             let listed: Page =
                 serde_json::from_slice(&body).map_err(|e| format!("page {page}: not a Firestore listing: {e}"))?;
             for doc in &listed.documents {
@@ -78,35 +76,6 @@ impl FirestoreLister {
             }
         }
         Err(format!("more than {MAX_PAGES} pages"))
-    }
-
-    /// GETs one page; a 401 refreshes the token once.
-    async fn get(&self, url: &str) -> Result<Bytes, String> {
-        for attempt in 0..2 {
-            let mut request = hyper::Request::get(url).header("Accept", "application/json");
-            if let Some(auth) = &self.auth {
-                request = request.header("Authorization", auth.header(&self.client).await?);
-            }
-            let request = request.body(Full::new(Bytes::new())).map_err(|e| format!("bad URL {url}: {e}"))?;
-            let response = self.client.request(request).await.map_err(|e| format!("{url}: {e}"))?;
-            let status = response.status();
-            if status == StatusCode::UNAUTHORIZED
-                && attempt == 0
-                && let Some(auth) = &self.auth
-            {
-                auth.invalidate().await;
-                continue;
-            }
-            if !status.is_success() {
-                return Err(format!("{url} answered HTTP {status}"));
-            }
-            return Limited::new(response.into_body(), MAX_PAGE_BYTES)
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .map_err(|e| format!("{url}: cannot read the page: {e}"));
-        }
-        Err(format!("{url} answered HTTP 401 Unauthorized, also with a fresh token"))
     }
 
     /// One document as an entry; an error names the document and the field.
@@ -172,17 +141,4 @@ impl ListRegistry for FirestoreLister {
     fn list(&self) -> BoxFuture<'_, Result<Vec<Listed>, String>> {
         Box::pin(self.list_all())
     }
-}
-
-/// A page token in a query string: everything but unreserved characters percent-encoded.
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

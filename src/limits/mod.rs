@@ -13,6 +13,7 @@ pub mod file_source;
 pub mod firestore_source;
 pub mod http_auth;
 pub mod http_source;
+pub mod remote;
 pub mod store;
 pub mod sync;
 pub mod table;
