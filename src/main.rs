@@ -265,7 +265,8 @@ fn open_registry(
         metrics.clone(),
         kube::Client::try_default,
     ))?;
-    let first_read_in_background = matches!(config.registry.source(), Source::ConfigMap(_) | Source::Firestore(_));
+    let first_read_in_background =
+        matches!(config.registry.source(), Source::ConfigMap(_) | Source::Firestore(_) | Source::BigQuery(_));
     if let Some(refresher) = opened.refresher.filter(|_| first_read_in_background) {
         runtime.block_on(async {
             let watch = tokio::spawn(refresher);

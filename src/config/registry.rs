@@ -21,6 +21,9 @@ pub struct RegistryConfig {
     /// A whole Firestore collection, listed in the background (`config::snapshot`).
     #[serde(default)]
     pub firestore: Option<super::snapshot::FirestoreRegistryConfig>,
+    /// A BigQuery query over the registry table, run in the background (`config::snapshot`).
+    #[serde(default)]
+    pub bigquery: Option<super::snapshot::BigQueryRegistryConfig>,
     /// The cache in front of the `http` source.
     #[serde(default)]
     pub cache: CacheConfig,
@@ -32,25 +35,30 @@ pub enum Source<'a> {
     Http(&'a HttpRegistryConfig),
     ConfigMap(&'a ConfigMapRegistryConfig),
     Firestore(&'a super::snapshot::FirestoreRegistryConfig),
+    BigQuery(&'a super::snapshot::BigQueryRegistryConfig),
 }
 
 impl RegistryConfig {
     /// Exactly one source, and its settings in range; the error is (key, problem).
     pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
         let r = self;
-        let chosen = [r.file.is_some(), r.http.is_some(), r.config_map.is_some(), r.firestore.is_some()]
-            .iter()
-            .filter(|c| **c)
-            .count();
+        let chosen =
+            [r.file.is_some(), r.http.is_some(), r.config_map.is_some(), r.firestore.is_some(), r.bigquery.is_some()]
+                .iter()
+                .filter(|c| **c)
+                .count();
         if chosen != 1 {
             return Err((
                 "registry",
-                "choose exactly one source: registry.file, registry.http, registry.configMap or registry.firestore"
+                "choose exactly one source: registry.file, registry.http, registry.configMap, registry.firestore or registry.bigquery"
                     .into(),
             ));
         }
         if let Some(f) = &r.firestore {
             f.validate()?;
+        }
+        if let Some(b) = &r.bigquery {
+            b.validate()?;
         }
         if let Some(f) = &r.file {
             check_seconds("registry.file.pollIntervalSeconds", f.poll_interval_seconds, 0.1, 3600.0)?;
@@ -97,11 +105,12 @@ impl RegistryConfig {
     }
 
     pub fn source(&self) -> Source<'_> {
-        match (&self.file, &self.http, &self.config_map, &self.firestore) {
-            (Some(f), _, _, _) => Source::File(f),
-            (_, Some(h), _, _) => Source::Http(h),
-            (_, _, Some(c), _) => Source::ConfigMap(c),
-            (_, _, _, Some(f)) => Source::Firestore(f),
+        match (&self.file, &self.http, &self.config_map, &self.firestore, &self.bigquery) {
+            (Some(f), ..) => Source::File(f),
+            (_, Some(h), ..) => Source::Http(h),
+            (_, _, Some(c), ..) => Source::ConfigMap(c),
+            (_, _, _, Some(f), _) => Source::Firestore(f),
+            (.., Some(b)) => Source::BigQuery(b),
             // `validate` refuses a config without exactly one source, so a loaded Config has one.
             _ => unreachable!("registry source checked by Config::validate"),
         }

@@ -159,3 +159,71 @@ impl FirestoreRegistryConfig {
         )
     }
 }
+
+/// `registry.bigquery`: a SQL query over the table the onboarding pipeline fills, run in the
+/// background every `refreshSeconds`; its columns are `namespace`, `deployment`, `max_replicas`
+/// and optionally `min_replicas`, `mode`, `owner`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BigQueryRegistryConfig {
+    /// The project the query job runs (and is billed) in.
+    pub project: String,
+    /// Standard SQL, e.g. `SELECT namespace, deployment, max_replicas FROM ped.user_replicas_limits`.
+    pub query: String,
+    /// The job's location (`EU`, `US`, a region), when the dataset is not in the default one.
+    #[serde(default)]
+    pub location: Option<String>,
+    #[serde(default = "default_bigquery_url")]
+    pub url: String,
+    /// Rows per page of results.
+    #[serde(default = "default_rows_per_page")]
+    pub page_size: u32,
+    /// The deployment value (besides NULL) that marks a namespace-wide default.
+    #[serde(default = "default_namespace_default")]
+    pub namespace_default: String,
+    #[serde(default = "default_refresh")]
+    pub refresh_seconds: f64,
+    #[serde(default = "default_sync_timeout")]
+    pub timeout_seconds: f64,
+    #[serde(default = "default_max_shrink")]
+    pub max_shrink_fraction: f64,
+    #[serde(default)]
+    pub auth: HttpAuth,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_bigquery_url() -> String {
+    "https://bigquery.googleapis.com/bigquery/v2".into()
+}
+fn default_rows_per_page() -> u32 {
+    10_000
+}
+
+impl BigQueryRegistryConfig {
+    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+        super::check_seconds("registry.bigquery.refreshSeconds", self.refresh_seconds, 1.0, 86400.0)?;
+        super::check_seconds("registry.bigquery.timeoutSeconds", self.timeout_seconds, 0.1, 3600.0)?;
+        for (key, value) in [("registry.bigquery.project", &self.project), ("registry.bigquery.query", &self.query)] {
+            if value.trim().is_empty() {
+                return Err((key, "must not be empty".into()));
+            }
+        }
+        if self.page_size == 0 {
+            return Err(("registry.bigquery.pageSize", "must be at least 1".into()));
+        }
+        if !(0.0..=1.0).contains(&self.max_shrink_fraction) {
+            return Err((
+                "registry.bigquery.maxShrinkFraction",
+                format!("must be between 0 and 1 (a fraction of the entries), got {}", self.max_shrink_fraction),
+            ));
+        }
+        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
+            return Err(("registry.bigquery.url", format!("{:?} is not an http(s) URL", self.url)));
+        }
+        if self.auth.bearer_token_file.is_some() && self.auth.gce_metadata.is_some() {
+            return Err(("registry.bigquery.auth", "set bearerTokenFile or gceMetadata, not both".into()));
+        }
+        Ok(())
+    }
+}

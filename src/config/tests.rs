@@ -73,6 +73,13 @@ fn errors_name_the_key() {
             "registry.firestore.refreshSeconds",
             "between",
         ),
+        ("registry: {bigquery: {project: p}}", "registry.bigquery", "missing field `query`"),
+        ("registry: {bigquery: {project: p, query: ' '}}", "registry.bigquery.query", "must not be empty"),
+        (
+            "registry: {bigquery: {project: p, query: 'SELECT 1', maxShrinkFraction: -1}}",
+            "registry.bigquery.maxShrinkFraction",
+            "a fraction of the entries",
+        ),
         ("server: {}", "(top level)", "missing field `registry`"),
         (
             "registry: {file: {path: l.yaml}}\nlogging: {level: debugg}",

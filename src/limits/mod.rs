@@ -3,9 +3,10 @@
 //! `table` is the in-memory view every snapshot source (file, ConfigMap, Firestore) produces,
 //! `file` parses and validates the registry YAML, `store` keeps the last good snapshot while
 //! reloads come and go, `file_source` watches a file on disk and feeds the store, `sync` lists a
-//! remote registry whole in the background (`firestore_source`), and `http_source` asks one
+//! remote registry whole in the background (`firestore_source`, `bigquery_source`), and `http_source` asks one
 //! document per workload through `cache`.
 
+pub mod bigquery_source;
 pub mod cache;
 pub mod configmap_source;
 pub mod file;
@@ -92,18 +93,28 @@ pub async fn open(
             Ok(Opened { source: store, refresher: Some(Box::pin(source.run())) })
         }
         Source::Firestore(fs) => {
-            let store = Arc::new(store::SnapshotStore::new(SourceKind::Firestore, &metrics));
-            let syncer = sync::Syncer {
-                lister: firestore_source::FirestoreLister::new(fs)?,
-                source: SourceKind::Firestore,
-                store: store.clone(),
-                metrics,
-                bounds,
-                refresh: seconds(fs.refresh_seconds),
-                timeout: seconds(fs.timeout_seconds),
-                max_shrink: fs.max_shrink_fraction,
-            };
-            Ok(Opened { source: store, refresher: Some(Box::pin(syncer.run())) })
+            let lister = firestore_source::FirestoreLister::new(fs)?;
+            let timing = (seconds(fs.refresh_seconds), seconds(fs.timeout_seconds), fs.max_shrink_fraction);
+            Ok(synced(lister, SourceKind::Firestore, metrics, bounds, timing))
+        }
+        Source::BigQuery(bq) => {
+            let lister = bigquery_source::BigQueryLister::new(bq)?;
+            let timing = (seconds(bq.refresh_seconds), seconds(bq.timeout_seconds), bq.max_shrink_fraction);
+            Ok(synced(lister, SourceKind::BigQuery, metrics, bounds, timing))
         }
     }
+}
+
+/// A snapshot source kept by a background sync: the store answers lookups, the syncer refills it
+/// every `refresh` (`timing` is refresh, timeout of one sync, and the shrink guard's fraction).
+fn synced<L: sync::ListRegistry>(
+    lister: L,
+    source: crate::metrics::SourceKind,
+    metrics: Arc<crate::metrics::Metrics>,
+    bounds: crate::decision::policy::PlatformBounds,
+    (refresh, timeout, max_shrink): (std::time::Duration, std::time::Duration, f64),
+) -> Opened {
+    let store = Arc::new(store::SnapshotStore::new(source, &metrics));
+    let syncer = sync::Syncer { lister, source, store: store.clone(), metrics, bounds, refresh, timeout, max_shrink };
+    Opened { source: store, refresher: Some(Box::pin(syncer.run())) }
 }

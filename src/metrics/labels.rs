@@ -29,6 +29,7 @@ pub enum SourceKind {
     ConfigMap,
     Http,
     Firestore,
+    BigQuery,
 }
 
 impl SourceKind {
@@ -38,6 +39,7 @@ impl SourceKind {
             SourceKind::ConfigMap => "configmap",
             SourceKind::Http => "http",
             SourceKind::Firestore => "firestore",
+            SourceKind::BigQuery => "bigquery",
         }
     }
 }

@@ -1,0 +1,191 @@
+//! The BigQuery snapshot source: runs the configured query for `sync.rs` through the REST API —
+//! `jobs.query` (POST `…/projects/{project}/queries`), then `jobs.getQueryResults` (GET
+//! `…/queries/{jobId}`) while the job is not complete and for every further `pageToken`. Rows
+//! arrive as `{"f": [{"v": "team-a"}, {"v": "4"}, …]}` in the order of `schema.fields`, every
+//! value a string (INT64 included) or null.
+
+use super::http_auth::Auth;
+use super::http_source::{HttpSourceError, https_client};
+use super::remote::{RemoteJson, percent_encode};
+use super::sync::{ListRegistry, Listed};
+use super::{BoxFuture, Scope};
+use crate::config::BigQueryRegistryConfig;
+use crate::decision::policy::Mode;
+use hyper::Method;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// Polls of an incomplete job and pages of results, at most (the sync's timeout comes first).
+const MAX_REQUESTS: usize = 10_000;
+/// How long one request asks BigQuery to wait for the job before answering `jobComplete: false`.
+const WAIT_MS: u64 = 10_000;
+
+pub struct BigQueryLister {
+    remote: RemoteJson,
+    base: String,
+    project: String,
+    query: String,
+    location: Option<String>,
+    page_size: u32,
+    namespace_default: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Results {
+    #[serde(default)]
+    job_complete: bool,
+    #[serde(default)]
+    job_reference: Option<JobReference>,
+    #[serde(default)]
+    schema: Option<Schema>,
+    #[serde(default)]
+    rows: Vec<Row>,
+    #[serde(default)]
+    page_token: Option<String>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+struct JobReference {
+    job_id: String,
+    #[serde(default)]
+    location: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Schema {
+    fields: Vec<Field>,
+}
+
+#[derive(Deserialize)]
+struct Field {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct Row {
+    f: Vec<Cell>,
+}
+
+#[derive(Deserialize)]
+struct Cell {
+    v: Value,
+}
+
+impl BigQueryLister {
+    pub fn new(config: &BigQueryRegistryConfig) -> Result<Self, HttpSourceError> {
+        Ok(Self {
+            remote: RemoteJson {
+                client: https_client(config.ca_file.as_deref(), Duration::from_secs(5))?,
+                auth: Auth::from_config(&config.auth),
+            },
+            base: config.url.trim_end_matches('/').to_string(),
+            project: config.project.clone(),
+            query: config.query.clone(),
+            location: config.location.clone(),
+            page_size: config.page_size,
+            namespace_default: config.namespace_default.clone(),
+        })
+    }
+
+    async fn request(&self, method: Method, url: &str, body: Option<&Value>, what: &str) -> Result<Results, String> {
+        let bytes = self.remote.send(method, url, body).await.map_err(|e| format!("{what}: {e}"))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("{what}: not a BigQuery query response: {e}"))
+    }
+
+    async fn list_all(&self) -> Result<Vec<Listed>, String> {
+        let mut body =
+            json!({"query": self.query, "useLegacySql": false, "maxResults": self.page_size, "timeoutMs": WAIT_MS});
+        if let Some(location) = &self.location {
+            body["location"] = json!(location);
+        }
+        let url = format!("{}/projects/{}/queries", self.base, self.project);
+        let mut results = self.request(Method::POST, &url, Some(&body), "jobs.query").await?;
+        let job = results.job_reference.clone().ok_or("jobs.query: the answer has no jobReference")?;
+        let mut columns: Option<Vec<String>> = None;
+        let mut entries = vec![];
+        let mut page = 1;
+        for _ in 0..MAX_REQUESTS {
+            if results.job_complete {
+                if columns.is_none() {
+                    let schema = results.schema.as_ref().ok_or("the query results have no schema")?;
+                    columns = Some(schema.fields.iter().map(|f| f.name.to_lowercase()).collect());
+                }
+                let names = columns.as_deref().unwrap_or_default();
+                for (i, row) in results.rows.iter().enumerate() {
+                    entries.push(self.entry(names, row, page, i + 1)?);
+                }
+                let Some(token) = results.page_token.take().filter(|t| !t.is_empty()) else { return Ok(entries) };
+                page += 1;
+                results = self.get_results(&job, Some(&token), page).await?;
+            } else {
+                results = self.get_results(&job, None, page).await?;
+            }
+        }
+        Err(format!("the job did not finish within {MAX_REQUESTS} requests"))
+    }
+
+    /// `jobs.getQueryResults`: the next page, or (without a token) the job's state.
+    async fn get_results(&self, job: &JobReference, token: Option<&str>, page: usize) -> Result<Results, String> {
+        let mut url = format!(
+            "{}/projects/{}/queries/{}?maxResults={}&timeoutMs={WAIT_MS}",
+            self.base,
+            self.project,
+            percent_encode(&job.job_id),
+            self.page_size
+        );
+        if let Some(location) = job.location.as_ref().or(self.location.as_ref()) {
+            url.push_str(&format!("&location={}", percent_encode(location)));
+        }
+        if let Some(token) = token {
+            url.push_str(&format!("&pageToken={}", percent_encode(token)));
+        }
+        self.request(Method::GET, &url, None, &format!("jobs.getQueryResults, page {page}")).await
+    }
+
+    /// One row as an entry; an error names the page, the row and the column.
+    fn entry(&self, names: &[String], row: &Row, page: usize, number: usize) -> Result<Listed, String> {
+        let place = format!("page {page}, row {number}");
+        let cell = |column: &str| -> Option<&Value> {
+            names.iter().position(|n| n == column).and_then(|i| row.f.get(i)).map(|c| &c.v).filter(|v| !v.is_null())
+        };
+        let at = |column: &str, problem: String| format!("{place}: column {column}: {problem}");
+        let text = |column: &str| -> Result<Option<String>, String> {
+            match cell(column) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(other) => Err(at(column, format!("expected a string, got {other}"))),
+            }
+        };
+        let integer = |column: &str| -> Result<Option<i64>, String> {
+            match text(column)? {
+                None => Ok(None),
+                Some(s) => s.parse().map(Some).map_err(|_| at(column, format!("{s:?} is not a whole number"))),
+            }
+        };
+        let namespace =
+            text("namespace")?.filter(|n| !n.is_empty()).ok_or_else(|| at("namespace", "missing".into()))?;
+        let deployment = text("deployment")?.filter(|d| !d.is_empty() && *d != self.namespace_default);
+        let max = integer("max_replicas")?.ok_or_else(|| at("max_replicas", "missing".into()))?;
+        let mode = match text("mode")?.as_deref() {
+            None | Some("") => None,
+            Some("enforce") => Some(Mode::Enforce),
+            Some("warn") => Some(Mode::Warn),
+            Some("audit") => Some(Mode::Audit),
+            Some(other) => return Err(at("mode", format!("{other:?}; expected enforce, warn or audit"))),
+        };
+        let scope = if deployment.is_some() { Scope::Deployment } else { Scope::NamespaceDefault };
+        let owner = text("owner")?.map(std::sync::Arc::from);
+        let limit = super::file::validated_limit(max, integer("min_replicas")?, mode, owner, scope, &place)
+            .map_err(|e| format!("{place}: {e}"))?;
+        Ok(Listed { place, namespace, deployment, limit })
+    }
+}
+
+impl ListRegistry for BigQueryLister {
+    fn list(&self) -> BoxFuture<'_, Result<Vec<Listed>, String>> {
+        Box::pin(self.list_all())
+    }
+}
