@@ -384,6 +384,16 @@ fn configmap_source_gets_least_privilege_rbac_and_the_others_none() {
     assert_eq!((fs.project.as_str(), fs.collection.as_str()), ("my-platform", "ped-limits"));
     assert_eq!((fs.refresh_seconds, fs.max_shrink_fraction, fs.page_size), (30.0, 0.25, 100));
     assert!(!kinds(&firestore).iter().any(|k| k.contains("registry-reader")));
+    let bigquery = template_with(
+        "registry: {source: bigquery, bigquery: {query: 'SELECT namespace, deployment, max_replicas FROM ped.user_replicas_limits', location: EU}}",
+        &["--set", "registry.bigquery.project=my-platform,registry.bigquery.refreshSeconds=120"],
+    )
+    .unwrap();
+    let config = rendered_config(&bigquery);
+    let replica_guard::config::Source::BigQuery(bq) = config.registry.source() else { panic!("bigquery source") };
+    assert_eq!((bq.project.as_str(), bq.location.as_deref(), bq.refresh_seconds), ("my-platform", Some("EU"), 120.0));
+    let error = template("registry: {source: bigquery, bigquery: {project: p}}").unwrap_err();
+    assert!(error.contains("registry.bigquery.query is required with registry.source=bigquery"), "{error}");
     let error = template("registry: {source: firestore, firestore: {project: p}}").unwrap_err();
     assert!(error.contains("registry.firestore.collection is required with registry.source=firestore"), "{error}");
     let error = template("registry: {source: http}").unwrap_err();

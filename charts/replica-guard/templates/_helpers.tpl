@@ -56,3 +56,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "rg.needsToken" -}}
 {{- or (eq .Values.registry.source "configMap") .Values.events.enabled }}
 {{- end }}
+
+{{/* A snapshot source's settings (firestore, bigquery) with the numbers `--set` gives as text
+made numbers again. */}}
+{{- define "rg.snapshotSource" -}}
+{{- $source := deepCopy . }}
+{{- range $key, $value := $source }}
+{{- if or (hasSuffix "Seconds" $key) (eq $key "maxShrinkFraction") }}{{ $_ := set $source $key (float64 $value) }}{{ end }}
+{{- if eq $key "pageSize" }}{{ $_ := set $source $key (int $value) }}{{ end }}
+{{- end }}
+{{- toYaml $source }}
+{{- end }}
