@@ -29,6 +29,8 @@ struct Collection {
     failing_page: Option<usize>,
     /// The Authorization header required (401 otherwise).
     required_auth: Option<String>,
+    /// This page (from 1) is answered after this long.
+    slow_page: Option<(usize, Duration)>,
 }
 
 #[derive(Clone, Default)]
@@ -46,15 +48,19 @@ fn query(uri: &Uri) -> HashMap<String, String> {
 
 async fn list(State(fake): State<Fake>, uri: Uri, headers: HeaderMap) -> Response {
     let q = query(&uri);
+    let size: usize = q.get("pageSize").and_then(|s| s.parse().ok()).unwrap_or(20);
+    let offset: usize = q.get("pageToken").map_or(0, |t| t.trim_start_matches("tok/").parse().unwrap());
+    let slow = fake.0.lock().unwrap().slow_page.filter(|(page, _)| *page == offset / size + 1);
+    if let Some((_, delay)) = slow {
+        tokio::time::sleep(delay).await;
+    }
     let mut c = fake.0.lock().unwrap();
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     c.requests.push((q.clone(), auth.clone()));
     if c.required_auth.as_ref().is_some_and(|want| *want != auth) {
         return (StatusCode::UNAUTHORIZED, "{\"error\": {\"code\": 401}}").into_response();
     }
-    let size: usize = q.get("pageSize").and_then(|s| s.parse().ok()).unwrap_or(20);
-    // The page token is the offset, made opaque the way Firestore's are.
-    let offset: usize = q.get("pageToken").map_or(0, |t| t.trim_start_matches("tok/").parse().unwrap());
+    // (The page token is the offset, made opaque the way Firestore's are.)
     if c.failing_page == Some(offset / size + 1) {
         return (StatusCode::INTERNAL_SERVER_ERROR, "backend error").into_response();
     }
@@ -108,7 +114,7 @@ fn syncer(url: &str, extra: Value) -> (Syncer<FirestoreLister>, Arc<SnapshotStor
         metrics,
         bounds: Default::default(),
         refresh: Duration::from_secs(60),
-        timeout: Duration::from_secs(10),
+        timeout: Duration::from_secs_f64(config.timeout_seconds),
         max_shrink: config.max_shrink_fraction,
     };
     (syncer, store)
@@ -196,6 +202,11 @@ async fn a_registry_that_loses_more_than_half_at_once_is_held_back() {
     assert_eq!(syncer.sync_once().await, Synced::Applied { entries: 100 });
     fake.set(documents(40, 4));
     assert_eq!(syncer.sync_once().await, Synced::HeldBack { entries: 40, previous: 100 });
+    let exposed = syncer.metrics.render();
+    assert!(
+        exposed.contains("replica_guard_registry_reloads_total{result=\"held-back\",source=\"firestore\"} 1"),
+        "told apart from an error: {exposed}"
+    );
     assert_eq!(max_of(&store, "team-1", "api-99").await, Some(4), "the last good snapshot stays");
     fake.set(documents(60, 4));
     assert_eq!(syncer.sync_once().await, Synced::Applied { entries: 60 }, "losing 40% is allowed");
@@ -229,4 +240,20 @@ async fn a_401_reads_a_fresh_token_once() {
     assert!(why.contains("401"), "{why}");
     assert_eq!(fake.0.lock().unwrap().requests.len(), 2, "one request and one retry");
     assert!(store.is_ready());
+}
+
+#[tokio::test]
+async fn a_page_slower_than_the_sync_timeout_keeps_the_last_snapshot() {
+    let fake = Fake::default();
+    let url = fake.start().await;
+    fake.set(documents(1000, 4));
+    let (syncer, store) = syncer(&url, json!({"timeoutSeconds": 0.5}));
+    assert_eq!(syncer.sync_once().await, Synced::Applied { entries: 1000 });
+    fake.set(documents(1000, 8));
+    fake.0.lock().unwrap().slow_page = Some((2, Duration::from_secs(3)));
+    let started = std::time::Instant::now();
+    let Synced::Failed(why) = syncer.sync_once().await else { panic!("too slow") };
+    assert!(why.contains("took longer than 0.5 s"), "{why}");
+    assert!(started.elapsed() < Duration::from_secs(2), "abandoned at the timeout, not after the page");
+    assert_eq!(max_of(&store, "team-0", "api-0").await, Some(4));
 }

@@ -104,7 +104,7 @@ impl<L: ListRegistry> Syncer<L> {
                 tracing::error!(source, error = %why, "registry sync failed; the last good registry stays in use");
             }
             Synced::HeldBack { entries, previous } => {
-                self.metrics.registry_reload(self.source, false);
+                self.metrics.registry_held_back(self.source);
                 tracing::error!(
                     source,
                     entries,

@@ -159,7 +159,7 @@ impl Metrics {
             ),
             registry_reloads: counter(
                 "replica_guard_registry_reloads_total",
-                "Registry loads, by source and result (success, error); on error the last good snapshot stays.",
+                "Registry loads, by source and result (success, error, held-back by the shrink guard); on error or held-back the last good snapshot stays.",
                 &["source", "result"],
             ),
             registry_last_success: register(
@@ -268,6 +268,12 @@ impl Metrics {
     }
 
     /// A registry load; a successful one also sets the last-success time.
+    /// A sync the shrink guard held back (`result="held-back"`): the registry answered, but the
+    /// new snapshot would remove too much at once, so the last good one stays.
+    pub fn registry_held_back(&self, source: SourceKind) {
+        self.registry_reloads.with_label_values(&[source.as_str(), "held-back"]).inc();
+    }
+
     pub fn registry_reload(&self, source: SourceKind, ok: bool) {
         let result = if ok { "success" } else { "error" };
         self.registry_reloads.with_label_values(&[source.as_str(), result]).inc();
