@@ -85,8 +85,11 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// A Firestore REST listing of N registry documents (for `benches/firestore.sh`).
-    FirestoreFake {
+    /// A Firestore listing or a BigQuery query of N registry entries (for `benches/snapshot.sh`).
+    SnapshotFake {
+        /// firestore or bigquery.
+        #[arg(long)]
+        kind: String,
         #[arg(long)]
         entries: usize,
         #[arg(long)]
@@ -130,7 +133,9 @@ fn main() {
         }
         Command::Startup { bin, config, admin } => runtime.block_on(startup(bin, config, admin)),
         Command::Registry { entries, out } => registry(entries, out),
-        Command::FirestoreFake { entries, address } => runtime.block_on(firestore_fake::serve(entries, address)),
+        Command::SnapshotFake { kind, entries, address } => {
+            runtime.block_on(snapshot_fakes::serve(&kind, entries, address))
+        }
         Command::Cost { iterations, rounds } => cost(iterations, rounds),
         Command::Worst { max_body_bytes, rounds } => worst::run(max_body_bytes, rounds),
     }
@@ -338,7 +343,7 @@ fn in_process_webhook() -> replica_guard::webhook::Webhook {
     replica_guard::webhook::Webhook::new(policy, store, metrics, audit)
 }
 
-mod firestore_fake;
+mod snapshot_fakes;
 mod worst;
 
 fn cost(iterations: u32, rounds: usize) {

@@ -1,4 +1,4 @@
-# Sourced by the benchmark scripts (run.sh, peer.sh, firestore.sh): builds the release binary and
+# Sourced by the benchmark scripts (run.sh, peer.sh, snapshot.sh): builds the release binary and
 # the load generator, and gives a scratch folder with development certificates. Processes added
 # to `pids` are stopped, and the folder removed, when the script ends, also on failure.
 cargo build --release --bins --bench loadgen 2>&1 | tail -1

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# The Firestore snapshot source with a large registry: `bash benches/firestore.sh [entries] [runs]`
-# (default 100,000 and 5). A local server speaks the Firestore REST listing (pages of 300); the
-# release replica-guard syncs the whole collection before /readyz turns 200. Prints the start-up to
-# ready (= one full sync) per run and the server's RSS after the sync. Everything stops by itself.
+# The snapshot sources with a large registry: `bash benches/snapshot.sh [firestore|bigquery]
+# [entries] [runs]` (default firestore, 100,000 and 5). A local server speaks the Firestore REST
+# listing (pages of 300) or BigQuery's query API (pages of 10,000 rows); the release replica-guard
+# syncs the whole registry before /readyz turns 200. Prints the start-up to ready (= one full sync)
+# per run and the server's RSS after the sync. Everything stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ENTRIES=${1:-100000}
-RUNS=${2:-5}
+KIND=${1:-firestore}
+ENTRIES=${2:-100000}
+RUNS=${3:-5}
 source benches/setup.sh
-"$LOADGEN" firestore-fake --entries "$ENTRIES" --address 127.0.0.1:19555 & pids+=($!)
+"$LOADGEN" snapshot-fake --kind "$KIND" --entries "$ENTRIES" --address 127.0.0.1:19555 & pids+=($!)
 for _ in $(seq 1 3000); do (exec 3<>/dev/tcp/127.0.0.1/19555) 2>/dev/null && break; sleep 0.01; done
 cat > "$work/config.yaml" <<YAML
 server: {address: "127.0.0.1:38443", adminAddress: "127.0.0.1:38080", tls: {certFile: "$work/certs/tls.crt", keyFile: "$work/certs/tls.key"}}
-registry: {firestore: {project: p, collection: ped, url: "http://127.0.0.1:19555/v1", maxShrinkFraction: 1}}
+registry: $(if [ "$KIND" = bigquery ]; then echo '{bigquery: {project: p, query: "SELECT 1", url: "http://127.0.0.1:19555/bigquery/v2"}}'; else echo '{firestore: {project: p, collection: ped, url: "http://127.0.0.1:19555/v1"}}'; fi)
 logging: {format: json, level: warn}
 YAML
 for _ in $(seq 1 "$RUNS"); do
