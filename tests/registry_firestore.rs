@@ -3,6 +3,8 @@
 //! values, `integerValue` as a string): paging, the requests it sends, all-or-nothing snapshots,
 //! the shrink guard, and a 401 that refreshes the token once.
 
+mod common;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -256,4 +258,50 @@ async fn a_page_slower_than_the_sync_timeout_keeps_the_last_snapshot() {
     assert!(why.contains("took longer than 0.5 s"), "{why}");
     assert!(started.elapsed() < Duration::from_secs(2), "abandoned at the timeout, not after the page");
     assert_eq!(max_of(&store, "team-0", "api-0").await, Some(4));
+}
+
+/// The webhook itself on a Firestore registry: ready only after the first sync, and then a review
+/// is answered from memory — the registry sees no request for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_webhook_answers_from_the_synced_collection_without_asking_it() {
+    let fake = Fake::default();
+    let url = fake.start().await;
+    let mut docs = documents(50, 4);
+    docs.push(document("team-a", "payments-api", 4, false));
+    fake.set(docs);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server: {{address: 127.0.0.1:0, adminAddress: 127.0.0.1:0, tls: {{certFile: certs/tls.crt, keyFile: certs/tls.key, generateDevCertificate: true}}}}\nregistry: {{firestore: {{project: p, collection: ped, url: '{url}', refreshSeconds: 3600}}}}\nlogging: {{format: json}}\n"
+        ),
+    )
+    .unwrap();
+    let server = common::ServeProcess::start_config(dir, &config, &[]);
+    let mut ready = false;
+    for _ in 0..100 {
+        if readyz(server.admin).await.starts_with("HTTP/1.1 200") {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "ready after the first sync");
+    let asked = fake.0.lock().unwrap().requests.len();
+    let mut client = common::Client::connect(server.https, &server.ca_pem, common::Protocol::Http1).await;
+    let response = client.review(common::fixture("deployment-patch-4-to-7.json")).await;
+    assert_eq!(response["allowed"], false, "replicas 4 -> 7 above the synced max 4: {response}");
+    assert!(response["status"]["message"].as_str().unwrap().contains("PED max 4 for team-a/payments-api"));
+    assert_eq!(fake.0.lock().unwrap().requests.len(), asked, "no request to the registry on the admission path");
+}
+
+/// The admin listener's `/readyz` answer (empty when it does not answer).
+async fn readyz(admin: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut tcp) = tokio::net::TcpStream::connect(admin).await else { return String::new() };
+    let _ = tcp.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let mut text = String::new();
+    let _ = tcp.read_to_string(&mut text).await;
+    text
 }
