@@ -119,8 +119,9 @@ fn default_max_shrink() -> f64 {
 impl FirestoreRegistryConfig {
     /// Settings in range; the error is (key, problem).
     pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
-        super::check_seconds("registry.firestore.refreshSeconds", self.refresh_seconds, 1.0, 86400.0)?;
-        super::check_seconds("registry.firestore.timeoutSeconds", self.timeout_seconds, 0.1, 3600.0)?;
+        let sync =
+            Sync { refresh: self.refresh_seconds, timeout: self.timeout_seconds, max_shrink: self.max_shrink_fraction };
+        sync.check(&FIRESTORE_KEYS, &self.url, &self.auth)?;
         for (key, value) in [
             ("registry.firestore.project", &self.project),
             ("registry.firestore.collection", &self.collection),
@@ -132,18 +133,6 @@ impl FirestoreRegistryConfig {
         }
         if !(1..=300).contains(&self.page_size) {
             return Err(("registry.firestore.pageSize", format!("must be between 1 and 300, got {}", self.page_size)));
-        }
-        if !(0.0..=1.0).contains(&self.max_shrink_fraction) {
-            return Err((
-                "registry.firestore.maxShrinkFraction",
-                format!("must be between 0 and 1 (a fraction of the entries), got {}", self.max_shrink_fraction),
-            ));
-        }
-        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
-            return Err(("registry.firestore.url", format!("{:?} is not an http(s) URL", self.url)));
-        }
-        if self.auth.bearer_token_file.is_some() && self.auth.gce_metadata.is_some() {
-            return Err(("registry.firestore.auth", "set bearerTokenFile or gceMetadata, not both".into()));
         }
         Ok(())
     }
@@ -202,8 +191,9 @@ fn default_rows_per_page() -> u32 {
 
 impl BigQueryRegistryConfig {
     pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
-        super::check_seconds("registry.bigquery.refreshSeconds", self.refresh_seconds, 1.0, 86400.0)?;
-        super::check_seconds("registry.bigquery.timeoutSeconds", self.timeout_seconds, 0.1, 3600.0)?;
+        let sync =
+            Sync { refresh: self.refresh_seconds, timeout: self.timeout_seconds, max_shrink: self.max_shrink_fraction };
+        sync.check(&BIGQUERY_KEYS, &self.url, &self.auth)?;
         for (key, value) in [("registry.bigquery.project", &self.project), ("registry.bigquery.query", &self.query)] {
             if value.trim().is_empty() {
                 return Err((key, "must not be empty".into()));
@@ -212,17 +202,55 @@ impl BigQueryRegistryConfig {
         if self.page_size == 0 {
             return Err(("registry.bigquery.pageSize", "must be at least 1".into()));
         }
-        if !(0.0..=1.0).contains(&self.max_shrink_fraction) {
-            return Err((
-                "registry.bigquery.maxShrinkFraction",
-                format!("must be between 0 and 1 (a fraction of the entries), got {}", self.max_shrink_fraction),
-            ));
+        Ok(())
+    }
+}
+
+/// The config keys of one snapshot source's shared settings, for error messages.
+struct Keys {
+    refresh: &'static str,
+    timeout: &'static str,
+    max_shrink: &'static str,
+    url: &'static str,
+    auth: &'static str,
+}
+
+const FIRESTORE_KEYS: Keys = Keys {
+    refresh: "registry.firestore.refreshSeconds",
+    timeout: "registry.firestore.timeoutSeconds",
+    max_shrink: "registry.firestore.maxShrinkFraction",
+    url: "registry.firestore.url",
+    auth: "registry.firestore.auth",
+};
+
+const BIGQUERY_KEYS: Keys = Keys {
+    refresh: "registry.bigquery.refreshSeconds",
+    timeout: "registry.bigquery.timeoutSeconds",
+    max_shrink: "registry.bigquery.maxShrinkFraction",
+    url: "registry.bigquery.url",
+    auth: "registry.bigquery.auth",
+};
+
+/// What every snapshot source has: how often, how long, how much may go at once.
+struct Sync {
+    refresh: f64,
+    timeout: f64,
+    max_shrink: f64,
+}
+
+impl Sync {
+    fn check(&self, keys: &Keys, url: &str, auth: &HttpAuth) -> Result<(), (&'static str, String)> {
+        super::check_seconds(keys.refresh, self.refresh, 1.0, 86400.0)?;
+        super::check_seconds(keys.timeout, self.timeout, 0.1, 3600.0)?;
+        if !(0.0..=1.0).contains(&self.max_shrink) {
+            let problem = format!("must be between 0 and 1 (a fraction of the entries), got {}", self.max_shrink);
+            return Err((keys.max_shrink, problem));
         }
-        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
-            return Err(("registry.bigquery.url", format!("{:?} is not an http(s) URL", self.url)));
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err((keys.url, format!("{url:?} is not an http(s) URL")));
         }
-        if self.auth.bearer_token_file.is_some() && self.auth.gce_metadata.is_some() {
-            return Err(("registry.bigquery.auth", "set bearerTokenFile or gceMetadata, not both".into()));
+        if auth.bearer_token_file.is_some() && auth.gce_metadata.is_some() {
+            return Err((keys.auth, "set bearerTokenFile or gceMetadata, not both".into()));
         }
         Ok(())
     }
