@@ -31,11 +31,8 @@ impl Live {
         for m in manifests {
             let field = |pointer: &str| m.object.pointer(pointer).and_then(Value::as_str);
             let (Some(kind), Some(api_version)) = (field("/kind"), field("/apiVersion")) else { continue };
-            let plural = match kind {
-                "Deployment" => "deployments",
-                "HorizontalPodAutoscaler" => "horizontalpodautoscalers",
-                _ => continue,
-            };
+            // The same kinds `check` judges, by the same rule.
+            let Some((_, plural)) = super::resource(kind, api_version) else { continue };
             let namespace = field("/metadata/namespace").unwrap_or(default_namespace);
             wanted.insert((namespace.to_string(), api_version.to_string(), kind.to_string(), plural));
         }
@@ -44,7 +41,7 @@ impl Live {
             let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
             let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, &kind), plural);
             let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &resource);
-            for object in list_all(api, plural_name(plural)).await? {
+            for object in list_all(api, plural).await? {
                 let Some(name) = object.metadata.name.clone() else { continue };
                 let mut value = serde_json::to_value(object).unwrap_or_default();
                 // List items carry no apiVersion and kind; the review's objects do.
@@ -54,12 +51,5 @@ impl Live {
             }
         }
         Ok(live)
-    }
-}
-
-fn plural_name(plural: &str) -> &'static str {
-    match plural {
-        "deployments" => "Deployments",
-        _ => "HorizontalPodAutoscalers",
     }
 }

@@ -67,7 +67,7 @@ impl Checked {
 }
 
 /// The group, version and plural of the kinds judged; None for everything else.
-fn resource(kind: &str, api_version: &str) -> Option<(&'static str, &'static str)> {
+pub(crate) fn resource(kind: &str, api_version: &str) -> Option<(&'static str, &'static str)> {
     match (kind, api_version.split_once('/').map_or("", |(g, _)| g)) {
         ("Deployment", "apps") => Some(("apps", "deployments")),
         ("HorizontalPodAutoscaler", "autoscaling") => Some(("autoscaling", "horizontalpodautoscalers")),

@@ -89,10 +89,7 @@ pub fn totals(checked: &[Checked]) -> Totals {
     }
     for c in checked {
         match &c.outcome {
-            Outcome::PassedOver(kind) => {
-                let kind = if kind.is_empty() { "(no kind)" } else { kind };
-                *t.passed_over.entry(kind.to_string()).or_default() += 1;
-            }
+            Outcome::PassedOver(kind) => *t.passed_over.entry(kind.clone()).or_default() += 1,
             Outcome::Decided(d) if d.subject.operation == crate::decision::Operation::Update => t.updates += 1,
             Outcome::Decided(_) => t.creates += 1,
             Outcome::Invalid(_) => {}
