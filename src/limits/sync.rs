@@ -123,19 +123,18 @@ fn shrinks_too_much(previous: usize, now: usize, max_shrink: f64) -> bool {
     previous > 0 && now < previous && (previous - now) as f64 > max_shrink * previous as f64
 }
 
-/// The listed entries as one table; a second entry for the same workload fails the whole sync.
+/// The listed entries as one table; a second entry for the same workload fails the whole sync,
+/// naming both (the first is looked up only then, so a good sync keeps no index of places).
 fn table_of(listed: Vec<Listed>) -> Result<LimitTable, String> {
     let mut table = LimitTable::default();
-    let mut places: std::collections::HashMap<(String, Option<String>), String> = std::collections::HashMap::new();
-    for entry in listed {
-        let key = (entry.namespace.clone(), entry.deployment.clone());
-        if table.insert(&entry.namespace, entry.deployment.as_deref(), entry.limit).is_err() {
-            let first = places.get(&key).cloned().unwrap_or_default();
+    for (i, entry) in listed.iter().enumerate() {
+        if table.insert(&entry.namespace, entry.deployment.as_deref(), entry.limit.clone()).is_err() {
+            let same = |e: &&Listed| e.namespace == entry.namespace && e.deployment == entry.deployment;
+            let first = listed[..i].iter().find(same).map_or("", |e| e.place.as_str());
             let what =
                 entry.deployment.as_deref().map_or("namespace default".to_string(), |d| format!("deployment {d}"));
             return Err(format!("{} and {first} both register {} {what}; one must go", entry.place, entry.namespace));
         }
-        places.insert(key, entry.place);
     }
     table.shrink_to_fit();
     Ok(table)
