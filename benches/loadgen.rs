@@ -179,7 +179,7 @@ fn bodies() -> Vec<Bytes> {
         "deployment-create-replicas-3.json",
         "deployment-redeploy-replicas-3-to-6-and-image.json",
         "scale-6-to-9.json",
-        "hpa-v2-create-max-12.json",
+        "hpa-apply-create-max-12.json",
     ]
     .iter()
     .map(|f| Bytes::from(common::fixture(f)))
@@ -366,7 +366,7 @@ fn cost(iterations: u32, rounds: usize) {
         "deployment-create-replicas-3.json",
         "deployment-redeploy-replicas-3-to-6-and-image.json",
         "scale-6-to-9.json",
-        "hpa-v2-create-max-12.json",
+        "hpa-apply-create-max-12.json",
     ] {
         let body = common::fixture(name);
         let review = median_us(&mut || {

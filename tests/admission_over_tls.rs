@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Protocol, REGISTRY, TestServer, fixture, fixture_json};
+use common::{FIXTURE_SETS, Protocol, REGISTRY, TestServer, fixture, fixture_in, fixture_json, fixture_json_in};
 use serde_json::Value;
 
 struct Case {
@@ -132,17 +132,49 @@ fn check(case: &Case, response: &Value, fixture_uid: &str) {
     }
 }
 
+/// The table on every fixture set (what kube-apiserver 1.20 and 1.37 sent).
 async fn run_cases(protocol: Protocol) {
     let server = TestServer::start(ENFORCE, REGISTRY).await;
     let mut client = server.client(protocol).await;
     let expected_alpn: &[u8] = if protocol == Protocol::Http2 { b"h2" } else { b"http/1.1" };
     assert_eq!(client.alpn.as_deref(), Some(expected_alpn));
     // One connection for every case: keep-alive as the API server uses it.
-    for case in ENFORCE_CASES {
-        let uid = fixture_json(case.fixture)["request"]["uid"].as_str().unwrap().to_string();
-        let response = client.review(fixture(case.fixture)).await;
-        check(case, &response, &uid);
+    for set in FIXTURE_SETS {
+        eprintln!("fixture set {set}");
+        for case in ENFORCE_CASES {
+            let uid = fixture_json_in(set, case.fixture)["request"]["uid"].as_str().unwrap().to_string();
+            let response = client.review(fixture_in(set, case.fixture)).await;
+            check(case, &response, &uid);
+        }
     }
+    server.shutdown().await;
+}
+
+/// One `kubectl apply --server-side` on a modern server: the first UPDATE carries the change, the
+/// ones that follow while field ownership migrates (kubectl-last-applied, then kubectl) change
+/// only managedFields and the last-applied annotation. Each is silent, before every other rule.
+#[tokio::test]
+async fn the_updates_of_a_server_side_apply_migration_are_silent() {
+    // Even with the workload registered far below what it runs, and unregistered denied.
+    let lowered = "entries:\n  - {namespace: team-a, deployment: payments-api, maxReplicas: 2}\n";
+    let server = TestServer::start("mode: enforce\nunregistered: deny\nchangeSummary: always", lowered).await;
+    let mut client = server.client(Protocol::Http1).await;
+    let first = client.review(fixture("deployment-server-side-apply-3-to-4-and-image.json")).await;
+    assert_eq!(first["allowed"], false, "the first UPDATE raises 3 -> 4 above 2: {first}");
+    let mut followers = 0;
+    for n in 2..10 {
+        let name = format!("deployment-server-side-apply-3-to-4-and-image-update-{n}.json");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/k8s-1.37").join(&name);
+        if !path.exists() {
+            break;
+        }
+        let response = client.review(fixture(&name)).await;
+        assert_eq!(response["allowed"], true, "{name}: {response}");
+        assert!(response["warnings"].is_null(), "{name}: {response}");
+        assert_eq!(response["auditAnnotations"]["rule"], "no-change", "{name}: {response}");
+        followers += 1;
+    }
+    assert!(followers >= 2, "the 1.37 set holds the UPDATEs that follow the first: {followers}");
     server.shutdown().await;
 }
 
@@ -173,7 +205,7 @@ async fn warn_mode_allows_the_redeploy_and_summarises_it() {
             annotations: &[("decision", "warned"), ("mode", "warn"), ("rule", "violation")],
         },
         &response,
-        "3d67f3da-ec68-44fd-b56f-7cb24f929878",
+        fixture_json("deployment-redeploy-replicas-3-to-6-and-image.json")["request"]["uid"].as_str().unwrap(),
     );
     assert_eq!(
         server
@@ -242,7 +274,7 @@ async fn audit_record_is_complete_and_dry_runs_are_marked_but_not_counted() {
     ] {
         assert!(real.get(key).is_some(), "audit record lacks {key}: {real}");
     }
-    assert_eq!(real["uid"], "3d67f3da-ec68-44fd-b56f-7cb24f929878");
+    assert_eq!(real["uid"], fixture_json("deployment-redeploy-replicas-3-to-6-and-image.json")["request"]["uid"]);
     assert_eq!(real["user"], "admin");
     assert_eq!(
         (real["oldReplicas"].as_i64(), real["newReplicas"].as_i64(), real["maxReplicas"].as_i64()),

@@ -492,6 +492,37 @@ fn webhook_options_and_schema_errors() {
     assert_eq!(hook["objectSelector"]["matchLabels"]["guarded"], "yes");
     assert_eq!(hook["matchConditions"][0]["name"], "not-ci");
 
+    // The policy's exemptions are applied by the API server (webhook.skipExempt, on by default):
+    // exempt namespaces join the namespaceSelector, users and groups become match conditions
+    // that come before the user's own.
+    let objects = render(
+        "policy: {exemptions: {namespaces: [sandbox], users: [ci@example.com], groups: [platform-admins, sre]}}\nwebhook: {matchConditions: [{name: not-ci, expression: 'true'}]}",
+    );
+    let hook = webhook(&objects);
+    assert_eq!(
+        hook["namespaceSelector"]["matchExpressions"][0]["values"],
+        serde_json::json!(["kube-system", "replica-guard", "sandbox"])
+    );
+    let conditions: Vec<(&str, &str)> = hook["matchConditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["expression"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        conditions,
+        vec![
+            ("not-exempt-user", r#"!(request.userInfo.username in ["ci@example.com"])"#),
+            (
+                "not-exempt-group",
+                r#"!(has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in ["platform-admins","sre"]))"#
+            ),
+            ("not-ci", "true"),
+        ]
+    );
+    let objects = render("policy: {exemptions: {groups: [sre]}}\nwebhook: {skipExempt: false}");
+    assert!(webhook(&objects)["matchConditions"].is_null(), "skipExempt: false leaves the webhook to decide");
+
     for (values, message) in [
         ("policy: {mod: warn}", "additional properties 'mod' not allowed"),
         ("policy: {mode: block}", "value must be one of 'enforce', 'warn', 'audit'"),

@@ -240,7 +240,7 @@ async fn garbage_collector_and_managed_fields_updates_of_unregistered_deployment
 #[tokio::test]
 async fn a_large_valid_max_replicas_in_an_exempt_namespace_is_allowed() {
     let server = TestServer::start("mode: enforce\nexemptions: {namespaces: [team-a]}", REGISTRY).await;
-    let mut review = fixture_json("hpa-v1-create-max-10.json");
+    let mut review = fixture_json("hpa-autoscale-create-max-10.json");
     review["request"]["object"]["spec"]["maxReplicas"] = json!(1_000_001);
     let mut client = server.client(Protocol::Http1).await;
     let (status, json) =

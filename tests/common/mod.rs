@@ -25,13 +25,28 @@ pub const REGISTRY: &str = "entries:
   - {namespace: team-a, deployment: orders-api, maxReplicas: 4}
 ";
 
+/// The sets of captured AdmissionReview bodies, oldest first: what kube-apiserver 1.20 sent, and
+/// what the newest tested version (1.37) sends (`tests/fixtures/README.md`). Both hold the same
+/// stories under the same file names; the decision tables run on every set.
+pub const FIXTURE_SETS: [&str; 2] = ["k8s-1.20", "k8s-1.37"];
+
+/// A body of the newest set.
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    fixture_in(FIXTURE_SETS[FIXTURE_SETS.len() - 1], name)
 }
 
 pub fn fixture_json(name: &str) -> Value {
     serde_json::from_slice(&fixture(name)).unwrap()
+}
+
+/// A body of one set (`k8s-1.20`, `k8s-1.37`).
+pub fn fixture_in(set: &str, name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(set).join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn fixture_json_in(set: &str, name: &str) -> Value {
+    serde_json::from_slice(&fixture_in(set, name)).unwrap()
 }
 
 /// The warnings of an AdmissionReview response (none: empty).

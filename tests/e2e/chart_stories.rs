@@ -5,7 +5,7 @@
 
 use crate::Scenario;
 use crate::cluster::{Cluster, Pki};
-use crate::pods::{EndpointsSync, Pod, Rendered, render_chart};
+use crate::pods::{EndpointSliceSync, Pod, Rendered, render_chart};
 use crate::webhook::{denied_with, deployment, replicas};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,8 +15,15 @@ pub fn all() -> Vec<Scenario> {
     vec![
         ("chart: through its own Service, certificate and rules, kubectl sees the denial", chart_for_real),
         ("chart: zero failed admissions while a pod is replaced and the certificate rotated", rollout_without_failures),
+        (
+            "chart: an exempt group is skipped by the API server itself (matchConditions), others still checked",
+            exempt_group_never_reaches_the_webhook,
+        ),
     ]
 }
+
+/// The chart's default policy in these stories: platform-admins may override.
+const POLICY: &str = "override: {groups: [platform-admins]}";
 
 /// Installs the chart's objects in `release_ns` for workloads in `story_ns` and starts `pods`
 /// pods behind its Service; returns what was rendered, the pods and the endpoints sync.
@@ -25,8 +32,9 @@ fn install(
     release_ns: &str,
     story_ns: &str,
     pods: u8,
+    policy: &str,
     extra_values: &str,
-) -> (Rendered, Vec<Pod>, EndpointsSync) {
+) -> (Rendered, Vec<Pod>, EndpointSliceSync) {
     crate::pods::remove_leftovers();
     crate::pods::check_test_range_is_free().unwrap();
     c.kubectl("admin", &["create", "namespace", release_ns]).success();
@@ -34,7 +42,7 @@ fn install(
     // Events off: these pods live in network namespaces of their own and cannot reach this API
     // server (it listens on 127.0.0.1); the Events story runs them with the chart's RBAC.
     let values = format!(
-        "tls: {{mode: generate}}\nevents: {{enabled: false}}\naudit: {{enabled: false}}\npolicy: {{override: {{groups: [platform-admins]}}}}\nregistry:\n  file:\n    pollIntervalSeconds: 0.5\n    limits: {{entries: [{{namespace: {story_ns}, deployment: payments-api, maxReplicas: 4, owner: payments-team@example.com}}]}}\n{extra_values}"
+        "tls: {{mode: generate}}\nevents: {{enabled: false}}\naudit: {{enabled: false}}\npolicy: {{{policy}}}\nregistry:\n  file:\n    pollIntervalSeconds: 0.5\n    limits: {{entries: [{{namespace: {story_ns}, deployment: payments-api, maxReplicas: 4, owner: payments-team@example.com}}]}}\n{extra_values}"
     );
     let rendered = render_chart(c, release_ns, &values);
     // Everything but the webhook configuration first, so that it never points at no pod.
@@ -45,7 +53,7 @@ fn install(
     };
     c.apply("admin", &as_yaml(&others), &[]).success();
     let service = rendered.find("Service")["metadata"]["name"].as_str().unwrap().to_string();
-    let sync = EndpointsSync::start(c, release_ns, &service, Duration::from_millis(200));
+    let sync = EndpointSliceSync::start(c, release_ns, &service, Duration::from_millis(200));
     let mut started = vec![];
     for n in 1..=pods {
         let pod = Pod::start(c, &rendered, release_ns, n).unwrap_or_else(|e| panic!("{e}"));
@@ -79,7 +87,7 @@ fn uninstall(c: &Cluster, rendered: &Rendered) {
 
 fn chart_for_real(c: &Cluster) {
     let (release_ns, ns) = ("rg-chart", "s-chart");
-    let (rendered, _pods, _sync) = install(c, release_ns, ns, 2, "");
+    let (rendered, _pods, _sync) = install(c, release_ns, ns, 2, POLICY, "");
     c.apply("alice", &deployment(ns, "payments-api", 3, "nginx:1"), &[]).success();
     let ran = c.apply("alice", &deployment(ns, "payments-api", 6, "nginx:2"), &[]);
     assert!(denied_with(&ran, &format!("replicas 3 -> 6 exceeds PED max 4 for {ns}/payments-api")), "{}", ran.stderr);
@@ -92,6 +100,13 @@ fn chart_for_real(c: &Cluster) {
             "{ns}/other is not registered in PED; register it with the onboarding pipeline to set its maxReplicas"
         )]
     );
+    // An HPA as kubectl 1.3x and GitOps tools write it today: autoscaling/v2, in the chart's rules.
+    let hpa = format!(
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {{name: payments-api, namespace: {ns}}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: payments-api}}\n  minReplicas: 2\n  maxReplicas: 10\n"
+    );
+    let ran = c.apply("alice", &hpa, &[]);
+    assert!(denied_with(&ran, "HPA payments-api maxReplicas 10 exceeds PED max 4"), "autoscaling/v2: {}", ran.stderr);
+    c.apply("alice", &hpa.replace("maxReplicas: 10", "maxReplicas: 4"), &[]).success();
     // The namespaceSelector: the release namespace and kube-system are never sent, and a
     // namespace can opt out with the chart's label.
     for skipped in [release_ns, "kube-system"] {
@@ -173,7 +188,7 @@ fn rollout_without_failures(c: &Cluster) {
     let extra = std::env::var("REPLICA_GUARD_E2E_SHUTDOWN_DELAY")
         .map(|d| format!("server: {{shutdownDelaySeconds: {d}}}\n"))
         .unwrap_or_default();
-    let (rendered, mut pods, sync) = install(c, release_ns, ns, 3, &extra);
+    let (rendered, mut pods, sync) = install(c, release_ns, ns, 3, POLICY, &extra);
     let config = rendered.find("ConfigMap")["data"]["config.yaml"].as_str().unwrap_or_default().to_string();
     let delay = config.lines().find(|l| l.contains("shutdownDelaySeconds")).unwrap_or("").trim().to_string();
     eprintln!("rollout: the chart's {delay}");
@@ -248,5 +263,26 @@ fn rollout_without_failures(c: &Cluster) {
     for pod in &pods {
         assert!(pod.log().contains("serving certificate reloaded"), "{} did not reload:\n{}", pod.name, pod.log());
     }
+    uninstall(c, &rendered);
+}
+
+fn exempt_group_never_reaches_the_webhook(c: &Cluster) {
+    let (release_ns, ns) = ("rg-exempt", "s-exempt");
+    let policy = "override: {groups: [platform-admins]}, exemptions: {groups: [platform-admins]}";
+    let (rendered, pods, _sync) = install(c, release_ns, ns, 2, policy, "");
+    let reviews = || pods.iter().map(|p| crate::webhook::reviews_answered(p.admin())).sum::<f64>();
+    c.apply("alice", &deployment(ns, "payments-api", 3, "nginx:1"), &[]).success();
+    let before = reviews();
+    assert!(before >= 1.0, "alice's create was reviewed: {before}");
+    // bob is in platform-admins: the API server skips the webhook for him (the chart's
+    // matchConditions from policy.exemptions), so even 6 replicas pass without a word.
+    let ran = c.apply("bob", &deployment(ns, "payments-api", 6, "nginx:1"), &[]).success();
+    assert!(ran.warnings().is_empty(), "{:?}", ran.warnings());
+    assert_eq!(replicas(c, ns, "payments-api"), "6");
+    assert_eq!(reviews(), before, "no AdmissionReview reached a webhook pod for bob's change");
+    // alice is not exempt: still reviewed, and raising further is refused.
+    let ran = c.kubectl("alice", &["scale", "deploy/payments-api", "-n", ns, "--replicas=7"]);
+    assert!(denied_with(&ran, "replicas 6 -> 7 exceeds PED max 4"), "{}", ran.stderr);
+    assert!(reviews() > before, "alice's scale reached the webhook");
     uninstall(c, &rendered);
 }

@@ -1,11 +1,14 @@
-//! A real control plane on 127.0.0.1, made for the suite: etcd, kube-apiserver 1.20.2 and
-//! kube-controller-manager (only the garbage collector and the namespace controller: enough for
-//! `--cascade=foreground` and namespace deletion; no endpoints controller, the harness keeps the
-//! Endpoints itself). Its PKI, users and RBAC are made here; the binaries come from
+//! A real control plane on 127.0.0.1, made for the suite: etcd, kube-apiserver and
+//! kube-controller-manager of the Kubernetes minor the suite runs against (`run.sh --kube`; the
+//! controller manager runs the garbage collector and the namespace controller, enough for
+//! `--cascade=foreground` and namespace deletion, and the clusterrole-aggregation controller, which
+//! fills the `edit` and `admin` roles; no EndpointSlice controller, the harness keeps the chart
+//! Service's EndpointSlice itself). Its PKI, users and RBAC are made here; the binaries come from
 //! `tests/e2e/install-tools.sh` (cached under ~/.cache/replica-guard-tools).
 //!
 //! Users, by client certificate (CN is the user, O the group): `admin` (system:masters),
-//! `alice@example.com` (team-a-devs), `bob@example.com` (platform-admins).
+//! `alice@example.com` (team-a-devs), `bob@example.com` (platform-admins). Team members get the
+//! built-in `edit` ClusterRole in each story namespace, as a platform grants it.
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
 use std::io::Write;
@@ -22,6 +25,8 @@ pub const SERVICE_RANGE: &str = "198.19.255.0/24";
 
 /// Where the installed tools are.
 pub struct Tools {
+    /// The Kubernetes minor they are of (`1.37`).
+    pub minor: String,
     pub kube_apiserver: PathBuf,
     pub kube_controller_manager: PathBuf,
     pub etcd: PathBuf,
@@ -30,30 +35,63 @@ pub struct Tools {
 }
 
 impl Tools {
-    /// The tools `tests/e2e/install-tools.sh` installs; a missing one is an error that says how
-    /// to install it, never a skip.
+    /// The tools `tests/e2e/install-tools.sh` installs, for the minor in `REPLICA_GUARD_KUBE`
+    /// (what `run.sh --kube` sets; default the newest build module); a missing one is an error
+    /// that says how to install it, never a skip.
     pub fn find() -> Result<Self, String> {
         let dir = std::env::var_os("REPLICA_GUARD_TOOLS")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/replica-guard-tools")))
             .ok_or("neither REPLICA_GUARD_TOOLS nor HOME is set")?;
+        let minor = match std::env::var("REPLICA_GUARD_KUBE") {
+            Ok(minor) => minor,
+            Err(_) => newest_minor()?,
+        };
+        let kube = dir.join(format!("kube-{minor}"));
         let tools = Self {
-            kube_apiserver: dir.join("k8s/kube-apiserver"),
-            kube_controller_manager: dir.join("k8s/kube-controller-manager"),
-            etcd: PathBuf::from("/usr/bin/etcd"),
+            kube_apiserver: kube.join("kube-apiserver"),
+            kube_controller_manager: kube.join("kube-controller-manager"),
+            etcd: dir.join("etcd/etcd"),
             kubectl: dir.join("kubectl/kubectl"),
             helm: dir.join("helm/helm"),
+            minor,
         };
         for path in [&tools.kube_apiserver, &tools.kube_controller_manager, &tools.etcd, &tools.kubectl, &tools.helm] {
             if !path.exists() {
                 return Err(format!(
-                    "{} is missing: run tests/e2e/install-tools.sh (it builds kube-apiserver from Debian's source package, about 10 minutes once per machine)",
-                    path.display()
+                    "{} is missing: run `bash tests/e2e/install-tools.sh kube {}` (it builds kube-apiserver from the Go module proxy, about 5 minutes once per machine and version)",
+                    path.display(),
+                    tools.minor
                 ));
             }
         }
         Ok(tools)
     }
+
+    /// The version `kube-apiserver --version` reports (`v1.37.2`), as `helm --kube-version` takes it.
+    pub fn server_version(&self) -> String {
+        let said = Command::new(&self.kube_apiserver)
+            .arg("--version")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        said.trim_start_matches("Kubernetes ").to_string()
+    }
+}
+
+/// The newest Kubernetes minor with a build module under `tests/e2e/kube/`.
+fn newest_minor() -> Result<String, String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/kube");
+    let mut minors: Vec<(u32, u32, String)> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let (major, minor) = name.split_once('.')?;
+            Some((major.parse().ok()?, minor.parse().ok()?, name))
+        })
+        .collect();
+    minors.sort();
+    minors.pop().map(|(_, _, name)| name).ok_or_else(|| format!("no build module under {}", dir.display()))
 }
 
 /// A process that is killed when dropped, and when the suite dies (PDEATHSIG).
@@ -269,16 +307,15 @@ impl Cluster {
             "kube-controller-manager",
             Command::new(&cluster.tools.kube_controller_manager).args([
                 &format!("--kubeconfig={}", dir.join("controller-manager.kubeconfig").display()),
-                "--controllers=garbagecollector,namespace",
+                "--controllers=garbage-collector-controller,namespace-controller,clusterrole-aggregation-controller",
                 "--leader-elect=false",
-                "--port=0",
                 "--secure-port=0",
                 "--use-service-account-credentials=false",
             ]),
             &dir.join("kube-controller-manager.log"),
         );
         cluster.processes.lock().unwrap().push(cm);
-        std::thread::sleep(Duration::from_secs(1));
+        cluster.wait_for_aggregated_roles(Duration::from_secs(60))?;
         cluster.check_alive()?;
         Ok(cluster)
     }
@@ -321,9 +358,8 @@ impl Cluster {
                 "--authorization-mode=RBAC",
                 &format!("--service-cluster-ip-range={SERVICE_RANGE}"),
                 "--endpoint-reconciler-type=none",
-                // `service:` webhook calls go to the Service's Endpoints (no kube-proxy here).
+                // `service:` webhook calls go to the Service's EndpointSlices (no kube-proxy here).
                 "--enable-aggregator-routing=true",
-                "--insecure-port=0",
                 "--disable-admission-plugins=ServiceAccount",
             ]),
             &self.dir.join("kube-apiserver.log"),
@@ -398,8 +434,9 @@ impl Cluster {
     }
 
     /// A fresh namespace (the namespace controller runs, but tests never wait for deletions),
-    /// labelled so that only the webhook configuration of its own story selects it, with the
-    /// roles team members need.
+    /// labelled so that only the webhook configuration of its own story selects it, where the
+    /// team members have the built-in `edit` role (filled by the clusterrole-aggregation
+    /// controller), as a platform grants a team its namespace.
     pub fn namespace(&self, name: &str) {
         let yaml = format!(
             r#"apiVersion: v1
@@ -407,26 +444,32 @@ kind: Namespace
 metadata: {{name: {name}, labels: {{replica-guard-e2e: {name}}}}}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {{name: deployer, namespace: {name}}}
-rules:
-- apiGroups: [apps]
-  resources: [deployments, deployments/scale]
-  verbs: [get, list, watch, create, update, patch, delete]
-- apiGroups: [autoscaling]
-  resources: [horizontalpodautoscalers]
-  verbs: [get, list, watch, create, update, patch, delete]
----
-apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
-metadata: {{name: deployers, namespace: {name}}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: deployer}}
+metadata: {{name: team-edit, namespace: {name}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}}
 subjects:
 - {{apiGroup: rbac.authorization.k8s.io, kind: Group, name: team-a-devs}}
 - {{apiGroup: rbac.authorization.k8s.io, kind: Group, name: platform-admins}}
 "#
         );
         self.apply("admin", &yaml, &[]).success();
+    }
+
+    /// Waits until the clusterrole-aggregation controller has filled `edit` (it lets team members
+    /// write Deployments); a controller manager that never does is an error.
+    fn wait_for_aggregated_roles(&self, limit: Duration) -> Result<(), String> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            let ran = self.kubectl("admin", &["get", "clusterrole", "edit", "-o", "jsonpath={.rules[*].resources}"]);
+            if ran.ok && ran.stdout.contains("deployments") {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Err(format!(
+            "the clusterrole-aggregation controller did not fill the edit role within {limit:?}; log:\n{}",
+            tail(&self.dir.join("kube-controller-manager.log"), 20)
+        ))
     }
 }
 

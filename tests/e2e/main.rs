@@ -9,6 +9,7 @@
 mod common;
 
 mod audit_stories;
+mod capture;
 mod chart_stories;
 mod check_stories;
 mod cluster;
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let bench = args.iter().any(|a| a == "--bench-latency");
     let bench_scale = args.iter().any(|a| a == "--bench-scale");
+    let capture = args.iter().any(|a| a == "--capture-fixtures");
     let filter: Vec<String> = args.into_iter().filter(|a| !a.starts_with('-')).collect();
     let tools = match cluster::Tools::find() {
         Ok(tools) => tools,
@@ -48,7 +50,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    eprintln!("e2e: control plane ready at https://{} in {:.1} s", cluster.api, started.elapsed().as_secs_f64());
+    eprintln!(
+        "e2e: Kubernetes {} control plane ready at https://{} in {:.1} s",
+        cluster.tools.server_version(),
+        cluster.api,
+        started.elapsed().as_secs_f64()
+    );
+    if capture {
+        capture::write_set(&cluster);
+        return ExitCode::SUCCESS;
+    }
     if bench_scale {
         scale::run(&cluster, filter.first().and_then(|n| n.parse().ok()).unwrap_or(10_000));
         return ExitCode::SUCCESS;
@@ -65,6 +76,7 @@ fn main() -> ExitCode {
         usage_stories::all(),
         events_stories::all(),
         check_stories::all(),
+        capture::all(),
         registry_stories::all(),
         chart_stories::all(),
     ]

@@ -2,8 +2,10 @@
 //! the harness: each webhook "pod" is the release binary in a network namespace of its own (a
 //! veth pair; address 198.18.N.2, the host side 198.18.N.1), run with the rendered container
 //! args and the rendered ConfigMap and Secret laid out as kubelet lays out volumes (files behind
-//! a `..data` symlink that is swapped on update). The Service's Endpoints list the pods whose
-//! `/readyz` answers 200, kept current by a background thread as the endpoints controller would.
+//! a `..data` symlink that is swapped on update). The Service's EndpointSlice lists the pods whose
+//! `/readyz` answers 200, kept current by a background thread as the EndpointSlice controller
+//! would (with `--enable-aggregator-routing` the API server resolves a `service:` webhook through
+//! the Service's EndpointSlices).
 //!
 //! Nothing of the machine's own interfaces or routes is touched: the harness creates its veth
 //! pairs and namespaces (named `rge2e…`), and removes them when dropped, also after a failure,
@@ -137,7 +139,8 @@ impl Rendered {
     }
 }
 
-/// `helm template` of the chart in namespace `namespace` with `values` (YAML) for kube 1.20.
+/// `helm template` of the chart in namespace `namespace` with `values` (YAML), for the version
+/// of the API server the suite runs.
 pub fn render_chart(cluster: &Cluster, namespace: &str, values: &str) -> Rendered {
     let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/replica-guard");
     let values_file = cluster.dir.join(format!("values-{namespace}.yaml"));
@@ -150,7 +153,7 @@ pub fn render_chart(cluster: &Cluster, namespace: &str, values: &str) -> Rendere
             "-n",
             namespace,
             "--kube-version",
-            "1.20.2",
+            &cluster.tools.server_version(),
             "-f",
             &values_file.display().to_string(),
         ])
@@ -278,9 +281,9 @@ fn http_status(address: SocketAddr, path: &str) -> u16 {
     text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
-/// Keeps the Service's Endpoints equal to the pods whose /readyz is 200, every `period`, as the
-/// endpoints controller does from readiness probes.
-pub struct EndpointsSync {
+/// Keeps the Service's EndpointSlice equal to the pods whose /readyz is 200, every `period`, as
+/// the EndpointSlice controller does from readiness probes.
+pub struct EndpointSliceSync {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub pods: Arc<Mutex<Vec<(String, SocketAddr)>>>,
@@ -288,7 +291,7 @@ pub struct EndpointsSync {
     pub history: Arc<Mutex<Vec<Vec<String>>>>,
 }
 
-impl EndpointsSync {
+impl EndpointSliceSync {
     pub fn start(cluster: &Cluster, namespace: &str, service: &str, period: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let pods: Arc<Mutex<Vec<(String, SocketAddr)>>> = Arc::default();
@@ -341,7 +344,7 @@ impl EndpointsSync {
         self.pods.lock().unwrap().retain(|(name, _)| *name != pod.name);
     }
 
-    /// Waits until the Endpoints list exactly `count` ready addresses.
+    /// Waits until the EndpointSlice lists exactly `count` ready addresses.
     pub fn wait_for(&self, count: usize, limit: Duration) {
         let started = std::time::Instant::now();
         while started.elapsed() < limit {
@@ -350,11 +353,11 @@ impl EndpointsSync {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("Endpoints never listed {count} ready pods: {:?}", self.history.lock().unwrap());
+        panic!("the EndpointSlice never listed {count} ready pods: {:?}", self.history.lock().unwrap());
     }
 }
 
-impl Drop for EndpointsSync {
+impl Drop for EndpointSliceSync {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
@@ -364,14 +367,14 @@ impl Drop for EndpointsSync {
 }
 
 fn endpoints_yaml(namespace: &str, service: &str, ready: &BTreeSet<String>) -> String {
-    let addresses: Vec<String> = ready.iter().map(|ip| format!("{{ip: {ip}}}")).collect();
-    let subsets = if ready.is_empty() {
-        "subsets: []".to_string()
+    let endpoints: Vec<String> =
+        ready.iter().map(|ip| format!("- {{addresses: [\"{ip}\"], conditions: {{ready: true}}}}")).collect();
+    let endpoints = if endpoints.is_empty() {
+        "endpoints: []".to_string()
     } else {
-        format!(
-            "subsets:\n- addresses: [{}]\n  ports: [{{name: https, port: 8443, protocol: TCP}}, {{name: metrics, port: 8080, protocol: TCP}}]",
-            addresses.join(", ")
-        )
+        format!("endpoints:\n{}", endpoints.join("\n"))
     };
-    format!("apiVersion: v1\nkind: Endpoints\nmetadata: {{name: {service}, namespace: {namespace}}}\n{subsets}\n")
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {service}-e2e\n  namespace: {namespace}\n  labels: {{kubernetes.io/service-name: {service}, endpointslice.kubernetes.io/managed-by: replica-guard-e2e}}\naddressType: IPv4\nports: [{{name: https, port: 8443, protocol: TCP}}, {{name: metrics, port: 8080, protocol: TCP}}]\n{endpoints}\n"
+    )
 }

@@ -2,15 +2,32 @@
 # The end-to-end suite under a real kube-apiserver: installs the control plane and the tools once
 # per machine (tests/e2e/install-tools.sh, cached under ~/.cache/replica-guard-tools), then runs
 # the scenarios. Arguments are name filters: `bash tests/e2e/run.sh scale helm`.
-# `bash tests/e2e/run.sh --bench-latency [ROUNDS] [WRITES]` runs the added-latency benchmark instead,
-# `bash tests/e2e/run.sh --bench-scale [DEPLOYMENTS]` the audit at scale (BENCHMARKS.md).
+#   --kube MINOR                  the Kubernetes minor to run against (a build module under
+#                                 tests/e2e/kube/: 1.34 or 1.37); default: the newest
+#   --bench-latency [ROUNDS] [WRITES]   the added-latency benchmark instead (BENCHMARKS.md)
+#   --bench-scale [DEPLOYMENTS]         the audit at scale (BENCHMARKS.md)
+#   --capture-fixtures            records what the API server sends into tests/fixtures/k8s-MINOR/
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-tools=$(bash tests/e2e/install-tools.sh | tail -n 1)
-export REPLICA_GUARD_TOOLS="$tools"
-if [ "${1:-}" = --bench-latency ] || [ "${1:-}" = --bench-scale ]; then
-  # The benchmark measures the release binary.
-  cargo build --release --bin replica-guard
-  export REPLICA_GUARD_BIN="$PWD/target/release/replica-guard"
-fi
-RUST_BACKTRACE="${RUST_BACKTRACE:-0}" cargo test --test e2e -- "$@"
+minor=$(ls tests/e2e/kube | sort -t. -k1,1n -k2,2n | tail -n 1)
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --kube) [ $# -ge 2 ] || { echo "run.sh: --kube needs a minor version (one of: $(ls tests/e2e/kube | tr '\n' ' '))" >&2; exit 2; }
+      minor="$2"; shift 2 ;;
+    --kube=*) minor="${1#--kube=}"; shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+[ -f "tests/e2e/kube/$minor/go.mod" ] || { echo "run.sh: no Kubernetes $minor here (tests/e2e/kube/ has: $(ls tests/e2e/kube | tr '\n' ' '))" >&2; exit 2; }
+version=$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "tests/e2e/kube/$minor/go.mod")
+echo "e2e: Kubernetes $version (kube-apiserver and kube-controller-manager built from tests/e2e/kube/$minor)"
+tools=$(bash tests/e2e/install-tools.sh kube "$minor" | tail -n 1)
+export REPLICA_GUARD_TOOLS="$tools" REPLICA_GUARD_KUBE="$minor"
+case "${args[0]:-}" in
+  --bench-latency|--bench-scale)
+    # The benchmark measures the release binary.
+    cargo build --release --bin replica-guard
+    export REPLICA_GUARD_BIN="$PWD/target/release/replica-guard" ;;
+esac
+RUST_BACKTRACE="${RUST_BACKTRACE:-0}" cargo test --test e2e -- ${args[@]+"${args[@]}"}

@@ -12,9 +12,13 @@ pub fn all() -> Vec<Scenario> {
         ("kubectl scale above is denied, to 0 and back passes", kubectl_scale_above_to_zero_and_back),
         ("kubectl patch above the limit is denied", kubectl_patch_above_the_limit_is_denied),
         ("server-side apply of an unchanged manifest is silent", server_side_apply_no_op_is_silent),
+        (
+            "server-side apply that migrates field ownership: several UPDATEs, one change summary",
+            server_side_apply_migration_says_it_once,
+        ),
         ("apply --dry-run=server gets the same answer and changes nothing", dry_run_same_answer_no_side_effects),
         ("rollout restart of an over-limit workload gets the ratchet warning", rollout_restart_over_limit_ratchets),
-        ("HPAs above the limit are denied, within pass (autoscale and v2beta2)", hpa_above_and_within),
+        ("HPAs above the limit are denied, within pass (kubectl autoscale and autoscaling/v2)", hpa_above_and_within),
         ("the override works for platform-admins and is refused for others", override_by_admin_and_by_others),
         ("unregistered under warn warns; under deny a create is refused, a fix passes", unregistered_warn_and_deny),
         (
@@ -99,6 +103,26 @@ fn server_side_apply_no_op_is_silent(c: &Cluster) {
     }
 }
 
+fn server_side_apply_migration_says_it_once(c: &Cluster) {
+    let ns = "s-ssa-migration";
+    c.namespace(ns);
+    let rg = Registered::start(c, ns, "mode: enforce\nchangeSummary: always", &registry(ns, 4), "Fail");
+    c.apply("admin", &deployment(ns, "payments-api", 3, "nginx:1"), &[]).success();
+    let before = rg.reviews();
+    // The first server-side apply of an object kubectl applied client-side: the change, then the
+    // UPDATEs that move field ownership (kubectl-last-applied, kubectl), each through the webhook.
+    let ran = c.apply("alice", &deployment(ns, "payments-api", 4, "nginx:2"), &["--server-side", "--force-conflicts"]);
+    let ran = ran.success();
+    assert_eq!(ran.warnings(), vec!["changes: replicas 3 -> 4, image of api".to_string()], "said once");
+    let updates = rg.reviews() - before;
+    assert!(updates >= 2.0, "one server-side apply reached the webhook as {updates} UPDATEs");
+    assert_eq!(replicas(c, ns, "payments-api"), "4");
+    // Raising above the maximum: the first UPDATE is refused and nothing follows.
+    let ran = c.apply("alice", &deployment(ns, "payments-api", 6, "nginx:2"), &["--server-side", "--force-conflicts"]);
+    assert!(denied_with(&ran, "replicas 4 -> 6 exceeds PED max 4"), "{}", ran.stderr);
+    assert_eq!(replicas(c, ns, "payments-api"), "4");
+}
+
 fn dry_run_same_answer_no_side_effects(c: &Cluster) {
     let ns = "s-dryrun";
     c.namespace(ns);
@@ -148,17 +172,17 @@ fn hpa_above_and_within(c: &Cluster) {
     let ran = c.kubectl("alice", &["autoscale", "deploy/payments-api", "-n", ns, "--min=2", "--max=10", "--cpu=70%"]);
     assert!(denied_with(&ran, "HPA payments-api maxReplicas 10 exceeds PED max 4"), "{}", ran.stderr);
     c.kubectl("alice", &["autoscale", "deploy/payments-api", "-n", ns, "--min=2", "--max=4", "--cpu=70%"]).success();
-    let v2beta2 = format!(
-        "apiVersion: autoscaling/v2beta2\nkind: HorizontalPodAutoscaler\nmetadata: {{name: orders-api, namespace: {ns}}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: orders-api}}\n  minReplicas: 2\n  maxReplicas: 12\n  metrics:\n  - type: Resource\n    resource: {{name: cpu, target: {{type: Utilization, averageUtilization: 70}}}}\n"
+    let v2 = format!(
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {{name: orders-api, namespace: {ns}}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: orders-api}}\n  minReplicas: 2\n  maxReplicas: 12\n  metrics:\n  - type: Resource\n    resource: {{name: cpu, target: {{type: Utilization, averageUtilization: 70}}}}\n"
     );
-    let ran = c.apply("alice", &v2beta2, &[]);
+    let ran = c.apply("alice", &v2, &[]);
     assert!(denied_with(&ran, "HPA orders-api maxReplicas 12 exceeds PED max 4 for"), "{}", ran.stderr);
     assert!(
         ran.stderr.contains("lower maxReplicas (and minReplicas) of HPA orders-api to 4 or less"),
         "{}",
         ran.stderr
     );
-    c.apply("alice", &v2beta2.replace("maxReplicas: 12", "maxReplicas: 4"), &[]).success();
+    c.apply("alice", &v2.replace("maxReplicas: 12", "maxReplicas: 4"), &[]).success();
 }
 
 fn override_by_admin_and_by_others(c: &Cluster) {

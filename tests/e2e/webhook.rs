@@ -58,6 +58,11 @@ impl<'a> Registered<'a> {
         let text = http_get(self.process.admin, "/metrics");
         text.lines().find_map(|l| l.strip_prefix(name_and_labels).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
     }
+
+    /// How many AdmissionReviews the webhook answered so far, whatever the decision.
+    pub fn reviews(&self) -> f64 {
+        reviews_answered(self.process.admin)
+    }
 }
 
 impl Drop for Registered<'_> {
@@ -140,4 +145,14 @@ pub fn http_get(address: std::net::SocketAddr, path: &str) -> String {
     let mut text = String::new();
     let _ = stream.read_to_string(&mut text);
     text
+}
+
+/// The sum of `replica_guard_admission_requests_total` over its labels on one admin listener:
+/// how many AdmissionReviews that process answered.
+pub fn reviews_answered(admin: std::net::SocketAddr) -> f64 {
+    let text = http_get(admin, "/metrics");
+    text.lines()
+        .filter(|l| l.starts_with("replica_guard_admission_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
