@@ -337,7 +337,7 @@ fn in_process_webhook() -> replica_guard::webhook::Webhook {
     let metrics = Arc::new(replica_guard::metrics::Metrics::new());
     let policy = replica_guard::decision::policy::Policy::default();
     let store = Arc::new(SnapshotStore::new(SourceKind::File, &metrics));
-    apply_document(common::REGISTRY, SourceKind::File, &store, &metrics, &policy.platform_bounds).unwrap();
+    apply_document(common::REGISTRY, SourceKind::File, &store, &metrics, &policy.platform_bounds, 200_000).unwrap();
     let devnull = std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap();
     let audit = replica_guard::audit::AuditLog::to(Box::new(devnull));
     replica_guard::webhook::Webhook::new(policy, store, metrics, audit)

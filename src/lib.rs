@@ -22,3 +22,4 @@ pub mod metrics;
 pub mod server;
 pub mod watch;
 pub mod webhook;
+pub mod words;

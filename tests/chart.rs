@@ -259,7 +259,7 @@ fn defaults_generate_tls_and_a_hardened_webhook() {
     assert_eq!(config.server.shutdown_delay_seconds, 5.0);
     assert!(matches!(config.registry.source(), replica_guard::config::Source::File(_)));
     let limits = find(&objects, "ConfigMap", "rg-replica-guard-registry")["data"]["limits.yaml"].as_str().unwrap();
-    assert_eq!(replica_guard::limits::file::parse(limits).unwrap().len(), 1);
+    assert_eq!(replica_guard::limits::file::parse(limits, 200_000).unwrap().len(), 1);
 }
 
 #[test]

@@ -161,7 +161,7 @@ fn the_example_config_the_readme_runs_is_valid() {
     assert!(config.server.tls.generate_dev_certificate, "the first command must work without certificates");
     assert_eq!(config.policy.mode, replica_guard::decision::policy::Mode::Enforce);
     let replica_guard::config::Source::File(file) = config.registry.source() else { panic!("file registry") };
-    let table = replica_guard::limits::file::parse(&std::fs::read_to_string(&file.path).unwrap()).unwrap();
+    let table = replica_guard::limits::file::parse(&std::fs::read_to_string(&file.path).unwrap(), 200_000).unwrap();
     for deployment in ["payments-api", "orders-api"] {
         let replica_guard::limits::Lookup::Registered(limit) = table.lookup("team-a", deployment) else {
             panic!("team-a/{deployment} is registered")

@@ -125,6 +125,7 @@ fn syncer(url: &str, token: &std::path::Path) -> (Syncer<BigQueryLister>, Arc<Sn
         store: store.clone(),
         metrics,
         bounds: Default::default(),
+        max_entries: 200_000,
         refresh: Duration::from_secs(60),
         timeout: Duration::from_secs(10),
         max_shrink: config.max_shrink_fraction,
@@ -186,6 +187,13 @@ async fn a_bad_row_or_a_failed_page_keeps_the_last_snapshot() {
     let Synced::Failed(why) = syncer.sync_once().await else { panic!("a bad row") };
     assert_eq!(why, "page 2, row 6: column max_replicas: \"eight\" is not a whole number");
     assert_eq!(max_of(&store, "team-0", "api-0").await, Some((4, Scope::Deployment)), "nothing of it applied");
+
+    // Names as Kubernetes allows them: a namespace of 64 characters is not one.
+    fake.set(100, "8");
+    fake.0.lock().unwrap().rows[12].0 = "n".repeat(64);
+    let Synced::Failed(why) = syncer.sync_once().await else { panic!("a namespace too long") };
+    assert!(why.starts_with("page 1, row 13: column namespace: \"nnnn"), "{why}");
+    assert!(why.contains("(64 characters) is not a namespace name (at most 63"), "{why}");
 
     fake.set(100, "8");
     fake.0.lock().unwrap().failing_page = Some(3);

@@ -38,14 +38,15 @@ struct Collection {
 #[derive(Clone, Default)]
 struct Fake(Arc<Mutex<Collection>>);
 
-/// The query parameters (the test's page tokens need no decoding).
+/// The query parameters (the test's page tokens need no decoding); a repeated one (the field
+/// mask) with its values joined by commas.
 fn query(uri: &Uri) -> HashMap<String, String> {
-    uri.query()
-        .unwrap_or_default()
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.replace("%2F", "/")))
-        .collect()
+    let mut out: HashMap<String, String> = HashMap::new();
+    for (k, v) in uri.query().unwrap_or_default().split('&').filter_map(|p| p.split_once('=')) {
+        let v = v.replace("%2F", "/");
+        out.entry(k.to_string()).and_modify(|all| *all = format!("{all},{v}")).or_insert(v);
+    }
+    out
 }
 
 async fn list(State(fake): State<Fake>, uri: Uri, headers: HeaderMap) -> Response {
@@ -115,6 +116,7 @@ fn syncer(url: &str, extra: Value) -> (Syncer<FirestoreLister>, Arc<SnapshotStor
         store: store.clone(),
         metrics,
         bounds: Default::default(),
+        max_entries: 200_000,
         refresh: Duration::from_secs(60),
         timeout: Duration::from_secs_f64(config.timeout_seconds),
         max_shrink: config.max_shrink_fraction,
@@ -146,7 +148,14 @@ async fn a_collection_in_pages_becomes_the_snapshot() {
 
     let requests = fake.0.lock().unwrap().requests.clone();
     assert_eq!(requests.len(), 4, "1,001 documents in pages of 300");
-    assert_eq!(requests[0].0, HashMap::from([("pageSize".to_string(), "300".to_string())]));
+    assert_eq!(
+        requests[0].0,
+        HashMap::from([
+            ("pageSize".to_string(), "300".to_string()),
+            // Only the fields read: a document's other fields never cross the wire.
+            ("mask.fieldPaths".to_string(), "namespace,deployment,maxReplicas,minReplicas,mode,owner".to_string()),
+        ])
+    );
     assert_eq!(requests[1].0.get("pageToken").map(String::as_str), Some("tok/300"), "the token is sent back as given");
     assert!(requests.iter().all(|(_, auth)| auth == "Bearer t1"));
 
@@ -304,4 +313,123 @@ async fn readyz(admin: std::net::SocketAddr) -> String {
     let mut text = String::new();
     let _ = tcp.read_to_string(&mut text).await;
     text
+}
+
+/// A registry gone wrong: every document carries a 100 KB owner and other fields the mask did
+/// not ask for, 300 documents a page (30 MB), 40 pages; each page is made when asked for.
+async fn huge_pages(uri: Uri) -> Response {
+    let q = query(&uri);
+    let page: usize = q.get("pageToken").map_or(1, |t| t.trim_start_matches("p/").parse().unwrap());
+    let owner = "x".repeat(100 * 1024);
+    let documents: Vec<Value> = (0..300)
+        .map(|i| {
+            json!({"name": format!("projects/p/databases/(default)/documents/ped/team-{page}--api-{i}"),
+                "fields": {"maxReplicas": {"integerValue": "4"}, "owner": {"stringValue": owner}}})
+        })
+        .collect();
+    let mut body = json!({"documents": documents});
+    if page < 40 {
+        body["nextPageToken"] = json!(format!("p/{}", page + 1));
+    }
+    axum::Json(body).into_response()
+}
+
+/// The binary's peak memory (VmHWM) after syncing `url`'s collection once or failing to; whether
+/// it became ready.
+async fn peak_after_sync(url: &str) -> (u64, bool, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server: {{address: 127.0.0.1:0, adminAddress: 127.0.0.1:0, tls: {{certFile: certs/tls.crt, keyFile: certs/tls.key, generateDevCertificate: true}}}}\nregistry: {{firestore: {{project: p, collection: ped, url: '{url}', refreshSeconds: 3600, timeoutSeconds: 30}}}}\nlogging: {{format: json}}\n"
+        ),
+    )
+    .unwrap();
+    let server = common::ServeProcess::start_config(dir, &config, &[]);
+    let mut ready = false;
+    // Until ready, or the first sync has failed (counted): at most 10 s.
+    for _ in 0..200 {
+        if readyz(server.admin).await.starts_with("HTTP/1.1 200") {
+            ready = true;
+            break;
+        }
+        let metrics = common::http_get_text(server.admin, "/metrics").await;
+        if metrics.lines().any(|l| l.starts_with("replica_guard_registry_reloads_total{") && l.contains("error")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let peak = server.memory_kib("VmHWM");
+    server.signal("TERM");
+    let (_, log) = server.wait(Duration::from_secs(30));
+    (peak, ready, log)
+}
+
+#[tokio::test]
+async fn a_registry_of_100_kb_owners_costs_no_more_memory_than_a_small_registry() {
+    // A good registry of the same shape (12,000 documents) for comparison.
+    let fake = Fake::default();
+    let url = fake.start().await;
+    fake.set(documents(12_000, 4));
+    let (good_peak, good_ready, _) = peak_after_sync(&url).await;
+    assert!(good_ready, "the good registry synced");
+
+    let app = Router::new().route("/v1/projects/p/databases/(default)/documents/ped", get(huge_pages));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (peak, ready, log) = peak_after_sync(&format!("http://{address}/v1")).await;
+    eprintln!("peak RSS: good registry {good_peak} KiB, 100 KB owners {peak} KiB");
+    assert!(!ready, "a registry it cannot read whole never makes the webhook ready");
+    let error = log.iter().find(|l| l.contains("registry sync failed")).expect("the failed sync is logged");
+    assert!(error.contains("page 1: ") && error.contains("refused unread"), "{error}");
+    // The chart's limit is 128 MiB; before the bounds this took 2.4 GB.
+    assert!(peak < 64 * 1024, "peak {peak} KiB");
+    assert!(peak < good_peak + 16 * 1024, "peak {peak} KiB against {good_peak} KiB for a good registry");
+}
+
+#[tokio::test]
+async fn entries_out_of_bounds_fail_the_sync_naming_the_document_and_the_field() {
+    let fake = Fake::default();
+    let url = fake.start().await;
+    for (bad, want) in [
+        (
+            json!({"owner": {"stringValue": "o".repeat(1000)}}),
+            "document projects/p/databases/(default)/documents/ped/team-5--api-5: field owner: is 1000 characters long, at most 256",
+        ),
+        (json!({"mode": {"stringValue": "m".repeat(5000)}}), "field mode: \"mmmmmmmm"),
+        (json!({"deployment": {"stringValue": "Api_5"}}), "field deployment: \"Api_5\" is not a Deployment name"),
+        (json!({"maxReplicas": {"integerValue": "-3"}}), "field maxReplicas: must be between 0 and 100000, got -3"),
+    ] {
+        let mut docs = documents(20, 4);
+        docs[5]["fields"].as_object_mut().unwrap().extend(bad.as_object().unwrap().clone());
+        if bad.get("deployment").is_some() {
+            docs[5]["fields"]["namespace"] = json!({"stringValue": "team-5"});
+        }
+        fake.set(docs);
+        let (syncer, store) = syncer(&url, json!({}));
+        let Synced::Failed(why) = syncer.sync_once().await else { panic!("{bad}: the sync must fail") };
+        assert!(why.contains(want), "{why}\nwant: {want}");
+        assert!(why.len() < 300, "the error does not repeat the bad value: {} bytes", why.len());
+        assert!(!store.is_ready());
+    }
+}
+
+#[tokio::test]
+async fn more_entries_than_registry_max_entries_fail_the_sync_at_the_limit() {
+    let fake = Fake::default();
+    let url = fake.start().await;
+    fake.set(documents(1000, 4));
+    let (mut syncer, store) = syncer(&url, json!({}));
+    syncer.max_entries = 400;
+    assert_eq!(
+        syncer.sync_once().await,
+        Synced::Failed(
+            "the registry holds more than 400 entries (registry.maxEntries); raise registry.maxEntries if it really is that large"
+                .into()
+        )
+    );
+    assert!(!store.is_ready());
+    assert_eq!(fake.0.lock().unwrap().requests.len(), 2, "the listing stopped at the page that went past 400");
 }

@@ -97,13 +97,9 @@ impl Config {
         let de = serde_yaml_ng::Deserializer::from_str(text);
         let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
-            let problem = e.into_inner().to_string();
             // serde_yaml names the enclosing path itself ("server: unknown field ..."); the key says it already.
-            let problem = match problem.split_once(": ") {
-                Some((prefix, rest)) if key.starts_with(prefix) => rest.to_string(),
-                _ => problem,
-            };
-            let problem = in_words(&key, &problem);
+            let problem = crate::words::without_path(&key, &e.into_inner().to_string());
+            let problem = crate::words::in_words(&key, &problem);
             (if key == "." { "(top level)".to_string() } else { key }, problem)
         })?;
         config.validate().map_err(|(k, p)| (k.to_string(), p))?;
@@ -179,38 +175,19 @@ impl Config {
         if let Some(f) = &mut self.registry.file {
             resolve(&mut f.path);
         }
-        if let Some(http) = self.registry.http.as_mut() {
-            for path in [http.auth.bearer_token_file.as_mut(), http.ca_file.as_mut()].into_iter().flatten() {
+        // Every source that reads files of its own: the token and the CA of the remote ones.
+        let r = &mut self.registry;
+        let remote = [
+            r.http.as_mut().map(|h| (&mut h.auth, &mut h.ca_file)),
+            r.firestore.as_mut().map(|f| (&mut f.auth, &mut f.ca_file)),
+            r.bigquery.as_mut().map(|b| (&mut b.auth, &mut b.ca_file)),
+        ];
+        for (auth, ca_file) in remote.into_iter().flatten() {
+            for path in [auth.bearer_token_file.as_mut(), ca_file.as_mut()].into_iter().flatten() {
                 resolve(path);
             }
         }
     }
-}
-
-/// serde's type names (`usize`, `f64`) in the words of the config reference.
-fn in_words(key: &str, problem: &str) -> String {
-    let unit = if key.ends_with("Bytes") {
-        "a whole number of bytes"
-    } else if key.ends_with("Seconds") {
-        "a number of seconds"
-    } else {
-        ""
-    };
-    let whole = if unit.is_empty() { "a whole number" } else { unit };
-    let number = if unit.is_empty() { "a number" } else { unit };
-    let mut text = problem.to_string();
-    for (rust, words) in [
-        ("expected usize", format!("expected {whole}, 0 or more")),
-        ("expected u64", format!("expected {whole}, 0 or more")),
-        ("expected u32", format!("expected {whole}, 0 or more")),
-        ("expected i32", format!("expected {whole}")),
-        ("expected i64", format!("expected {whole}")),
-        ("expected f64", format!("expected {number}")),
-        ("expected a boolean", "expected true or false".to_string()),
-    ] {
-        text = text.replace(rust, &words);
-    }
-    text
 }
 
 /// `logging.level` is a tracing filter: levels, optionally per module (`replica_guard=debug,info`).

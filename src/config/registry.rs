@@ -27,6 +27,14 @@ pub struct RegistryConfig {
     /// The cache in front of the `http` source.
     #[serde(default)]
     pub cache: CacheConfig,
+    /// The most entries a registry may hold, whichever source: a sync or a document with more
+    /// fails, naming this key, and the last good registry stays (`limits::entry`).
+    #[serde(default = "default_max_entries")]
+    pub max_entries: usize,
+}
+
+fn default_max_entries() -> usize {
+    crate::limits::entry::DEFAULT_MAX_ENTRIES
 }
 
 /// The source chosen in `registry`.
@@ -53,6 +61,9 @@ impl RegistryConfig {
                 "choose exactly one source: registry.file, registry.http, registry.configMap, registry.firestore or registry.bigquery"
                     .into(),
             ));
+        }
+        if !(1..=10_000_000).contains(&r.max_entries) {
+            return Err(("registry.maxEntries", format!("must be between 1 and 10000000, got {}", r.max_entries)));
         }
         if let Some(f) = &r.firestore {
             f.validate()?;

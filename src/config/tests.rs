@@ -134,3 +134,39 @@ fn relative_paths_are_taken_from_the_config_folder() {
     let Source::File(f) = c.registry.source() else { panic!("a file source") };
     assert_eq!(f.path, dir.path().join("limits.yaml"));
 }
+
+#[test]
+fn relative_token_and_ca_files_of_every_remote_source_are_taken_from_the_config_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    for (section, expect) in [
+        ("firestore: {project: p, collection: c, caFile: ca.pem, auth: {bearerTokenFile: token}}", "firestore"),
+        ("bigquery: {project: p, query: 'SELECT 1', caFile: ca.pem, auth: {bearerTokenFile: token}}", "bigquery"),
+        ("http: {url: 'https://r/{namespace}/{name}', caFile: ca.pem, auth: {bearerTokenFile: token}}", "http"),
+    ] {
+        std::fs::write(&path, format!("registry: {{{section}}}\n")).unwrap();
+        let c = Config::load(&path).unwrap();
+        let (auth, ca) = match c.registry.source() {
+            Source::Firestore(f) => (f.auth.clone(), f.ca_file.clone()),
+            Source::BigQuery(b) => (b.auth.clone(), b.ca_file.clone()),
+            Source::Http(h) => (h.auth.clone(), h.ca_file.clone()),
+            _ => panic!("{expect}"),
+        };
+        assert_eq!(auth.bearer_token_file, Some(dir.path().join("token")), "{expect}");
+        assert_eq!(ca, Some(dir.path().join("ca.pem")), "{expect}");
+    }
+}
+
+#[test]
+fn a_config_that_is_not_a_mapping_is_said_in_words() {
+    for (yaml, want) in [
+        ("just a string", "expected a mapping of keys and values"),
+        ("registry: {file: {path: l.yaml}}\npolicy: strict", "expected a mapping of keys and values"),
+        ("registry: {http: {url: 'https://r/{namespace}/{name}', auth: {gceMetadata: yes}}}", "expected a mapping"),
+        ("registry: {file: {path: l.yaml}, maxEntries: 0}", "between 1 and 10000000"),
+    ] {
+        let (key, problem) = Config::parse(yaml).unwrap_err();
+        assert!(problem.contains(want), "{yaml}: {key}: {problem}");
+        assert!(!problem.contains("struct"), "{yaml}: {problem}");
+    }
+}

@@ -4,13 +4,13 @@
 //! arrive as `{"f": [{"v": "team-a"}, {"v": "4"}, …]}` in the order of `schema.fields`, every
 //! value a string (INT64 included) or null.
 
+use super::entry::{self, EntryBudget, Fields};
 use super::http_auth::Auth;
 use super::http_source::{HttpSourceError, https_client};
 use super::remote::{RemoteJson, percent_encode};
 use super::sync::{ListRegistry, Listed};
 use super::{BoxFuture, Scope};
 use crate::config::BigQueryRegistryConfig;
-use crate::decision::policy::Mode;
 use hyper::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -90,12 +90,20 @@ impl BigQueryLister {
         })
     }
 
+    /// One request; its answer is at most what `page_size` rows can take (a row of six cells at
+    /// their longest, `limits::entry`, is under 1 KiB) and is decoded off the async runtime.
     async fn request(&self, method: Method, url: &str, body: Option<&Value>, what: &str) -> Result<Results, String> {
-        let bytes = self.remote.send(method, url, body).await.map_err(|e| format!("{what}: {e}"))?;
-        serde_json::from_slice(&bytes).map_err(|e| format!("{what}: not a BigQuery query response: {e}"))
+        let max_bytes = self.page_size as usize * 1024 + 64 * 1024;
+        let bytes = self.remote.send_bounded(method, url, body, max_bytes).await.map_err(|e| format!("{what}: {e}"))?;
+        let what = what.to_string();
+        tokio::task::spawn_blocking(move || {
+            serde_json::from_slice(&bytes).map_err(|e| format!("{what}: not a BigQuery query response: {e}"))
+        })
+        .await
+        .map_err(|e| format!("the decoding task failed: {e}"))?
     }
 
-    async fn list_all(&self) -> Result<Vec<Listed>, String> {
+    async fn list_all(&self, mut budget: EntryBudget) -> Result<Vec<Listed>, String> {
         let mut body =
             json!({"query": self.query, "useLegacySql": false, "maxResults": self.page_size, "timeoutMs": WAIT_MS});
         if let Some(location) = &self.location {
@@ -115,6 +123,7 @@ impl BigQueryLister {
                 }
                 let names = columns.as_deref().unwrap_or_default();
                 for (i, row) in results.rows.iter().enumerate() {
+                    budget.take().map_err(|e| e.to_string())?;
                     entries.push(self.entry(names, row, page, i + 1)?);
                 }
                 let Some(token) = results.page_token.take().filter(|t| !t.is_empty()) else { return Ok(entries) };
@@ -168,24 +177,29 @@ impl BigQueryLister {
         let namespace =
             text("namespace")?.filter(|n| !n.is_empty()).ok_or_else(|| at("namespace", "missing".into()))?;
         let deployment = text("deployment")?.filter(|d| !d.is_empty() && *d != self.namespace_default);
-        let max = integer("max_replicas")?.ok_or_else(|| at("max_replicas", "missing".into()))?;
-        let mode = match text("mode")?.as_deref() {
-            None | Some("") => None,
-            Some("enforce") => Some(Mode::Enforce),
-            Some("warn") => Some(Mode::Warn),
-            Some("audit") => Some(Mode::Audit),
-            Some(other) => return Err(at("mode", format!("{other:?}; expected enforce, warn or audit"))),
+        let column_error = |e: entry::EntryError| {
+            let column = match e.field {
+                "maxReplicas" => "max_replicas",
+                "minReplicas" => "min_replicas",
+                other => other,
+            };
+            at(column, e.problem)
         };
+        entry::check_names(&namespace, deployment.as_deref()).map_err(column_error)?;
+        let max = integer("max_replicas")?.ok_or_else(|| at("max_replicas", "missing".into()))?;
+        let mode =
+            text("mode")?.filter(|m| !m.is_empty()).as_deref().map(entry::mode).transpose().map_err(column_error)?;
+        let owner = text("owner")?.as_deref().map(entry::owner).transpose().map_err(column_error)?.flatten();
         let scope = if deployment.is_some() { Scope::Deployment } else { Scope::NamespaceDefault };
-        let owner = text("owner")?.map(std::sync::Arc::from);
-        let limit = super::file::validated_limit(max, integer("min_replicas")?, mode, owner, scope, &place)
-            .map_err(|e| format!("{place}: {e}"))?;
+        let limit = Fields { max_replicas: max, min_replicas: integer("min_replicas")?, mode, owner }
+            .limit(scope)
+            .map_err(column_error)?;
         Ok(Listed { place, namespace, deployment, limit })
     }
 }
 
 impl ListRegistry for BigQueryLister {
-    fn list(&self) -> BoxFuture<'_, Result<Vec<Listed>, String>> {
-        Box::pin(self.list_all())
+    fn list(&self, budget: EntryBudget) -> BoxFuture<'_, Result<Vec<Listed>, String>> {
+        Box::pin(self.list_all(budget))
     }
 }

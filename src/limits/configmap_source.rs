@@ -20,6 +20,7 @@ pub struct ConfigMapSource {
     store: Arc<SnapshotStore>,
     metrics: Arc<Metrics>,
     bounds: PlatformBounds,
+    max_entries: usize,
 }
 
 impl ConfigMapSource {
@@ -29,6 +30,7 @@ impl ConfigMapSource {
         store: Arc<SnapshotStore>,
         metrics: Arc<Metrics>,
         bounds: PlatformBounds,
+        max_entries: usize,
     ) -> Self {
         Self {
             api: Api::namespaced(client, &config.namespace),
@@ -38,6 +40,7 @@ impl ConfigMapSource {
             store,
             metrics,
             bounds,
+            max_entries,
         }
     }
 
@@ -72,7 +75,7 @@ impl ConfigMapSource {
                 "the ConfigMap has no such data key; the last good registry stays in use"
             );
         };
-        match apply_document(text, SourceKind::ConfigMap, &self.store, &self.metrics, &self.bounds) {
+        match apply_document(text, SourceKind::ConfigMap, &self.store, &self.metrics, &self.bounds, self.max_entries) {
             Ok(entries) => tracing::info!(configmap = %self.name, entries, "registry ConfigMap loaded"),
             Err(e) => {
                 tracing::error!(error = %e, configmap = %self.name, "registry ConfigMap not loaded; the last good registry stays in use")

@@ -12,14 +12,18 @@
 //!     owner: payments@example.com  # optional
 //! ```
 
+use super::entry::{self, EntryBudget, Fields};
 use super::table::LimitTable;
 use super::{Limit, Scope};
 use crate::decision::policy::Mode;
 use serde::Deserialize;
 use std::sync::Arc;
 
-/// Anything above this is a typo or a unit mix-up, not a replica count.
-pub const ABSURD_REPLICAS: i64 = 100_000;
+pub use entry::ABSURD_REPLICAS;
+
+/// A registry document larger than this is not a registry (a ConfigMap holds at most 1 MiB; at
+/// about 100 bytes an entry, 64 MiB is over half a million entries).
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LimitsFileError {
@@ -27,6 +31,10 @@ pub enum LimitsFileError {
     Syntax(String),
     #[error("registry entry {place}: {problem}")]
     Entry { place: String, problem: String },
+    #[error("{0}")]
+    TooMany(#[from] entry::TooMany),
+    #[error("the registry document is {bytes} bytes, more than {MAX_DOCUMENT_BYTES}: not a registry")]
+    TooLarge { bytes: usize },
 }
 
 #[derive(Deserialize)]
@@ -79,33 +87,34 @@ struct RawFields {
     owner: Option<String>,
 }
 
-/// Parses and validates a registry document. Every error names the entry and the key to fix.
-pub fn parse(text: &str) -> Result<LimitTable, LimitsFileError> {
+/// Parses and validates a registry document of at most `max_entries` entries
+/// (`registry.maxEntries`). Every error names the entry and the key to fix.
+pub fn parse(text: &str, max_entries: usize) -> Result<LimitTable, LimitsFileError> {
+    if text.len() > MAX_DOCUMENT_BYTES {
+        return Err(LimitsFileError::TooLarge { bytes: text.len() });
+    }
     let de = serde_yaml_ng::Deserializer::from_str(text);
     let raw: RawFile = match serde_path_to_error::deserialize(de) {
         Ok(raw) => raw,
         Err(e) => {
             let path = e.path().to_string();
-            let inner = e.into_inner();
-            return Err(LimitsFileError::Syntax(if path == "." {
-                inner.to_string()
-            } else {
-                format!("{path}: {inner}")
-            }));
+            let inner = crate::words::without_path(&path, &e.into_inner().to_string());
+            let inner = crate::words::in_words(&path, &inner);
+            return Err(LimitsFileError::Syntax(if path == "." { inner } else { format!("{path}: {inner}") }));
         }
     };
+    let mut budget = EntryBudget::new(max_entries);
     let mut owners = Owners::default();
     let global = raw.default.map(|f| to_limit(f, Scope::GlobalDefault, "default", &mut owners)).transpose()?;
     let mut table = LimitTable::with_global_default(global);
     for (i, entry) in raw.entries.into_iter().enumerate() {
+        budget.take()?;
         let place = match &entry.deployment {
-            Some(d) => format!("entries[{i}] ({}/{d})", entry.namespace),
-            None => format!("entries[{i}] ({} namespace default)", entry.namespace),
+            Some(d) => format!("entries[{i}] ({}/{})", entry::shortened(&entry.namespace), entry::shortened(d)),
+            None => format!("entries[{i}] ({} namespace default)", entry::shortened(&entry.namespace)),
         };
-        check_name(&entry.namespace, &place, "namespace")?;
-        if let Some(d) = &entry.deployment {
-            check_name(d, &place, "deployment")?;
-        }
+        entry::check_names(&entry.namespace, entry.deployment.as_deref())
+            .map_err(|e| LimitsFileError::Entry { place: place.clone(), problem: e.to_string() })?;
         let scope = if entry.deployment.is_some() { Scope::Deployment } else { Scope::NamespaceDefault };
         let (namespace, deployment) = (entry.namespace.clone(), entry.deployment.clone());
         let limit = to_limit(entry.fields(), scope, &place, &mut owners)?;
@@ -117,23 +126,13 @@ pub fn parse(text: &str) -> Result<LimitTable, LimitsFileError> {
     Ok(table)
 }
 
-fn check_name(value: &str, place: &str, key: &str) -> Result<(), LimitsFileError> {
-    let valid = !value.is_empty()
-        && value.len() <= 253
-        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-    if valid {
-        Ok(())
-    } else {
-        Err(LimitsFileError::Entry {
-            place: place.to_string(),
-            problem: format!("{key} {value:?} is not a Kubernetes name (lowercase letters, digits, '-', '.')"),
-        })
-    }
-}
-
 fn to_limit(f: RawFields, scope: Scope, place: &str, owners: &mut Owners) -> Result<Limit, LimitsFileError> {
-    let owner = f.owner.map(|o| owners.intern(o));
-    validated_limit(f.max_replicas, f.min_replicas, f.mode, owner, scope, place)
+    let err = |e: entry::EntryError| LimitsFileError::Entry { place: place.to_string(), problem: e.to_string() };
+    let owner = match f.owner {
+        Some(o) => entry::owner(&o).map_err(err)?.map(|o| owners.intern(o)),
+        None => None,
+    };
+    Fields { max_replicas: f.max_replicas, min_replicas: f.min_replicas, mode: f.mode, owner }.limit(scope).map_err(err)
 }
 
 /// One shared string per distinct owner.
@@ -141,40 +140,13 @@ fn to_limit(f: RawFields, scope: Scope, place: &str, owners: &mut Owners) -> Res
 struct Owners(std::collections::HashSet<Arc<str>>);
 
 impl Owners {
-    fn intern(&mut self, owner: String) -> Arc<str> {
-        if let Some(known) = self.0.get(owner.as_str()) {
+    fn intern(&mut self, owner: Arc<str>) -> Arc<str> {
+        if let Some(known) = self.0.get(&*owner) {
             return known.clone();
         }
-        let owner: Arc<str> = owner.into();
         self.0.insert(owner.clone());
         owner
     }
-}
-
-/// The checks every source applies to an entry, wherever it came from.
-pub fn validated_limit(
-    max_replicas: i64,
-    min_replicas: Option<i64>,
-    mode: Option<Mode>,
-    owner: Option<Arc<str>>,
-    scope: Scope,
-    place: &str,
-) -> Result<Limit, LimitsFileError> {
-    let f = RawFields { max_replicas, min_replicas, mode, owner: None };
-    let err = |problem: String| LimitsFileError::Entry { place: place.to_string(), problem };
-    let replicas = |key: &str, v: i64| -> Result<i32, LimitsFileError> {
-        if (0..=ABSURD_REPLICAS).contains(&v) {
-            Ok(v as i32)
-        } else {
-            Err(err(format!("{key} must be between 0 and {ABSURD_REPLICAS}, got {v}")))
-        }
-    };
-    let max_replicas = replicas("maxReplicas", f.max_replicas)?;
-    let min_replicas = f.min_replicas.map(|v| replicas("minReplicas", v)).transpose()?;
-    if let Some(min) = min_replicas.filter(|&min| min > max_replicas) {
-        return Err(err(format!("minReplicas {min} is above maxReplicas {max_replicas}")));
-    }
-    Ok(Limit { max_replicas, min_replicas, mode: f.mode, owner: owner.filter(|o| !o.is_empty()), scope })
 }
 
 #[cfg(test)]
@@ -186,6 +158,7 @@ mod tests {
     fn parses_entries_defaults_and_optional_fields() {
         let t = parse(
             "default: {maxReplicas: 2}\nentries:\n- {namespace: team-a, deployment: api, maxReplicas: 4, minReplicas: 2, mode: warn, owner: a@x}\n- {namespace: team-b, maxReplicas: 3}\n",
+            10,
         )
         .unwrap();
         let Lookup::Registered(l) = t.lookup("team-a", "api") else { panic!() };
@@ -204,17 +177,17 @@ mod tests {
         let cases = [
             (
                 "entries: [{namespace: a, deployment: x, maxReplicas: -1}]",
-                "entries[0] (a/x): maxReplicas must be between 0 and 100000, got -1",
+                "entries[0] (a/x): maxReplicas: must be between 0 and 100000, got -1",
             ),
             (
                 "entries: [{namespace: a, deployment: x, maxReplicas: 3, minReplicas: 5}]",
-                "minReplicas 5 is above maxReplicas 3",
+                "minReplicas: 5 is above maxReplicas 3",
             ),
             (
                 "entries: [{namespace: a, deployment: x, maxReplicas: 3}, {namespace: a, deployment: x, maxReplicas: 4}]",
                 "entries[1] (a/x): duplicate",
             ),
-            ("entries: [{namespace: A_b, maxReplicas: 3}]", "namespace \"A_b\" is not a Kubernetes name"),
+            ("entries: [{namespace: A_b, maxReplicas: 3}]", "namespace: \"A_b\" is not a namespace name"),
             ("entries: [{namespace: a, deployment: x, maxReplicas: \"four\"}]", "entries[0]"),
             ("entries: [{namespace: a, deployment: x, maxReplica: 3}]", "unknown field `maxReplica`"),
             ("entries: [{namespace: a, deployment: x}]", "missing field `maxReplicas`"),
@@ -222,13 +195,39 @@ mod tests {
             ("entries: {", "registry YAML is invalid"),
         ];
         for (yaml, expected) in cases {
-            let e = parse(yaml).unwrap_err().to_string();
+            let e = parse(yaml, 10).unwrap_err().to_string();
             assert!(e.contains(expected), "{yaml}\n  gave: {e}\n  want: {expected}");
         }
     }
 
     #[test]
+    fn bounds_of_a_registry_document() {
+        let owner = "o".repeat(300);
+        let e = parse(&format!("entries: [{{namespace: a, deployment: x, maxReplicas: 3, owner: {owner}}}]"), 10);
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "registry entry entries[0] (a/x): owner: is 300 characters long, at most 256 (an e-mail address or a team name)"
+        );
+        let three =
+            "entries: [{namespace: a, maxReplicas: 3}, {namespace: b, maxReplicas: 3}, {namespace: c, maxReplicas: 3}]";
+        assert_eq!(
+            parse(three, 2).unwrap_err().to_string(),
+            "the registry holds more than 2 entries (registry.maxEntries); raise registry.maxEntries if it really is that large"
+        );
+        assert_eq!(parse(three, 3).unwrap().len(), 3);
+        let long = "n".repeat(64);
+        let e = parse(&format!("entries: [{{namespace: {long}, maxReplicas: 3}}]"), 10).unwrap_err().to_string();
+        assert!(e.contains("is not a namespace name (at most 63"), "{e}");
+    }
+
+    #[test]
+    fn a_type_error_names_its_path_once() {
+        let e = parse("entries: [{namespace: a, deployment: x, maxReplicas: four}]", 10).unwrap_err().to_string();
+        assert_eq!(e.matches("entries[0].maxReplicas").count(), 1, "{e}");
+    }
+
+    #[test]
     fn empty_document_is_an_empty_registry() {
-        assert!(parse("entries: []").unwrap().is_empty());
+        assert!(parse("entries: []", 10).unwrap().is_empty());
     }
 }

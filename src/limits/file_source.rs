@@ -24,11 +24,18 @@ pub struct FileSource {
     store: Arc<SnapshotStore>,
     metrics: Arc<Metrics>,
     bounds: PlatformBounds,
+    max_entries: usize,
 }
 
 impl FileSource {
-    pub fn new(path: PathBuf, store: Arc<SnapshotStore>, metrics: Arc<Metrics>, bounds: PlatformBounds) -> Self {
-        Self { path, store, metrics, bounds }
+    pub fn new(
+        path: PathBuf,
+        store: Arc<SnapshotStore>,
+        metrics: Arc<Metrics>,
+        bounds: PlatformBounds,
+        max_entries: usize,
+    ) -> Self {
+        Self { path, store, metrics, bounds, max_entries }
     }
 
     pub fn path(&self) -> &Path {
@@ -42,7 +49,7 @@ impl FileSource {
             self.metrics.registry_reload(SourceKind::File, false);
             FileSourceError::Read { path: self.path.clone(), source }
         })?;
-        apply_document(&text, SourceKind::File, &self.store, &self.metrics, &self.bounds)
+        apply_document(&text, SourceKind::File, &self.store, &self.metrics, &self.bounds, self.max_entries)
             .map_err(|source| FileSourceError::Invalid { path: self.path.clone(), source })
     }
 

@@ -1,8 +1,16 @@
 //! The Firestore snapshot source: lists a whole collection through the Firestore REST API
-//! (`GET …/documents/{collection}?pageSize=N&pageToken=T`, page by page) for `sync.rs`. Fields are
-//! Firestore's typed values (`{"integerValue": "4"}` — a string —, `{"stringValue": "warn"}`);
-//! namespace and deployment come from fields or from the document id `<namespace>--<deployment>`.
+//! (`GET …/documents/{collection}?pageSize=N&pageToken=T&mask.fieldPaths=…`, page by page) for
+//! `sync.rs`. Fields are Firestore's typed values (`{"integerValue": "4"}` — a string —,
+//! `{"stringValue": "warn"}`); namespace and deployment come from fields or from the document id
+//! `<namespace>--<deployment>`.
+//!
+//! Memory stays a bounded multiple of what is kept: the field mask asks Firestore for the six
+//! fields read and nothing else, a page larger than `page_size` documents can be is refused before
+//! it is parsed, a page is decoded once into borrowed values (off the async runtime, so admission
+//! keeps its threads), and the entry budget (`registry.maxEntries`) stops a listing that grows
+//! past it.
 
+use super::entry::{self, EntryBudget, Fields};
 use super::http_auth::Auth;
 use super::http_source::{HttpSourceError, https_client};
 use super::remote::{RemoteJson, percent_encode};
@@ -11,34 +19,67 @@ use super::{BoxFuture, Scope};
 use crate::config::{FirestoreFields, FirestoreRegistryConfig};
 use hyper::Method;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Pages per sync at most: 10,000 pages of 300 are 3 million documents.
 const MAX_PAGES: usize = 10_000;
+/// What one document of a masked listing may take on the wire: its name (a path of at most a few
+/// hundred bytes), two timestamps and six fields at their longest (`limits::entry`) are under
+/// 2 KiB; the rest is room for an emulator that ignores the mask.
+const MAX_DOCUMENT_BYTES: usize = 8 * 1024;
 
 pub struct FirestoreLister {
     remote: RemoteJson,
     list_url: String,
     page_size: u32,
+    decoder: Arc<Decoder>,
+}
+
+/// What turns a page into entries (shared with the blocking task that decodes it).
+struct Decoder {
     fields: FirestoreFields,
     namespace_default: String,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Page {
-    #[serde(default)]
-    documents: Vec<Document>,
-    #[serde(default)]
-    next_page_token: Option<String>,
+struct Page<'a> {
+    #[serde(default, borrow)]
+    documents: Vec<Document<'a>>,
+    #[serde(default, borrow)]
+    next_page_token: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-struct Document {
-    name: String,
+struct Document<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(default, borrow)]
+    fields: HashMap<Cow<'a, str>, Typed<'a>>,
+}
+
+/// A Firestore typed value: exactly one of these keys is set; any other kind (doubleValue,
+/// mapValue, …) leaves all of them empty.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Typed<'a> {
+    #[serde(default, borrow)]
+    string_value: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    integer_value: Option<Integer<'a>>,
     #[serde(default)]
-    fields: Map<String, Value>,
+    null_value: Option<serde::de::IgnoredAny>,
+}
+
+/// `integerValue` is a string in the REST API (int64 does not fit a JSON number); accept both.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Integer<'a> {
+    Text(#[serde(borrow)] Cow<'a, str>),
+    Number(i64),
 }
 
 impl FirestoreLister {
@@ -50,95 +91,139 @@ impl FirestoreLister {
             },
             list_url: config.list_url(),
             page_size: config.page_size,
-            fields: config.fields.clone(),
-            namespace_default: config.namespace_default.clone(),
+            decoder: Arc::new(Decoder {
+                fields: config.fields.clone(),
+                namespace_default: config.namespace_default.clone(),
+            }),
         })
     }
 
-    async fn list_all(&self) -> Result<Vec<Listed>, String> {
+    /// The listing URL of one page: only the fields read (`mask.fieldPaths`).
+    fn page_url(&self, token: Option<&str>) -> String {
+        let f = &self.decoder.fields;
+        let mut url = format!("{}?pageSize={}", self.list_url, self.page_size);
+        for field in [&f.namespace, &f.deployment, &f.max_replicas, &f.min_replicas, &f.mode, &f.owner] {
+            url.push_str("&mask.fieldPaths=");
+            url.push_str(&percent_encode(field));
+        }
+        if let Some(token) = token {
+            url.push_str("&pageToken=");
+            url.push_str(&percent_encode(token));
+        }
+        url
+    }
+
+    async fn list_all(&self, mut budget: EntryBudget) -> Result<Vec<Listed>, String> {
         let mut entries = vec![];
         let mut token: Option<String> = None;
+        let max_bytes = self.page_size as usize * MAX_DOCUMENT_BYTES + 64 * 1024;
         for page in 1..=MAX_PAGES {
-            let mut url = format!("{}?pageSize={}", self.list_url, self.page_size);
-            if let Some(token) = &token {
-                url.push_str("&pageToken=");
-                url.push_str(&percent_encode(token));
-            }
-            let body = self.remote.send(Method::GET, &url, None).await.map_err(|e| format!("page {page}: {e}"))?;
-            let listed: Page =
-                serde_json::from_slice(&body).map_err(|e| format!("page {page}: not a Firestore listing: {e}"))?;
-            for doc in &listed.documents {
-                entries.push(self.entry(doc)?);
-            }
-            match listed.next_page_token.filter(|t| !t.is_empty()) {
+            let url = self.page_url(token.as_deref());
+            let body = self
+                .remote
+                .send_bounded(Method::GET, &url, None, max_bytes)
+                .await
+                .map_err(|e| format!("page {page}: {e}"))?;
+            let decoder = self.decoder.clone();
+            let (listed, next, left) = tokio::task::spawn_blocking(move || decoder.page(&body, page, budget))
+                .await
+                .map_err(|e| format!("page {page}: the decoding task failed: {e}"))??;
+            budget = left;
+            entries.extend(listed);
+            match next {
                 Some(next) => token = Some(next),
                 None => return Ok(entries),
             }
         }
         Err(format!("more than {MAX_PAGES} pages"))
     }
+}
+
+type DecodedPage = (Vec<Listed>, Option<String>, EntryBudget);
+
+impl Decoder {
+    /// One page's entries, the next page token, and what is left of the budget.
+    fn page(&self, body: &[u8], page: usize, mut budget: EntryBudget) -> Result<DecodedPage, String> {
+        let listed: Page =
+            serde_json::from_slice(body).map_err(|e| format!("page {page}: not a Firestore listing: {e}"))?;
+        let mut entries = Vec::with_capacity(listed.documents.len());
+        for doc in &listed.documents {
+            budget.take().map_err(|e| e.to_string())?;
+            entries.push(self.entry(doc)?);
+        }
+        let next = listed.next_page_token.filter(|t| !t.is_empty()).map(Cow::into_owned);
+        Ok((entries, next, budget))
+    }
 
     /// One document as an entry; an error names the document and the field.
     fn entry(&self, doc: &Document) -> Result<Listed, String> {
+        let name = entry::shortened(&doc.name);
         let id = doc.name.rsplit('/').next().unwrap_or_default();
-        let at = |field: &str, problem: String| format!("document {}: field {field}: {problem}", doc.name);
-        let text = |field: &str| -> Result<Option<String>, String> {
+        let at = |field: &str, problem: String| format!("document {name}: field {field}: {problem}");
+        let text = |field: &str| -> Result<Option<&str>, String> {
             match doc.fields.get(field) {
                 None => Ok(None),
-                Some(v) => match v.get("stringValue").and_then(Value::as_str) {
-                    Some(s) => Ok(Some(s.to_string())),
-                    None if v.get("nullValue").is_some() => Ok(None),
-                    None => Err(at(field, format!("expected a stringValue, got {v}"))),
-                },
+                Some(Typed { string_value: Some(s), .. }) => Ok(Some(s)),
+                Some(Typed { null_value: Some(_), .. }) => Ok(None),
+                Some(_) => Err(at(field, "expected a stringValue".into())),
             }
         };
         let integer = |field: &str| -> Result<Option<i64>, String> {
             match doc.fields.get(field) {
                 None => Ok(None),
-                Some(v) if v.get("nullValue").is_some() => Ok(None),
-                Some(v) => match v.get("integerValue") {
-                    Some(Value::String(s)) => {
-                        s.parse().map(Some).map_err(|_| at(field, format!("integerValue {s:?} is not a whole number")))
-                    }
-                    Some(Value::Number(n)) => {
-                        n.as_i64().map(Some).ok_or_else(|| at(field, format!("{n} is not whole")))
-                    }
-                    _ => Err(at(field, format!("expected an integerValue, got {v}"))),
-                },
+                Some(Typed { integer_value: Some(Integer::Number(n)), .. }) => Ok(Some(*n)),
+                Some(Typed { integer_value: Some(Integer::Text(s)), .. }) => s
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| at(field, format!("integerValue {} is not a whole number", entry::quoted(s)))),
+                Some(Typed { null_value: Some(_), .. }) => Ok(None),
+                Some(_) => Err(at(field, "expected an integerValue".into())),
             }
         };
         let f = &self.fields;
         let (namespace, deployment) = match (text(&f.namespace)?, text(&f.deployment)?) {
             (Some(ns), Some(d)) => (ns, d),
             _ => match id.split_once("--") {
-                Some((ns, d)) if !ns.is_empty() && !d.is_empty() => (ns.to_string(), d.to_string()),
+                Some((ns, d)) if !ns.is_empty() && !d.is_empty() => (ns, d),
                 _ => {
                     return Err(format!(
-                        "document {}: no {} and {} fields, and its id is not <namespace>--<deployment>",
-                        doc.name, f.namespace, f.deployment
+                        "document {name}: no {} and {} fields, and its id is not <namespace>--<deployment>",
+                        f.namespace, f.deployment
                     ));
                 }
             },
         };
-        let max = integer(&f.max_replicas)?.ok_or_else(|| at(&f.max_replicas, "missing".into()))?;
-        let mode = match text(&f.mode)?.as_deref() {
-            None => None,
-            Some("enforce") => Some(crate::decision::policy::Mode::Enforce),
-            Some("warn") => Some(crate::decision::policy::Mode::Warn),
-            Some("audit") => Some(crate::decision::policy::Mode::Audit),
-            Some(other) => return Err(at(&f.mode, format!("{other:?}; expected enforce, warn or audit"))),
-        };
         let deployment = (deployment != self.namespace_default).then_some(deployment);
+        let field_error = |e: entry::EntryError| {
+            let key = match e.field {
+                "namespace" => &f.namespace,
+                "deployment" => &f.deployment,
+                "maxReplicas" => &f.max_replicas,
+                "minReplicas" => &f.min_replicas,
+                "mode" => &f.mode,
+                _ => &f.owner,
+            };
+            at(key, e.problem)
+        };
+        entry::check_names(namespace, deployment).map_err(field_error)?;
+        let max = integer(&f.max_replicas)?.ok_or_else(|| at(&f.max_replicas, "missing".into()))?;
+        let mode = text(&f.mode)?.map(entry::mode).transpose().map_err(field_error)?;
+        let owner = text(&f.owner)?.map(entry::owner).transpose().map_err(field_error)?.flatten();
         let scope = if deployment.is_some() { Scope::Deployment } else { Scope::NamespaceDefault };
-        let owner = text(&f.owner)?.map(std::sync::Arc::from);
-        let limit = super::file::validated_limit(max, integer(&f.min_replicas)?, mode, owner, scope, &doc.name)
-            .map_err(|e| format!("document {}: {e}", doc.name))?;
-        Ok(Listed { place: format!("document {}", doc.name), namespace, deployment, limit })
+        let limit = Fields { max_replicas: max, min_replicas: integer(&f.min_replicas)?, mode, owner }
+            .limit(scope)
+            .map_err(field_error)?;
+        Ok(Listed {
+            place: format!("document {name}"),
+            namespace: namespace.to_string(),
+            deployment: deployment.map(str::to_string),
+            limit,
+        })
     }
 }
 
 impl ListRegistry for FirestoreLister {
-    fn list(&self) -> BoxFuture<'_, Result<Vec<Listed>, String>> {
-        Box::pin(self.list_all())
+    fn list(&self, budget: EntryBudget) -> BoxFuture<'_, Result<Vec<Listed>, String>> {
+        Box::pin(self.list_all(budget))
     }
 }

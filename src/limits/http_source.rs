@@ -3,11 +3,11 @@
 //! is asked the same way.
 
 use super::cache::Fetch;
-use super::file::{ABSURD_REPLICAS, validated_limit};
+use super::entry::{self, ABSURD_REPLICAS, Fields};
 use super::http_auth::Auth;
+use super::remote::error_chain;
 use super::{Limit, Scope};
 use crate::config::{DocumentFormat, FieldPointers, HttpRegistryConfig, seconds};
-use crate::decision::policy::Mode;
 use axum::body::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::StatusCode;
@@ -16,7 +16,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-use std::sync::Arc;
 use std::time::Duration;
 
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -158,18 +157,6 @@ fn fill(template: &str, namespace: &str, deployment: &str) -> String {
     template.replace("{namespace}", namespace).replace("{name}", deployment)
 }
 
-/// hyper's client errors say "client error (Connect)"; the cause is in the source chain.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// Reads an entry through the field pointers; numbers may be JSON integers or numeric strings
 /// (Firestore's `integerValue` is a string).
 pub fn parse_document(doc: &Value, fields: &FieldPointers, scope: Scope) -> Result<Limit, String> {
@@ -195,22 +182,26 @@ pub fn parse_document(doc: &Value, fields: &FieldPointers, scope: Scope) -> Resu
         }
     };
     let max = integer(&fields.max_replicas)?.ok_or_else(|| format!("no maxReplicas at {}", fields.max_replicas))?;
-    let mode = match text(&fields.mode)? {
-        None => None,
-        Some(m) => Some(match m.as_str() {
-            "enforce" => Mode::Enforce,
-            "warn" => Mode::Warn,
-            "audit" => Mode::Audit,
-            other => return Err(format!("{} is {other:?}; expected enforce, warn or audit", fields.mode)),
-        }),
+    let pointer_of = |e: entry::EntryError| {
+        let pointer = match e.field {
+            "maxReplicas" => &fields.max_replicas,
+            "minReplicas" => &fields.min_replicas,
+            "mode" => &fields.mode,
+            _ => &fields.owner,
+        };
+        format!("{pointer}: {}", e.problem)
     };
-    let owner = text(&fields.owner)?.map(Arc::from);
-    validated_limit(max, integer(&fields.min_replicas)?, mode, owner, scope, "document").map_err(|e| e.to_string())
+    let mode = text(&fields.mode)?.as_deref().map(entry::mode).transpose().map_err(pointer_of)?;
+    let owner = text(&fields.owner)?.as_deref().map(entry::owner).transpose().map_err(pointer_of)?.flatten();
+    Fields { max_replicas: max, min_replicas: integer(&fields.min_replicas)?, mode, owner }
+        .limit(scope)
+        .map_err(pointer_of)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision::policy::Mode;
     use serde_json::json;
 
     #[test]
@@ -234,8 +225,12 @@ mod tests {
             (json!({}), "no maxReplicas at /maxReplicas"),
             (json!({"maxReplicas": "four"}), "/maxReplicas is not a whole number: \"four\""),
             (json!({"maxReplicas": 4.5}), "/maxReplicas is not a whole number"),
-            (json!({"maxReplicas": -1}), "maxReplicas must be between 0 and 100000, got -1"),
-            (json!({"maxReplicas": 4, "mode": "strict"}), "expected enforce, warn or audit"),
+            (json!({"maxReplicas": -1}), "/maxReplicas: must be between 0 and 100000, got -1"),
+            (
+                json!({"maxReplicas": 4, "mode": "strict"}),
+                "/mode: \"strict\" is not a mode; use enforce, warn or audit",
+            ),
+            (json!({"maxReplicas": 4, "owner": "o".repeat(1000)}), "/owner: is 1000 characters long, at most 256"),
             (json!({"maxReplicas": [4]}), "/maxReplicas is not a number"),
         ] {
             let e = parse_document(&doc, &f, Scope::Deployment).unwrap_err();

@@ -9,6 +9,7 @@
 pub mod bigquery_source;
 pub mod cache;
 pub mod configmap_source;
+pub mod entry;
 pub mod file;
 pub mod file_source;
 pub mod firestore_source;
@@ -66,7 +67,13 @@ pub async fn open(
     match registry.source() {
         Source::File(file) => {
             let store = Arc::new(store::SnapshotStore::new(SourceKind::File, &metrics));
-            let source = Arc::new(file_source::FileSource::new(file.path.clone(), store.clone(), metrics, bounds));
+            let source = Arc::new(file_source::FileSource::new(
+                file.path.clone(),
+                store.clone(),
+                metrics,
+                bounds,
+                registry.max_entries,
+            ));
             let refresher = source.clone().watch(seconds(file.poll_interval_seconds));
             let entries = source.load()?;
             tracing::info!(path = %file.path.display(), entries, "registry file loaded");
@@ -89,18 +96,25 @@ pub async fn open(
         Source::ConfigMap(cm) => {
             let store = Arc::new(store::SnapshotStore::new(SourceKind::ConfigMap, &metrics));
             let client = kube_client().await?;
-            let source = configmap_source::ConfigMapSource::new(client, cm, store.clone(), metrics, bounds);
+            let source = configmap_source::ConfigMapSource::new(
+                client,
+                cm,
+                store.clone(),
+                metrics,
+                bounds,
+                registry.max_entries,
+            );
             Ok(Opened { source: store, refresher: Some(Box::pin(source.run())) })
         }
         Source::Firestore(fs) => {
             let lister = firestore_source::FirestoreLister::new(fs)?;
             let timing = (seconds(fs.refresh_seconds), seconds(fs.timeout_seconds), fs.max_shrink_fraction);
-            Ok(synced(lister, SourceKind::Firestore, metrics, bounds, timing))
+            Ok(synced(lister, SourceKind::Firestore, metrics, bounds, registry.max_entries, timing))
         }
         Source::BigQuery(bq) => {
             let lister = bigquery_source::BigQueryLister::new(bq)?;
             let timing = (seconds(bq.refresh_seconds), seconds(bq.timeout_seconds), bq.max_shrink_fraction);
-            Ok(synced(lister, SourceKind::BigQuery, metrics, bounds, timing))
+            Ok(synced(lister, SourceKind::BigQuery, metrics, bounds, registry.max_entries, timing))
         }
     }
 }
@@ -112,9 +126,20 @@ fn synced<L: sync::ListRegistry>(
     source: crate::metrics::SourceKind,
     metrics: Arc<crate::metrics::Metrics>,
     bounds: crate::decision::policy::PlatformBounds,
+    max_entries: usize,
     (refresh, timeout, max_shrink): (std::time::Duration, std::time::Duration, f64),
 ) -> Opened {
     let store = Arc::new(store::SnapshotStore::new(source, &metrics));
-    let syncer = sync::Syncer { lister, source, store: store.clone(), metrics, bounds, refresh, timeout, max_shrink };
+    let syncer = sync::Syncer {
+        lister,
+        source,
+        store: store.clone(),
+        metrics,
+        bounds,
+        max_entries,
+        refresh,
+        timeout,
+        max_shrink,
+    };
     Opened { source: store, refresher: Some(Box::pin(syncer.run())) }
 }

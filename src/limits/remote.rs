@@ -19,6 +19,19 @@ impl RemoteJson {
     /// Sends a request (a JSON body for POST) and returns the response body; a 401 refreshes the
     /// token once.
     pub async fn send(&self, method: Method, url: &str, body: Option<&serde_json::Value>) -> Result<Bytes, String> {
+        self.send_bounded(method, url, body, MAX_RESPONSE_BYTES).await
+    }
+
+    /// `send`, refusing a response of more than `max_bytes` before it is all in memory.
+    pub async fn send_bounded(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&serde_json::Value>,
+        max_bytes: usize,
+    ) -> Result<Bytes, String> {
+        // Errors name the URL without its query (page tokens, field masks).
+        let shown = url.split_once('?').map_or(url, |(path, _)| path);
         let payload = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
         for attempt in 0..2 {
             let mut request =
@@ -29,8 +42,8 @@ impl RemoteJson {
             if let Some(auth) = &self.auth {
                 request = request.header("Authorization", auth.header(&self.client).await?);
             }
-            let request = request.body(Full::new(payload.clone())).map_err(|e| format!("bad URL {url}: {e}"))?;
-            let response = self.client.request(request).await.map_err(|e| format!("{url}: {e}"))?;
+            let request = request.body(Full::new(payload.clone())).map_err(|e| format!("bad URL {shown}: {e}"))?;
+            let response = self.client.request(request).await.map_err(|e| format!("{shown}: {}", error_chain(&e)))?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED
                 && attempt == 0
@@ -39,19 +52,36 @@ impl RemoteJson {
                 auth.invalidate().await;
                 continue;
             }
-            let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .map_err(|e| format!("{url}: cannot read the response: {e}"))?;
+            let bytes = Limited::new(response.into_body(), max_bytes).collect().await.map(|b| b.to_bytes()).map_err(
+                |e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
+                    Some(_) => format!("{shown}: the response is larger than {max_bytes} bytes; refused unread"),
+                    None => format!("{shown}: cannot read the response: {e}"),
+                },
+            )?;
             if !status.is_success() {
                 let detail = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
-                return Err(format!("{url} answered HTTP {status}: {detail}"));
+                return Err(format!("{shown} answered HTTP {status}: {detail}"));
             }
             return Ok(bytes);
         }
-        Err(format!("{url} answered HTTP 401 Unauthorized, also with a fresh token"))
+        Err(format!("{shown} answered HTTP 401 Unauthorized, also with a fresh token"))
     }
+}
+
+/// An HTTP client error with its causes: hyper's own text is "client error (Connect)", the
+/// reason (connection refused, no such host, a certificate problem) is in the source chain.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// A value in a query string: everything but unreserved characters percent-encoded.

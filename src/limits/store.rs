@@ -49,8 +49,9 @@ pub fn apply_document(
     store: &SnapshotStore,
     metrics: &Metrics,
     bounds: &PlatformBounds,
+    max_entries: usize,
 ) -> Result<usize, LimitsFileError> {
-    match file::parse(text) {
+    match file::parse(text, max_entries) {
         Ok(table) => {
             let entries = table.len();
             let table = Arc::new(table);

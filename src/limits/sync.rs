@@ -7,6 +7,7 @@
 //! `max_shrink` of the entries at once is held back and reported, not applied: a broken export
 //! must not unregister half the platform. Readiness waits for the first complete sync.
 
+use super::entry::EntryBudget;
 use super::store::SnapshotStore;
 use super::table::LimitTable;
 use super::{BoxFuture, Limit, LimitSource};
@@ -27,8 +28,9 @@ pub struct Listed {
 
 /// A registry that can be listed whole.
 pub trait ListRegistry: Send + Sync + 'static {
-    /// Every entry, or why not (naming the page, document and field at fault).
-    fn list(&self) -> BoxFuture<'_, Result<Vec<Listed>, String>>;
+    /// Every entry, or why not (naming the page, document and field at fault); it stops as soon
+    /// as `budget` is spent, before a registry far larger than expected is held in memory.
+    fn list(&self, budget: EntryBudget) -> BoxFuture<'_, Result<Vec<Listed>, String>>;
 }
 
 pub struct Syncer<L> {
@@ -37,6 +39,8 @@ pub struct Syncer<L> {
     pub store: Arc<SnapshotStore>,
     pub metrics: Arc<Metrics>,
     pub bounds: PlatformBounds,
+    /// `registry.maxEntries`.
+    pub max_entries: usize,
     pub refresh: Duration,
     /// The longest one sync may take.
     pub timeout: Duration,
@@ -68,7 +72,8 @@ impl<L: ListRegistry> Syncer<L> {
 
     /// One sync: list, check, swap — or keep the last snapshot and say why.
     pub async fn sync_once(&self) -> Synced {
-        let listed = match tokio::time::timeout(self.timeout, self.lister.list()).await {
+        let budget = EntryBudget::new(self.max_entries);
+        let listed = match tokio::time::timeout(self.timeout, self.lister.list(budget)).await {
             Ok(listed) => listed,
             Err(_) => Err(format!("the whole sync took longer than {} s", self.timeout.as_secs_f64())),
         };

@@ -495,3 +495,13 @@ pub async fn closed_within<S: tokio::io::AsyncReadExt + Unpin>(stream: &mut S, l
     .await
     .is_ok()
 }
+
+/// A plain HTTP/1.1 GET of `path` on an admin listener; the response body, or empty.
+pub async fn http_get_text(address: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut tcp) = TcpStream::connect(address).await else { return String::new() };
+    let _ = tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await;
+    let mut text = String::new();
+    let _ = tcp.read_to_string(&mut text).await;
+    text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+}

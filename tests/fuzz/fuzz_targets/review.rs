@@ -20,7 +20,7 @@ static SETUP: LazyLock<(tokio::runtime::Runtime, Webhook)> = LazyLock::new(|| {
     let mut policy = Policy { mode: Mode::Enforce, change_summary: ChangeSummary::Always, ..Policy::default() };
     policy.override_rule.groups.insert("platform-admins".into());
     let store = Arc::new(SnapshotStore::new("file", &metrics));
-    apply_document(REGISTRY, "file", &store, &metrics, &policy.platform_bounds).unwrap();
+    apply_document(REGISTRY, "file", &store, &metrics, &policy.platform_bounds, 200_000).unwrap();
     let webhook = Webhook::new(policy, store, metrics, AuditLog::to(Box::new(std::io::sink())));
     (tokio::runtime::Builder::new_current_thread().build().unwrap(), webhook)
 });
