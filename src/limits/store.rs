@@ -30,9 +30,11 @@ impl SnapshotStore {
         }
     }
 
-    pub fn replace(&self, table: Arc<LimitTable>) {
-        self.table.store(table);
+    /// Makes `table` the snapshot; returns the one it replaces.
+    pub fn replace(&self, table: Arc<LimitTable>) -> Arc<LimitTable> {
+        let old = self.table.swap(table);
         self.loaded.store(true, Ordering::Release);
+        old
     }
 
     pub fn snapshot(&self) -> Arc<LimitTable> {
@@ -54,15 +56,10 @@ pub fn apply_document(
     match file::parse(text, max_entries) {
         Ok(table) => {
             let entries = table.len();
+            let out_of_bounds = table.out_of_bounds(bounds);
             let table = Arc::new(table);
-            let out_of_bounds = table
-                .deployment_entries()
-                .map(|(_, _, l)| l)
-                .chain(table.namespace_defaults().map(|(_, l)| l))
-                .filter(|l| !bounds.contains(l.max_replicas))
-                .count();
-            metrics.publish_registry(Box::new(table.clone()), entries, out_of_bounds);
-            store.replace(table);
+            let _ = metrics.publish_registry(Box::new(table.clone()), entries, out_of_bounds);
+            let _ = store.replace(table);
             metrics.registry_reload(source, true);
             Ok(entries)
         }

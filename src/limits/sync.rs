@@ -77,23 +77,29 @@ impl<L: ListRegistry> Syncer<L> {
             Ok(listed) => listed,
             Err(_) => Err(format!("the whole sync took longer than {} s", self.timeout.as_secs_f64())),
         };
-        let outcome = match listed.and_then(table_of) {
+        // Building the table of a large registry, and freeing the one it replaces, take
+        // milliseconds of CPU: on the blocking pool, so admission keeps the runtime's threads.
+        let bounds = self.bounds;
+        let built = tokio::task::spawn_blocking(move || {
+            listed.and_then(table_of).map(|table| {
+                let out_of_bounds = table.out_of_bounds(&bounds);
+                (Arc::new(table), out_of_bounds)
+            })
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("building the registry failed: {e}")));
+        let outcome = match built {
             Err(why) => Synced::Failed(why),
-            Ok(table) => {
+            Ok((table, out_of_bounds)) => {
                 let previous = self.store.snapshot().len();
                 let entries = table.len();
                 if self.store.is_ready() && shrinks_too_much(previous, entries, self.max_shrink) {
+                    tokio::task::spawn_blocking(move || drop(table));
                     Synced::HeldBack { entries, previous }
                 } else {
-                    let table = Arc::new(table);
-                    let out_of_bounds = table
-                        .deployment_entries()
-                        .map(|(_, _, l)| l)
-                        .chain(table.namespace_defaults().map(|(_, l)| l))
-                        .filter(|l| !self.bounds.contains(l.max_replicas))
-                        .count();
-                    self.metrics.publish_registry(Box::new(table.clone()), entries, out_of_bounds);
-                    self.store.replace(table);
+                    let old_view = self.metrics.publish_registry(Box::new(table.clone()), entries, out_of_bounds);
+                    let old = self.store.replace(table);
+                    tokio::task::spawn_blocking(move || drop((old, old_view)));
                     Synced::Applied { entries }
                 }
             }

@@ -74,6 +74,15 @@ impl LimitTable {
     }
 
     /// Every namespace default, for the `namespace_default_max_replicas` gauge.
+    /// How many entries (deployment entries and namespace defaults) lie outside the platform bounds.
+    pub fn out_of_bounds(&self, bounds: &crate::decision::policy::PlatformBounds) -> usize {
+        self.deployment_entries()
+            .map(|(_, _, l)| l)
+            .chain(self.namespace_defaults().map(|(_, l)| l))
+            .filter(|l| !bounds.contains(l.max_replicas))
+            .count()
+    }
+
     pub fn namespace_defaults(&self) -> impl Iterator<Item = (&str, &Limit)> {
         self.namespaces.iter().filter_map(|(ns, n)| n.default.as_ref().map(|l| (ns.as_str(), l)))
     }

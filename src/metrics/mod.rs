@@ -198,11 +198,17 @@ impl Metrics {
     }
 
     /// Publishes a new registry snapshot: its size, how many entries are outside the platform
-    /// bounds, and its per-entry gauges (written by the snapshot itself at scrape time).
-    pub fn publish_registry(&self, view: Box<dyn Exposition>, entries: usize, out_of_bounds: usize) {
+    /// bounds, and its per-entry gauges (written by the snapshot itself at scrape time). Returns
+    /// the view it replaces, for the caller to drop where freeing a large registry blocks nobody.
+    pub fn publish_registry(
+        &self,
+        view: Box<dyn Exposition>,
+        entries: usize,
+        out_of_bounds: usize,
+    ) -> Option<Arc<Box<dyn Exposition>>> {
         self.registry_entries.set(entries as i64);
         self.registry_out_of_bounds.set(out_of_bounds as i64);
-        self.registry_view.store(Some(Arc::new(view)));
+        self.registry_view.swap(Some(Arc::new(view)))
     }
 
     /// Publishes the continuous audit's last pass: its per-workload gauges and counts.
