@@ -4,82 +4,14 @@
 //!
 //! They need Helm: `.ci/run` installs it and runs `HELM=... cargo test --test chart -- --ignored`.
 
+#[path = "chart/helm.rs"]
+mod helm;
+
+use helm::{chart, find, helm, kinds, render, rendered_config, template, template_with, webhook};
 use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-
-fn helm() -> String {
-    std::env::var("HELM").unwrap_or_else(|_| "helm".to_string())
-}
-
-fn chart() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/replica-guard")
-}
-
-/// `helm template` with `values` (YAML); Ok(objects) or Err(helm's error text).
-fn template(values: &str) -> Result<Vec<Value>, String> {
-    template_with(values, &[])
-}
-
-/// `template` with extra `helm template` arguments (`--set` as a user types it).
-fn template_with(values: &str, args: &[&str]) -> Result<Vec<Value>, String> {
-    let mut child = Command::new(helm())
-        .args(["template", "rg"])
-        .arg(chart())
-        .args(["--namespace", "replica-guard", "-f", "-"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("helm runs (set HELM to its path)");
-    child.stdin.take().unwrap().write_all(values.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut objects = vec![];
-    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-        let value: Value = serde::Deserialize::deserialize(doc).unwrap();
-        if !value.is_null() {
-            objects.push(value);
-        }
-    }
-    Ok(objects)
-}
-
-fn render(values: &str) -> Vec<Value> {
-    template(values).unwrap_or_else(|e| panic!("helm template failed: {e}"))
-}
-
-fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
-    objects
-        .iter()
-        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
-        .unwrap_or_else(|| panic!("no {kind} {name} in {:?}", kinds(objects)))
-}
-
-fn kinds(objects: &[Value]) -> Vec<String> {
-    let mut k: Vec<String> = objects
-        .iter()
-        .map(|o| format!("{}/{}", o["kind"].as_str().unwrap(), o["metadata"]["name"].as_str().unwrap()))
-        .collect();
-    k.sort();
-    k
-}
-
-fn webhook(objects: &[Value]) -> &Value {
-    &find(objects, "ValidatingWebhookConfiguration", "rg-replica-guard")["webhooks"][0]
-}
-
-/// The config.yaml the pods get, through the real parser.
-fn rendered_config(objects: &[Value]) -> replica_guard::config::Config {
-    let text = find(objects, "ConfigMap", "rg-replica-guard-config")["data"]["config.yaml"].as_str().unwrap();
-    replica_guard::config::Config::parse(text)
-        .unwrap_or_else(|(k, p)| panic!("rendered config rejected: {k}: {p}\n{text}"))
-}
 
 fn b64(text: &str) -> Vec<u8> {
     use base64::Engine;
@@ -327,7 +259,12 @@ fn existing_secret_mode() {
     let volumes = &find(&objects, "Deployment", "rg-replica-guard")["spec"]["template"]["spec"]["volumes"];
     assert!(volumes.as_array().unwrap().iter().any(|v| v["secret"]["secretName"] == "my-tls"));
     let error = template("tls: {mode: secret, secret: {name: my-tls}}").unwrap_err();
-    assert!(error.contains("tls.secret.caBundle (base64 PEM of the CA) is required with tls.mode=secret"), "{error}");
+    assert!(
+        error.contains(
+            "tls.secret.caBundle (the CA's PEM, or that PEM base64-encoded) is required with tls.mode=secret"
+        ),
+        "{error}"
+    );
 }
 
 #[test]

@@ -199,8 +199,8 @@ impl BigQueryRegistryConfig {
                 return Err((key, "must not be empty".into()));
             }
         }
-        if self.page_size == 0 {
-            return Err(("registry.bigquery.pageSize", "must be at least 1".into()));
+        if !(1..=50_000).contains(&self.page_size) {
+            return Err(("registry.bigquery.pageSize", format!("must be between 1 and 50000, got {}", self.page_size)));
         }
         Ok(())
     }

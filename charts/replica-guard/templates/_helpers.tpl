@@ -57,13 +57,54 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- or (eq .Values.registry.source "configMap") .Values.events.enabled }}
 {{- end }}
 
-{{/* A snapshot source's settings (firestore, bigquery) with the numbers `--set` gives as text
-made numbers again. */}}
-{{- define "rg.snapshotSource" -}}
-{{- $source := deepCopy . }}
-{{- range $key, $value := $source }}
-{{- if or (hasSuffix "Seconds" $key) (eq $key "maxShrinkFraction") }}{{ $_ := set $source $key (float64 $value) }}{{ end }}
-{{- if eq $key "pageSize" }}{{ $_ := set $source $key (int $value) }}{{ end }}
+{{/* A copy of `.map` whose keys in `.ranges` are numbers checked against their [min, max]
+(`--set x=2.5` arrives as text; the schema has checked that it looks like a number), and whose
+keys in `.ints` are whole numbers. A value out of range fails the render in the words of the
+binary's own check, naming the key (`.prefix`), so the pods never get a config they refuse. */}}
+{{- define "rg.numbers" -}}
+{{- $out := deepCopy (default dict .map) }}
+{{- range $key, $range := .ranges }}
+{{- if hasKey $out $key }}
+{{- $v := float64 (index $out $key) }}
+{{- if or (lt $v (float64 (index $range 0))) (gt $v (float64 (index $range 1))) }}
+{{- fail (printf "%s.%s: must be between %v and %v, got %v" $.prefix $key (index $range 0) (index $range 1) (index $out $key)) }}
 {{- end }}
-{{- toYaml $source }}
+{{- $_ := set $out $key $v }}
+{{- end }}
+{{- end }}
+{{- range $key := default list .ints }}
+{{- if hasKey $out $key }}{{ $_ := set $out $key (int (index $out $key)) }}{{ end }}
+{{- end }}
+{{- toYaml $out }}
+{{- end }}
+
+{{/* The ranges the binary checks (src/config), shared by the snapshot sources. */}}
+{{- define "rg.snapshotRanges" -}}
+{{- toYaml (dict "refreshSeconds" (list 1 86400) "timeoutSeconds" (list 0.1 3600) "maxShrinkFraction" (list 0 1)) }}
+{{- end }}
+
+{{/* What the binary checks across the entries of registry.file.limits (the schema checks each
+field): no two entries for one workload, minReplicas not above maxReplicas, at most
+registry.maxEntries entries. `.limits` the limits, `.max` registry.maxEntries. */}}
+{{- define "rg.checkLimits" -}}
+{{- $entries := default list .limits.entries }}
+{{- if gt (len $entries) (int .max) }}
+{{- fail (printf "registry.file.limits.entries: %d entries, more than registry.maxEntries (%v)" (len $entries) .max) }}
+{{- end }}
+{{- $seen := dict }}
+{{- range $i, $e := $entries }}
+{{- $key := printf "%s/%s" $e.namespace (default "(namespace default)" $e.deployment) }}
+{{- if hasKey $seen $key }}
+{{- fail (printf "registry.file.limits.entries[%d] (%s): duplicate: an earlier entry has the same namespace and deployment; keep one" $i $key) }}
+{{- end }}
+{{- $_ := set $seen $key true }}
+{{- if and (hasKey $e "minReplicas") (gt (int $e.minReplicas) (int $e.maxReplicas)) }}
+{{- fail (printf "registry.file.limits.entries[%d] (%s): minReplicas %v is above maxReplicas %v" $i $key $e.minReplicas $e.maxReplicas) }}
+{{- end }}
+{{- end }}
+{{- with .limits.default }}
+{{- if and (hasKey . "minReplicas") (gt (int .minReplicas) (int .maxReplicas)) }}
+{{- fail (printf "registry.file.limits.default: minReplicas %v is above maxReplicas %v" .minReplicas .maxReplicas) }}
+{{- end }}
+{{- end }}
 {{- end }}
