@@ -115,14 +115,31 @@ const EXIT_WARNED: u8 = 2;
 const EXIT_ERROR: u8 = 3;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e, &args),
+    };
     let result = match cli.command {
         Command::Serve { config } => serve(&config),
         Command::Certs { out_dir, names } => certs(out_dir, names),
         Command::Check { config, inputs, namespace, user, groups, cluster, output, fail_on_warn } => {
             let options = replica_guard::check::Options { namespace, user, groups };
             let how = CheckHow { cluster, output, fail_on_warn };
-            Config::load(&config).map_err(Into::into).and_then(|c| check(&c, &inputs, &options, how))
+            let result = Config::load(&config).map_err(Into::into).and_then(|c| check(&c, &inputs, &options, how));
+            // A pipeline reading the report gets one well-formed document, also when nothing was judged.
+            if let Err(e) = &result {
+                let message = error_chain(e);
+                let document = match output {
+                    CheckOutput::Json => Some(replica_guard::check::output::json_error(&message, cluster)),
+                    CheckOutput::Junit => Some(replica_guard::check::output::junit_error(&message)),
+                    CheckOutput::Text => None,
+                };
+                if let Some(document) = document {
+                    let _ = print_out(&document);
+                }
+            }
+            result
         }
         Command::Watch { config } => watch(&config),
         Command::Audit { config, namespaces, output } => {
@@ -160,6 +177,38 @@ fn certs(out_dir: PathBuf, names: Vec<String>) -> anyhow::Result<ExitCode> {
     replica_guard::certs::generate(&names)?.write(&out_dir.join("tls.crt"), &out_dir.join("tls.key"))?;
     print_out(&format!("wrote {0}/ca.crt, {0}/tls.crt and {0}/tls.key for {1}", out_dir.display(), names.join(", ")))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A command line clap could not make sense of: exit 3, "could not run" (clap's own 2 would read
+/// as `check`'s "warnings only" to a pipeline). `--help` and `--version` exit 0. A `check -o json`
+/// or `-o junit` still prints a well-formed document saying what was wrong.
+fn usage_error(e: &clap::Error, args: &[std::ffi::OsString]) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    if args.get(1).map(String::as_str) == Some("check") {
+        // The value of -o / --output, however it was written.
+        let output = args.windows(2).find_map(|w| match w[0].as_str() {
+            "-o" | "--output" => Some(w[1].clone()),
+            flag => flag.strip_prefix("--output=").or_else(|| flag.strip_prefix("-o")).map(str::to_string),
+        });
+        let said = e.to_string();
+        let message = format!("usage: {}", said.lines().next().unwrap_or_default().trim_start_matches("error: "));
+        match output.as_deref() {
+            Some("json") => {
+                let _ = print_out(&replica_guard::check::output::json_error(&message, false));
+            }
+            Some("junit") => {
+                let _ = print_out(&replica_guard::check::output::junit_error(&message));
+            }
+            _ => {}
+        }
+    }
+    let _ = e.print();
+    ExitCode::from(EXIT_ERROR)
 }
 
 /// An error and its causes in one line, each cause once: our errors often already include
@@ -270,14 +319,13 @@ fn open_registry(
     if let Some(refresher) = opened.refresher.filter(|_| first_read_in_background) {
         runtime.block_on(async {
             let watch = tokio::spawn(refresher);
-            let loaded = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-                while !opened.source.is_ready() {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            })
-            .await;
+            let loaded = tokio::time::timeout(std::time::Duration::from_secs(10), opened.source.first_load()).await;
             watch.abort();
-            loaded.map_err(|_| anyhow::anyhow!("the registry was not loaded within 10 s (see the log)"))
+            match loaded {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(why)) => Err(anyhow::anyhow!("the registry could not be read: {why}")),
+                Err(_) => Err(anyhow::anyhow!("the registry did not answer within 10 s")),
+            }
         })?;
     }
     Ok(opened.source)

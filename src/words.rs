@@ -21,7 +21,7 @@ pub fn in_words(key: &str, problem: &str) -> String {
         ("expected u32", format!("expected {whole}, 0 or more")),
         ("expected u16", format!("expected {whole}, 0 or more")),
         ("expected u8", format!("expected {whole}, 0 or more")),
-        ("expected i32", format!("expected {whole}")),
+        ("expected i32", format!("expected {whole} of at most 2147483647")),
         ("expected i64", format!("expected {whole}")),
         ("expected f64", format!("expected {number}")),
         ("expected f32", format!("expected {number}")),

@@ -68,7 +68,7 @@ async fn every_kind_of_bad_body_gets_a_400_naming_the_problem() {
         (
             "containers of the wrong type",
             edited(|r| r["request"]["object"]["spec"]["template"]["spec"]["containers"] = json!({"api": 1})),
-            "spec.template.spec.containers: invalid type: map, expected a sequence",
+            "spec.template.spec.containers: invalid type: map, expected a list",
         ),
         (
             "negative replicas",
@@ -78,12 +78,12 @@ async fn every_kind_of_bad_body_gets_a_400_naming_the_problem() {
         (
             "replicas as a string",
             edited(|r| r["request"]["object"]["spec"]["replicas"] = json!("6")),
-            "spec.replicas: invalid type: string \"6\", expected i32",
+            "spec.replicas: invalid type: string \"6\", expected a whole number of at most 2147483647",
         ),
         (
             "replicas beyond i32",
             edited(|r| r["request"]["object"]["spec"]["replicas"] = json!(4_294_967_296_i64)),
-            "spec.replicas: invalid value: integer `4294967296`, expected i32",
+            "spec.replicas: invalid value: integer `4294967296`, expected a whole number of at most 2147483647",
         ),
         (
             "replicas a float",

@@ -191,6 +191,8 @@ fn kustomize_output_in_a_folder_with_json_output() {
     // A folder: read recursively (the base and overlay sources are manifests too).
     let folder = check(&config, &[fixtures.to_str().unwrap(), "-n", "team-a"], "");
     assert!(folder.stdout.contains("team-a/orders-api: would be denied"), "{}", folder.stdout);
+    assert!(folder.stdout.contains("passed over: ") && folder.stdout.contains("2 Kustomization"), "{}", folder.stdout);
+    assert_eq!(folder.code, Some(1), "kustomize's own files are passed over, not errors: {}", folder.stderr);
 }
 
 #[test]
@@ -276,4 +278,129 @@ fn a_list_and_a_closed_pipe() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(1), "the List's Deployment would be denied: {stderr}");
+}
+
+/// `check` with raw arguments (no `--config` added), for usage errors.
+fn check_raw(args: &[&str]) -> Ran {
+    let out = Command::new(BIN).args(args).stdin(Stdio::null()).output().unwrap();
+    Ran {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_usage_error_is_could_not_check_never_warnings_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "");
+    let config = config.to_str().unwrap();
+    for (args, says) in [
+        (vec!["check", "--config", config, "--namespce", "team-a", "-"], "unexpected argument '--namespce'"),
+        (vec!["check", "--config", config, "-o", "yaml", "-"], "invalid value 'yaml'"),
+        (vec!["check", "--config", config], "required arguments were not provided"),
+        (vec!["chekc"], "unrecognized subcommand 'chekc'"),
+    ] {
+        let ran = check_raw(&args);
+        assert_eq!(
+            ran.code,
+            Some(3),
+            "{args:?}: a pipeline that tolerates 2 must not pass a broken command: {}",
+            ran.stderr
+        );
+        assert!(ran.stderr.contains(says), "{args:?}: {}", ran.stderr);
+    }
+    assert_eq!(check_raw(&["check", "--help"]).code, Some(0));
+    assert_eq!(check_raw(&["--version"]).code, Some(0));
+    // -o json with a mistyped flag: still one JSON document, saying what was wrong.
+    let ran = check_raw(&["check", "--config", config, "-o", "json", "--fail-on-warning", "-"]);
+    assert_eq!(ran.code, Some(3));
+    let report: serde_json::Value = serde_json::from_str(&ran.stdout).expect("a JSON document");
+    assert!(report["error"].as_str().unwrap().contains("unexpected argument '--fail-on-warning'"), "{report}");
+    let ran = check_raw(&["check", "--config", config, "--output=junit", "--bogus", "-"]);
+    assert!(ran.stdout.contains("<error message=\"usage: unexpected argument &apos;--bogus&apos;"), "{}", ran.stdout);
+}
+
+/// One well-formed document on stdout, whatever went wrong: JSON that parses with the schema's
+/// keys, JUnit with a test case in error.
+fn assert_error_documents(config: &Path, args: &[&str], stdin: &str, says: &str) {
+    let json = check(config, &[&["-o", "json"], args].concat(), stdin);
+    assert_eq!(json.code, Some(3), "{}", json.stderr);
+    let report: serde_json::Value =
+        serde_json::from_str(&json.stdout).unwrap_or_else(|e| panic!("{e}: {}", json.stdout));
+    assert_eq!(report["apiVersion"], "replica-guard.io/check/v1");
+    assert_eq!(report["objects"], serde_json::json!([]));
+    assert_eq!(report["summary"]["workloads"], 0);
+    assert!(report["error"].as_str().unwrap().contains(says), "{report}");
+    let junit = check(config, &[&["-o", "junit"], args].concat(), stdin);
+    assert_eq!(junit.code, Some(3));
+    let xml = junit.stdout.trim();
+    assert!(xml.starts_with("<?xml") && xml.ends_with("</testsuites>"), "{xml}");
+    assert!(xml.contains("errors=\"1\"") && xml.contains("<error message=\"") && xml.contains(says), "{xml}");
+    assert!(junit.stderr.contains(says), "the cause is on stderr too: {}", junit.stderr);
+}
+
+#[test]
+fn bad_input_still_gives_one_well_formed_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "");
+    assert_error_documents(&config, &["-"], "kind: Deployment\nspec: [1\n", "STDIN: document 1, line");
+    assert_error_documents(
+        &config,
+        &["-"],
+        "replicas: 3\nimage: {tag: x}\n",
+        "STDIN: document 1: not a Kubernetes object",
+    );
+    let missing = dir.path().join("missing.yaml");
+    assert_error_documents(&config, &[missing.to_str().unwrap()], "", "cannot read");
+    assert_error_documents(&dir.path().join("no-config.yaml"), &["-"], "", "cannot read the config file");
+}
+
+#[test]
+fn an_empty_file_next_to_a_good_one_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "");
+    let (good, empty) = (dir.path().join("good.yaml"), dir.path().join("empty.yaml"));
+    std::fs::write(&good, deployment("payments-api", 3, "")).unwrap();
+    std::fs::write(&empty, "# rendered nothing\n---\n").unwrap();
+    let ran = check(&config, &[good.to_str().unwrap(), empty.to_str().unwrap()], "");
+    assert_eq!(ran.code, Some(3), "{}", ran.stdout);
+    assert!(ran.stderr.contains(&format!("{}: no objects in this file", empty.display())), "{}", ran.stderr);
+}
+
+#[test]
+fn an_invalid_object_has_every_key_of_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "");
+    let bad = deployment("payments-api", 3, "").replace("replicas: 3", "replicas: three");
+    let ran = check(&config, &["-o", "json", "-"], &bad);
+    assert_eq!(ran.code, Some(3));
+    let report: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    let object = &report["objects"][0];
+    assert_eq!(object["decision"], "invalid");
+    for key in
+        ["deployment", "operation", "rule", "requestedReplicas", "previousReplicas", "registeredMaxReplicas", "changes"]
+    {
+        assert!(object.get(key).is_some_and(serde_json::Value::is_null), "{key} is null in {object}");
+    }
+    assert!(!object["message"].as_str().unwrap().contains("i32"), "in words: {object}");
+}
+
+#[test]
+fn an_unreachable_snapshot_registry_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(
+        &config,
+        format!("registry: {{firestore: {{project: p, collection: ped, url: 'http://127.0.0.1:{port}/v1'}}}}\n"),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let ran = check(&config, &["-"], &deployment("payments-api", 3, ""));
+    assert_eq!(ran.code, Some(3));
+    assert!(ran.stderr.contains("the registry could not be read: page 1: http://127.0.0.1:"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("Connection refused"), "the cause, not 'see the log': {}", ran.stderr);
+    assert!(started.elapsed() < std::time::Duration::from_secs(8), "it does not wait for a timeout");
 }

@@ -72,7 +72,12 @@ fn check_exit_codes_tell_a_denial_from_an_error() {
     let cases: [(&str, std::path::PathBuf, std::path::PathBuf, &str); 3] = [
         ("missing file", config.clone(), dir.path().join("nope.json"), "cannot read"),
         ("bad config", dir.path().join("missing-config.yaml"), review.clone(), "cannot read the config file"),
-        ("not a Kubernetes object", config.clone(), config.clone(), "not a Kubernetes object: no kind or apiVersion"),
+        (
+            "not a Kubernetes object",
+            config.clone(),
+            config.clone(),
+            "not a Kubernetes object (it has no apiVersion and kind)",
+        ),
     ];
     for (what, config, review, says) in cases {
         let out = check(&config, &review);
@@ -109,7 +114,9 @@ fn error_causes_are_not_repeated() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yaml");
     std::fs::write(&config, "registry: {file: {path: missing.yaml}}\n").unwrap();
-    let out = Command::new(BIN).args(["check", "--config"]).arg(&config).arg(&config).output().unwrap();
+    let review = dir.path().join("review.json");
+    std::fs::write(&review, fixture("deployment-patch-4-to-7.json")).unwrap();
+    let out = Command::new(BIN).args(["check", "--config"]).arg(&config).arg(&review).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
 }

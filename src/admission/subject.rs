@@ -229,7 +229,9 @@ impl PathKind {
         let spec = spec.ok_or_else(|| self.invalid(which, "spec is missing".into()))?;
         parse(spec.get().as_bytes()).map_err(|e| {
             let at = if e.path == "." { "spec".to_string() } else { format!("spec.{}", e.path) };
-            self.invalid(which, format!("{at}: {}", e.error))
+            // A replica count is an int32: "expected a whole number", not `expected i32`.
+            let problem = crate::words::in_words(&at, &e.error.to_string());
+            self.invalid(which, format!("{at}: {problem}"))
         })
     }
 

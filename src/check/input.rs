@@ -16,6 +16,12 @@ pub enum InputError {
     EmptyFolder { path: String },
     #[error("no objects in the input (an empty file, or a template that rendered nothing)")]
     Nothing,
+    #[error("{path}: no objects in this file (empty, or only comments): a template that rendered nothing?")]
+    EmptyFile { path: String },
+    #[error(
+        "{path}: document {document}: not a Kubernetes object (it has no {missing}); only manifests can be checked"
+    )]
+    NotKubernetes { path: String, document: usize, missing: &'static str },
 }
 
 /// How standard input is named in reports (as kubectl names it).
@@ -61,7 +67,13 @@ pub fn read_all(paths: &[PathBuf]) -> Result<Vec<Manifest>, InputError> {
 fn read_file(path: &Path, out: &mut Vec<Manifest>) -> Result<(), InputError> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| InputError::Read { path: name.clone(), source })?;
-    parse(&name, &text, out)
+    let before = out.len();
+    parse(&name, &text, out)?;
+    // Next to other files an empty one would pass unnoticed; it is as suspicious as an empty input.
+    if out.len() == before {
+        return Err(InputError::EmptyFile { path: name });
+    }
+    Ok(())
 }
 
 /// The manifest files under a folder, recursively, sorted.
@@ -96,24 +108,42 @@ pub fn parse(source: &str, text: &str, out: &mut Vec<Manifest>) -> Result<(), In
             line: e.location().map(|l| format!(", line {}", l.line())).unwrap_or_default(),
             detail: e.to_string(),
         })?;
-        push_object(source, document_number, value, out);
+        push_object(source, document_number, value, out)?;
     }
     Ok(())
 }
 
-fn push_object(source: &str, document: usize, value: Value, out: &mut Vec<Manifest>) {
+fn push_object(source: &str, document: usize, value: Value, out: &mut Vec<Manifest>) -> Result<(), InputError> {
+    let not_kubernetes = |missing| InputError::NotKubernetes { path: source.to_string(), document, missing };
     match value {
         // An empty document (`---` with comments only, as Helm leaves between templates).
         Value::Null => {}
         Value::Object(mut map) if map.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List")) => {
             if let Some(Value::Array(items)) = map.remove("items") {
                 for item in items {
-                    push_object(source, document, item, out);
+                    push_object(source, document, item, out)?;
                 }
             }
         }
-        object => out.push(Manifest { source: source.to_string(), document, object }),
+        Value::Object(mut map) => {
+            // kustomize's own file may leave out apiVersion and kind; it is passed over like any
+            // object that is not a Deployment or HPA (a folder of kustomize sources has them).
+            let file = Path::new(source).file_name().and_then(|f| f.to_str()).unwrap_or_default();
+            if matches!(file, "kustomization.yaml" | "kustomization.yml" | "Kustomization") {
+                map.entry("apiVersion").or_insert_with(|| "kustomize.config.k8s.io/v1beta1".into());
+                map.entry("kind").or_insert_with(|| "Kustomization".into());
+            }
+            let has = |key: &str| map.get(key).and_then(Value::as_str).is_some_and(|v| !v.is_empty());
+            match (has("apiVersion"), has("kind")) {
+                (true, true) => out.push(Manifest { source: source.to_string(), document, object: Value::Object(map) }),
+                (false, true) => return Err(not_kubernetes("apiVersion")),
+                (true, false) => return Err(not_kubernetes("kind")),
+                (false, false) => return Err(not_kubernetes("apiVersion and kind")),
+            }
+        }
+        _ => return Err(not_kubernetes("apiVersion and kind: it is not even a mapping")),
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -128,21 +158,38 @@ mod tests {
 
     #[test]
     fn documents_lists_and_empty_documents() {
-        let text = "---\n# Source: chart/templates/a.yaml\n---\nkind: Service\n---\nkind: List\nitems:\n- kind: Deployment\n- kind: HorizontalPodAutoscaler\n";
+        let text = "---\n# Source: chart/templates/a.yaml\n---\n{apiVersion: v1, kind: Service}\n---\nkind: List\nitems:\n- {apiVersion: apps/v1, kind: Deployment}\n- {apiVersion: autoscaling/v2, kind: HorizontalPodAutoscaler}\n";
         assert_eq!(
             kinds(text),
             vec![(2, "Service".into()), (3, "Deployment".into()), (3, "HorizontalPodAutoscaler".into())],
             "the comment-only document counts: it is the first"
         );
-        assert_eq!(kinds("{\"kind\": \"AdmissionReview\"}"), vec![(1, "AdmissionReview".into())]);
+        assert_eq!(
+            kinds("{\"apiVersion\": \"admission.k8s.io/v1\", \"kind\": \"AdmissionReview\"}"),
+            vec![(1, "AdmissionReview".into())]
+        );
     }
 
     #[test]
     fn yaml_errors_name_the_file_the_document_and_the_line() {
         let mut out = vec![];
-        let e = parse("deploy.yaml", "kind: Service\n---\nkind: Deployment\nspec:\n  replicas: [1\n", &mut out)
-            .unwrap_err();
+        let e = parse(
+            "deploy.yaml",
+            "{apiVersion: v1, kind: Service}\n---\nkind: Deployment\nspec:\n  replicas: [1\n",
+            &mut out,
+        )
+        .unwrap_err();
         let text = e.to_string();
         assert!(text.starts_with("deploy.yaml: document 2, line "), "{text}");
+    }
+
+    #[test]
+    fn a_document_that_is_not_a_kubernetes_object_is_named() {
+        let mut out = vec![];
+        let e = parse("values.yaml", "{apiVersion: v1, kind: Service}\n---\nreplicas: 3\nimage: {tag: x}\n", &mut out);
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "values.yaml: document 2: not a Kubernetes object (it has no apiVersion and kind); only manifests can be checked"
+        );
     }
 }

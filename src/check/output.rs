@@ -119,7 +119,7 @@ fn describe(c: &Checked) -> String {
                 None => what,
             }
         }
-        Outcome::Invalid(why) => format!("{} not valid: {why}", c.kind),
+        Outcome::Invalid(why) => format!("{} not valid: {why}", if c.kind.is_empty() { "object" } else { &c.kind }),
         Outcome::PassedOver(kind) => format!("{kind} passed over"),
     }
 }
@@ -200,7 +200,12 @@ fn object_json(c: &Checked) -> Value {
             "warnings": d.decision.warnings,
             "message": d.decision.deny_message,
         }),
-        Outcome::Invalid(why) => json!({"decision": "invalid", "message": why}),
+        // The same keys for every object, `null` where there is nothing to say (the schema).
+        Outcome::Invalid(why) => json!({
+            "deployment": null, "operation": null, "decision": "invalid", "rule": null,
+            "requestedReplicas": null, "previousReplicas": null, "registeredMaxReplicas": null,
+            "changes": null, "warnings": [], "message": why,
+        }),
         Outcome::PassedOver(_) => json!({"decision": "passed-over"}),
     };
     object.extend(fields.as_object().cloned().unwrap_or_default());
@@ -223,6 +228,29 @@ pub fn json(checked: &[Checked], judged_as_updates: bool) -> String {
         },
     });
     serde_json::to_string_pretty(&report).unwrap_or_default()
+}
+
+/// The JSON report of a check that could not run (bad config or input, the registry
+/// unreachable): the same schema, no objects, and `error` saying why.
+pub fn json_error(message: &str, judged_as_updates: bool) -> String {
+    let report = json!({
+        "apiVersion": "replica-guard.io/check/v1",
+        "judgedAgainstCluster": judged_as_updates,
+        "error": message,
+        "objects": [],
+        "passedOver": {},
+        "summary": {"workloads": 0, "denied": 0, "warned": 0, "allowed": 0, "invalid": 0, "updates": 0, "creates": 0},
+    });
+    serde_json::to_string_pretty(&report).unwrap_or_default()
+}
+
+/// The JUnit report of a check that could not run: one test case in error, saying why, so a CI
+/// report shows the cause rather than an empty or unreadable file.
+pub fn junit_error(message: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"replica-guard check\" tests=\"1\" failures=\"0\" errors=\"1\">\n  <testsuite name=\"replica-guard\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\">\n    <testcase classname=\"replica-guard\" name=\"check\">\n      <error message=\"{0}\" type=\"could-not-check\"/>\n      <system-err>{0}</system-err>\n    </testcase>\n  </testsuite>\n</testsuites>",
+        xml(message)
+    )
 }
 
 fn xml(text: &str) -> String {

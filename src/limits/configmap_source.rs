@@ -61,7 +61,12 @@ impl ConfigMapSource {
                 Ok(Event::InitDone) if !seen_in_listing => self.missing("not found"),
                 Ok(Event::InitDone) => {}
                 Ok(Event::Delete(_)) => self.missing("deleted"),
-                Err(e) => tracing::warn!(error = %e, configmap = %self.name, "ConfigMap watch failed; retrying"),
+                Err(e) => {
+                    let why = super::remote::error_chain(&e);
+                    self.store
+                        .load_failed(&format!("cannot read the ConfigMap {}/{}: {why}", self.namespace, self.name));
+                    tracing::warn!(error = %why, configmap = %self.name, "ConfigMap watch failed; retrying")
+                }
             }
         }
     }
@@ -69,6 +74,8 @@ impl ConfigMapSource {
     fn apply(&self, cm: &ConfigMap) {
         let Some(text) = cm.data.as_ref().and_then(|d| d.get(&self.key)) else {
             self.metrics.registry_reload(SourceKind::ConfigMap, false);
+            self.store
+                .load_failed(&format!("the ConfigMap {}/{} has no data key {}", self.namespace, self.name, self.key));
             return tracing::error!(
                 configmap = %format!("{}/{}", self.namespace, self.name),
                 key = %self.key,
@@ -85,6 +92,7 @@ impl ConfigMapSource {
 
     fn missing(&self, what: &str) {
         self.metrics.registry_reload(SourceKind::ConfigMap, false);
+        self.store.load_failed(&format!("the ConfigMap {}/{} was {what}", self.namespace, self.name));
         tracing::error!(configmap = %format!("{}/{}", self.namespace, self.name), "registry ConfigMap {what}; the last good registry stays in use");
     }
 }

@@ -34,6 +34,13 @@ pub trait LimitSource: Send + Sync {
 
     /// Whether the registry has been read at least once; `/readyz` waits for it.
     fn is_ready(&self) -> bool;
+
+    /// Resolves when the registry has been read for the first time, or with the reason when the
+    /// first attempt failed: what an offline command (`check`, `audit`) waits for. A source asked
+    /// per request is ready at once.
+    fn first_load(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// A registry source opened from the config: what answers lookups, and the task that keeps it

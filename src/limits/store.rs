@@ -10,11 +10,20 @@ use crate::metrics::{LookupResult, Metrics, SourceKind};
 use arc_swap::ArcSwap;
 use prometheus::IntCounter;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::watch;
+
+/// Whether the registry has been read: not yet, loaded (for good: a later failure keeps the last
+/// good registry), or not yet and the last attempt failed (why, for a command waiting on it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Load {
+    Pending,
+    Loaded,
+    Failed(String),
+}
 
 pub struct SnapshotStore {
     table: ArcSwap<LimitTable>,
-    loaded: AtomicBool,
+    load: watch::Sender<Load>,
     /// `registry_lookups_total{result="hit"|"negative"}` of this source, resolved once.
     hits: IntCounter,
     negatives: IntCounter,
@@ -24,7 +33,7 @@ impl SnapshotStore {
     pub fn new(source: SourceKind, metrics: &Metrics) -> Self {
         Self {
             table: ArcSwap::default(),
-            loaded: AtomicBool::new(false),
+            load: watch::Sender::new(Load::Pending),
             hits: metrics.registry_lookup_counter(source, LookupResult::Hit),
             negatives: metrics.registry_lookup_counter(source, LookupResult::Negative),
         }
@@ -33,8 +42,19 @@ impl SnapshotStore {
     /// Makes `table` the snapshot; returns the one it replaces.
     pub fn replace(&self, table: Arc<LimitTable>) -> Arc<LimitTable> {
         let old = self.table.swap(table);
-        self.loaded.store(true, Ordering::Release);
+        self.load.send_if_modified(|load| std::mem::replace(load, Load::Loaded) != Load::Loaded);
         old
+    }
+
+    /// A load failed (`why`); before the first success, whoever waits for it is told.
+    pub fn load_failed(&self, why: &str) {
+        self.load.send_if_modified(|load| match load {
+            Load::Loaded => false,
+            _ => {
+                *load = Load::Failed(why.to_string());
+                true
+            }
+        });
     }
 
     pub fn snapshot(&self) -> Arc<LimitTable> {
@@ -65,6 +85,7 @@ pub fn apply_document(
         }
         Err(e) => {
             metrics.registry_reload(source, false);
+            store.load_failed(&e.to_string());
             Err(e)
         }
     }
@@ -81,6 +102,22 @@ impl LimitSource for SnapshotStore {
     }
 
     fn is_ready(&self) -> bool {
-        self.loaded.load(Ordering::Acquire)
+        *self.load.borrow() == Load::Loaded
+    }
+
+    fn first_load(&self) -> BoxFuture<'_, Result<(), String>> {
+        let mut state = self.load.subscribe();
+        Box::pin(async move {
+            loop {
+                match &*state.borrow_and_update() {
+                    Load::Loaded => return Ok(()),
+                    Load::Failed(why) => return Err(why.clone()),
+                    Load::Pending => {}
+                }
+                if state.changed().await.is_err() {
+                    return Err("the registry source stopped".into());
+                }
+            }
+        })
     }
 }

@@ -111,6 +111,7 @@ impl<L: ListRegistry> Syncer<L> {
                 tracing::info!(source, entries, "registry synced");
             }
             Synced::Failed(why) => {
+                self.store.load_failed(why);
                 self.metrics.registry_reload(self.source, false);
                 tracing::error!(source, error = %why, "registry sync failed; the last good registry stays in use");
             }
