@@ -109,3 +109,35 @@ mod tests {
         assert_eq!(without_path("a", "invalid type: map"), "invalid type: map");
     }
 }
+
+/// A Kubernetes client error as the person who runs the command reads it: kube's own text for an
+/// unreachable API server is `ServiceError: client error (Connect)`, and the reason (connection
+/// refused, an unknown certificate authority, no such host) is at the end of its source chain.
+#[derive(Debug)]
+pub struct KubeError(pub kube::Error);
+
+impl std::fmt::Display for KubeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            kube::Error::Api(status) => {
+                write!(f, "the API server answered {} {}: {}", status.code, status.reason, status.message)
+            }
+            e @ (kube::Error::Service(_) | kube::Error::HyperError(_)) => {
+                let mut cause: &dyn std::error::Error = e;
+                while let Some(next) = cause.source() {
+                    cause = next;
+                }
+                write!(f, "cannot reach the Kubernetes API server: {cause}")
+            }
+            other => write!(f, "{other}"),
+        }
+    }
+}
+
+impl std::error::Error for KubeError {}
+
+impl From<kube::Error> for KubeError {
+    fn from(e: kube::Error) -> Self {
+        Self(e)
+    }
+}

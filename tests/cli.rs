@@ -176,3 +176,22 @@ fn the_example_config_the_readme_runs_is_valid() {
         assert_eq!(limit.max_replicas, 4);
     }
 }
+
+#[test]
+fn an_unreachable_api_server_is_said_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!("apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{port}'}}}}]\nusers: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\n"),
+    )
+    .unwrap();
+    let out =
+        Command::new(BIN).args(["audit", "--config"]).arg(&config).env("KUBECONFIG", &kubeconfig).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("cannot reach the Kubernetes API server: Connection refused"), "{stderr}");
+    assert!(!stderr.contains("ServiceError") && !stderr.contains("client error (Connect)"), "{stderr}");
+}

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
-    #[error("cannot list {what}: {source}")]
-    List { what: &'static str, source: kube::Error },
+    #[error("cannot list {what}: {error}")]
+    List { what: &'static str, error: crate::words::KubeError },
 }
 
 const PAGE: u32 = 500;
@@ -25,7 +25,7 @@ where
     let mut params = ListParams::default().limit(PAGE);
     // Bounded: a million pages is far beyond any cluster; the API server ends the list sooner.
     for _ in 0..1_000_000 {
-        let page = api.list(&params).await.map_err(|source| InventoryError::List { what, source })?;
+        let page = api.list(&params).await.map_err(|e| InventoryError::List { what, error: e.into() })?;
         items.extend(page.items);
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => params = params.continue_token(&token),

@@ -15,10 +15,10 @@ const MAX_BYTES: usize = 900 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("cannot read ConfigMap {namespace}/{name}: {source}")]
-    Read { namespace: String, name: String, source: kube::Error },
-    #[error("cannot write ConfigMap {namespace}/{name}: {source}")]
-    Write { namespace: String, name: String, source: kube::Error },
+    #[error("cannot read ConfigMap {namespace}/{name}: {error}")]
+    Read { namespace: String, name: String, error: crate::words::KubeError },
+    #[error("cannot write ConfigMap {namespace}/{name}: {error}")]
+    Write { namespace: String, name: String, error: crate::words::KubeError },
     #[error("ConfigMap {namespace}/{name} does not hold a usage day ({why}); starting the day afresh")]
     Unreadable { namespace: String, name: String, why: String },
     #[error("the day's usage of {workloads} Deployments is {bytes} bytes, more than a ConfigMap holds; not saved")]
@@ -43,10 +43,10 @@ impl StateStore {
 
     /// The saved day, if any.
     pub async fn load(&self) -> Result<Option<Day>, StateError> {
-        let found = self.api.get_opt(&self.name).await.map_err(|source| StateError::Read {
+        let found = self.api.get_opt(&self.name).await.map_err(|e| StateError::Read {
             namespace: self.namespace.clone(),
             name: self.name.clone(),
-            source,
+            error: e.into(),
         })?;
         let Some(data) = found.and_then(|cm| cm.data) else { return Ok(None) };
         let unreadable =
@@ -77,7 +77,11 @@ impl StateStore {
         if workloads.len() > MAX_BYTES {
             return Err(StateError::TooLarge { workloads: rows.len(), bytes: workloads.len() });
         }
-        let write = |source| StateError::Write { namespace: self.namespace.clone(), name: self.name.clone(), source };
+        let write = |e: kube::Error| StateError::Write {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            error: e.into(),
+        };
         let data = serde_json::json!({"date": day.date.to_string(), "workloads": workloads});
         let patch = Patch::Merge(serde_json::json!({"data": data}));
         match self.api.patch(&self.name, &PatchParams::default(), &patch).await {

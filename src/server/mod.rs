@@ -35,9 +35,9 @@ pub enum ServerError {
     #[error("{0}")]
     Registry(#[from] limits::OpenError),
     #[error("events.enabled: no Kubernetes client configuration (in-cluster or kubeconfig): {0}")]
-    Events(kube::Error),
+    Events(crate::words::KubeError),
     #[error("the audit needs a Kubernetes client (in-cluster or kubeconfig): {0}")]
-    Audit(kube::Error),
+    Audit(crate::words::KubeError),
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
 }
@@ -217,7 +217,7 @@ async fn event_queue(
     if !config.events.enabled {
         return Ok(None);
     }
-    let client = kube::Client::try_default().await.map_err(ServerError::Events)?;
+    let client = kube::Client::try_default().await.map_err(|e| ServerError::Events(e.into()))?;
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
     let reporter = kube::runtime::events::Reporter { controller: "replica-guard".into(), instance };
     let (queue, publisher) = crate::cluster::events::start(client, reporter, config.events.queue_size, metrics.clone());
@@ -235,7 +235,7 @@ pub async fn run_audit(config: &Config) -> Result<(), ServerError> {
             .await?;
     let mut background: Vec<JoinHandle<()>> = opened.refresher.into_iter().map(tokio::spawn).collect();
     let events = event_queue(config, &metrics, &mut background).await?;
-    let client = kube::Client::try_default().await.map_err(ServerError::Audit)?;
+    let client = kube::Client::try_default().await.map_err(|e| ServerError::Audit(e.into()))?;
     let done = Arc::new(AtomicBool::new(false));
     let health =
         Arc::new(Health::new(opened.source.clone(), None).waiting_for("first audit pass not done", done.clone()));
