@@ -95,8 +95,8 @@ const ENFORCE_CASES: &[Case] = &[
         fixture: "deployment-override-annotation-by-platform-admin-7-to-8.json",
         allowed: true,
         warnings: &[
-            "replicas 7 -> 8 exceeds PED max 4 for team-a/payments-api; allowed by break-glass override",
-            "override by bob@example.com: INC-4711 black friday (recorded)",
+            "allowed by break-glass override: replicas 7 -> 8 exceeds PED max 4 for team-a/payments-api",
+            "override recorded: INC-4711 black friday (by bob@example.com)",
             "changes: replicas 7 -> 8, annotation replica-guard.io/override",
         ],
         denial: None,

@@ -81,7 +81,7 @@ fn a_deployment_its_hpa_and_a_service_on_standard_input() {
     let lines: Vec<&str> = ran.stdout.lines().collect();
     assert_eq!(
         lines[0],
-        "Error from server (Forbidden): admission webhook \"validate.replica-guard.io\" denied the request: HPA payments-api maxReplicas 10 exceeds PED max 4 for team-a/payments-api. To deploy, lower maxReplicas (and minReplicas) of HPA payments-api to 4 or less, or raise maxReplicas in the PED config of team-a/payments-api and rerun the onboarding pipeline (registered owner: payments-team)."
+        "Error from server (Forbidden): admission webhook \"validate.replica-guard.io\" denied the request: HPA maxReplicas 10 exceeds PED max 4 for team-a/payments-api. To deploy, lower maxReplicas (and minReplicas) of HPA payments-api to 4 or less, or raise maxReplicas in the PED config of team-a/payments-api and rerun the onboarding pipeline (registered owner: payments-team)."
     );
     assert_eq!(
         lines[1],

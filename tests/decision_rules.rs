@@ -136,7 +136,7 @@ fn cases() -> Vec<Case> {
         Case { rule: "mode: registry entry beats the namespace override", subject: update(3, 6), lookup: limit_with_mode(4, Mode::Enforce), policy: namespace_warn, verdict: Denied, decided_by: Violation, says: "exceeds" },
         Case { rule: "mode: registry entry can relax enforce to audit", subject: update(3, 6), lookup: limit_with_mode(4, Mode::Audit), policy: enforce.clone(), verdict: Allowed, decided_by: Violation, says: "" },
         // Ratchet: already above the maximum on UPDATE, not raised further.
-        Case { rule: "ratchet: scale-down still above max passes with a warning", subject: update(7, 5), lookup: limit(4), policy: enforce.clone(), verdict: Warned, decided_by: Ratchet, says: "replicas 7 -> 5 is above PED max 4 for team-a/payments-api; allowed as not raised, please lower to 4" },
+        Case { rule: "ratchet: scale-down still above max passes with a warning", subject: update(7, 5), lookup: limit(4), policy: enforce.clone(), verdict: Warned, decided_by: Ratchet, says: "replicas 7 -> 5 is above PED max 4; allowed as not raised, please lower to 4 (team-a/payments-api)" },
         Case { rule: "ratchet: a rollout at the same replicas passes with a warning", subject: { let mut s = update(7, 7); s.changes.push(change(Field::Image, "/spec/template/spec/containers/0/image")); s }, lookup: limit(4), policy: enforce.clone(), verdict: Warned, decided_by: Ratchet, says: "replicas 7 is above PED max 4" },
         Case { rule: "ratchet: raising further is a violation", subject: update(7, 8), lookup: limit(4), policy: enforce.clone(), verdict: Denied, decided_by: Violation, says: "replicas 7 -> 8 exceeds" },
         Case { rule: "ratchet: scale-down to within max is plainly allowed", subject: update(9, 3), lookup: limit(4), policy: enforce.clone(), verdict: Allowed, decided_by: WithinLimit, says: "" },
@@ -155,21 +155,21 @@ fn cases() -> Vec<Case> {
         Case { rule: "scale path ratchet: scaling down while above max passes with a warning", subject: on(Path::Scale, update(9, 6)), lookup: limit(4), policy: enforce.clone(), verdict: Warned, decided_by: Ratchet, says: "replicas 9 -> 6 is above PED max 4" },
         Case { rule: "scale path ratchet: scaling up while above max is a violation", subject: on(Path::Scale, update(6, 7)), lookup: limit(4), policy: enforce.clone(), verdict: Denied, decided_by: Violation, says: "replicas 6 -> 7 exceeds" },
         Case { rule: "scale path: scaling to 0 always passes", subject: on(Path::Scale, update(9, 0)), lookup: limit(4), policy: enforce.clone(), verdict: Allowed, decided_by: WithinLimit, says: "" },
-        Case { rule: "hpa path: creating with maxReplicas above max is denied", subject: on(hpa(), create(10)), lookup: limit(4), policy: enforce.clone(), verdict: Denied, decided_by: Violation, says: "HPA payments-api maxReplicas 10 exceeds PED max 4 for team-a/payments-api" },
-        Case { rule: "hpa path ratchet: lowering maxReplicas while still above max passes with a warning", subject: on(hpa(), update(12, 8)), lookup: limit(4), policy: enforce.clone(), verdict: Warned, decided_by: Ratchet, says: "HPA payments-api maxReplicas 12 -> 8 is above PED max 4" },
-        Case { rule: "hpa path ratchet: raising maxReplicas while above max is a violation", subject: on(hpa(), update(8, 12)), lookup: limit(4), policy: enforce.clone(), verdict: Denied, decided_by: Violation, says: "HPA payments-api maxReplicas 8 -> 12 exceeds" },
+        Case { rule: "hpa path: creating with maxReplicas above max is denied", subject: on(hpa(), create(10)), lookup: limit(4), policy: enforce.clone(), verdict: Denied, decided_by: Violation, says: "HPA maxReplicas 10 exceeds PED max 4 for team-a/payments-api" },
+        Case { rule: "hpa path ratchet: lowering maxReplicas while still above max passes with a warning", subject: on(hpa(), update(12, 8)), lookup: limit(4), policy: enforce.clone(), verdict: Warned, decided_by: Ratchet, says: "HPA maxReplicas 12 -> 8 is above PED max 4" },
+        Case { rule: "hpa path ratchet: raising maxReplicas while above max is a violation", subject: on(hpa(), update(8, 12)), lookup: limit(4), policy: enforce.clone(), verdict: Denied, decided_by: Violation, says: "HPA maxReplicas 8 -> 12 exceeds" },
         Case { rule: "hpa path: lowering maxReplicas to within max is allowed", subject: on(hpa(), update(12, 4)), lookup: limit(4), policy: enforce.clone(), verdict: Allowed, decided_by: WithinLimit, says: "" },
         // Unregistered workloads.
-        Case { rule: "unregistered: warn (default)", subject: create(3), lookup: Lookup::Unregistered, policy: enforce.clone(), verdict: Warned, decided_by: Unregistered, says: "team-a/payments-api is not registered in PED" },
+        Case { rule: "unregistered: warn (default)", subject: create(3), lookup: Lookup::Unregistered, policy: enforce.clone(), verdict: Warned, decided_by: Unregistered, says: "not registered in PED; register it with the onboarding pipeline to set its maxReplicas (team-a/payments-api)" },
         Case { rule: "unregistered: allow", subject: create(3), lookup: Lookup::Unregistered, policy: unregistered(replica_guard::decision::policy::Unregistered::Allow), verdict: Allowed, decided_by: Unregistered, says: "" },
         Case { rule: "unregistered: deny refuses a create", subject: create(3), lookup: Lookup::Unregistered, policy: unregistered(replica_guard::decision::policy::Unregistered::Deny), verdict: Denied, decided_by: Unregistered, says: "Register it with the onboarding pipeline" },
         Case { rule: "unregistered: deny refuses an update that raises replicas", subject: update(2, 3), lookup: Lookup::Unregistered, policy: unregistered(replica_guard::decision::policy::Unregistered::Deny), verdict: Denied, decided_by: Unregistered, says: "team-a/payments-api is not registered in PED" },
-        Case { rule: "unregistered: deny lets an update that does not raise replicas through, with a warning (ratchet)", subject: { let mut s = update(3, 2); s.changes.push(change(Field::Image, "/spec/template/spec/containers/0/image")); s }, lookup: Lookup::Unregistered, policy: unregistered(replica_guard::decision::policy::Unregistered::Deny), verdict: Warned, decided_by: Unregistered, says: "team-a/payments-api is not registered in PED; allowed as replicas not raised. Register it with the onboarding pipeline" },
+        Case { rule: "unregistered: deny lets an update that does not raise replicas through, with a warning (ratchet)", subject: { let mut s = update(3, 2); s.changes.push(change(Field::Image, "/spec/template/spec/containers/0/image")); s }, lookup: Lookup::Unregistered, policy: unregistered(replica_guard::decision::policy::Unregistered::Deny), verdict: Warned, decided_by: Unregistered, says: "not registered in PED; allowed as replicas not raised, register it with the onboarding pipeline (team-a/payments-api)" },
         // Registry that cannot answer.
-        Case { rule: "registry unavailable: fail open warns", subject: create(3), lookup: Lookup::Unavailable("timeout after 1s".into()), policy: failing(FailurePolicy::Open), verdict: Warned, decided_by: RegistryUnavailable, says: "registry unreachable (timeout after 1s)" },
+        Case { rule: "registry unavailable: fail open warns", subject: create(3), lookup: Lookup::Unavailable("timeout after 1s".into()), policy: failing(FailurePolicy::Open), verdict: Warned, decided_by: RegistryUnavailable, says: "PED limit not checked: registry unreachable (team-a/payments-api: timeout after 1s)" },
         Case { rule: "registry unavailable: fail closed denies", subject: create(3), lookup: Lookup::Unavailable("timeout after 1s".into()), policy: failing(FailurePolicy::Closed), verdict: Denied, decided_by: RegistryUnavailable, says: "PED registry unreachable" },
         // Platform bounds: reported, still enforced as registered.
-        Case { rule: "platform bounds: an entry above the bounds is reported", subject: update(3, 10), lookup: limit(12), policy: enforce.clone(), verdict: Warned, decided_by: WithinLimit, says: "PED max 12 for team-a/payments-api is outside the platform bounds 2-8" },
+        Case { rule: "platform bounds: an entry above the bounds is reported", subject: update(3, 10), lookup: limit(12), policy: enforce.clone(), verdict: Warned, decided_by: WithinLimit, says: "PED max 12 is outside the platform bounds 2-8; ask the platform team to correct the PED entry (team-a/payments-api)" },
         Case { rule: "platform bounds: an entry below the bounds is reported and enforced", subject: update(1, 2), lookup: limit(1), policy: enforce.clone(), verdict: Denied, decided_by: Violation, says: "replicas 1 -> 2 exceeds PED max 1" },
         // Exemptions: allowed without evaluation, even when violating.
         Case { rule: "exemption: system namespace", subject: in_namespace("kube-system", create(50)), lookup: limit(4), policy: enforce.clone(), verdict: Allowed, decided_by: Exempt(replica_guard::decision::policy::Exemption::SystemNamespace), says: "" },
@@ -178,9 +178,9 @@ fn cases() -> Vec<Case> {
         Case { rule: "exemption: configured user", subject: create(50), lookup: limit(4), policy: exempt(&|p| { p.exemptions.users.insert("alice@example.com".into()); }), verdict: Allowed, decided_by: Exempt(replica_guard::decision::policy::Exemption::User), says: "" },
         Case { rule: "exemption: configured group", subject: create(50), lookup: limit(4), policy: exempt(&|p| { p.exemptions.groups.insert("team-a-devs".into()); }), verdict: Allowed, decided_by: Exempt(replica_guard::decision::policy::Exemption::Group), says: "" },
         // Break-glass override.
-        Case { rule: "override: honoured for a member of an override group", subject: by_platform_admin(update(7, 8)), lookup: limit(4), policy: with_override_group.clone(), verdict: Warned, decided_by: Violation, says: "replicas 7 -> 8 exceeds PED max 4 for team-a/payments-api; allowed by break-glass override" },
+        Case { rule: "override: honoured for a member of an override group", subject: by_platform_admin(update(7, 8)), lookup: limit(4), policy: with_override_group.clone(), verdict: Warned, decided_by: Violation, says: "allowed by break-glass override: replicas 7 -> 8 exceeds PED max 4 for team-a/payments-api" },
         Case { rule: "override: ignored for anyone else, and the denial says so", subject: with_reason(update(7, 8)), lookup: limit(4), policy: with_override_group.clone(), verdict: Denied, decided_by: Violation, says: "The replica-guard.io/override annotation was ignored: alice@example.com is not allowed to override (only platform-admins may)." },
-        Case { rule: "override: also lets an unregistered deny through", subject: by_platform_admin(create(3)), lookup: Lookup::Unregistered, policy: Policy { unregistered: replica_guard::decision::policy::Unregistered::Deny, ..with_override_group.clone() }, verdict: Warned, decided_by: Unregistered, says: "team-a/payments-api is not registered in PED; allowed by break-glass override" },
+        Case { rule: "override: also lets an unregistered deny through", subject: by_platform_admin(create(3)), lookup: Lookup::Unregistered, policy: Policy { unregistered: replica_guard::decision::policy::Unregistered::Deny, ..with_override_group.clone() }, verdict: Warned, decided_by: Unregistered, says: "allowed by break-glass override: team-a/payments-api is not registered in PED" },
         Case { rule: "override: not needed within the limit", subject: by_platform_admin(update(3, 4)), lookup: limit(4), policy: with_override_group, verdict: Allowed, decided_by: WithinLimit, says: "" },
     ]
 }
@@ -228,7 +228,7 @@ fn override_use_is_reported() {
     s.groups = vec!["platform-admins".into()];
     let d = decide(&s, &limit(4), &p);
     assert_eq!(d.override_use, Override::Honoured);
-    assert_eq!(d.warnings[1], "override by alice@example.com: INC-1 (recorded)");
+    assert_eq!(d.warnings[1], "override recorded: INC-1 (by alice@example.com)");
 }
 
 #[test]
@@ -266,9 +266,7 @@ fn deny_messages_say_what_to_change_on_each_path() {
     s.min_replicas = Some(5);
     let message = decide(&s, &limit(4), &p).deny_message.unwrap();
     assert!(
-        message.starts_with(
-            "HPA payments-api maxReplicas 3 -> 6 exceeds PED max 4 for team-a/payments-api (minReplicas 5 too)"
-        ),
+        message.starts_with("HPA maxReplicas 3 -> 6 (minReplicas 5 too) exceeds PED max 4 for team-a/payments-api"),
         "{message}"
     );
     assert!(message.contains("lower maxReplicas (and minReplicas) of HPA payments-api to 4 or less"), "{message}");
@@ -313,7 +311,7 @@ fn below_registered_min_is_a_warning_never_a_denial() {
     });
     let d = decide(&update(3, 1), &lookup, &policy(Mode::Enforce));
     assert_eq!(d.verdict, Verdict::Warned);
-    assert_eq!(d.warnings[0], "replicas 3 -> 1 is below the PED minReplicas 2 registered for team-a/payments-api");
+    assert_eq!(d.warnings[0], "replicas 3 -> 1 is below PED minReplicas 2 (team-a/payments-api)");
     assert_eq!(
         decide(&update(3, 0), &lookup, &policy(Mode::Enforce)).verdict,
         Verdict::Allowed,
@@ -359,4 +357,95 @@ fn on_the_scale_path_an_override_group_member_is_told_how_to_override() {
         message.ends_with("kubectl scale cannot carry the replica-guard.io/override annotation: to override, apply the Deployment with the annotation and the new spec.replicas."),
         "{message}"
     );
+}
+
+/// Namespaces and Deployment names may take 63 characters each: cut at 120, every warning still
+/// says what is wrong, what happens and what to do, and loses only the names.
+#[test]
+fn warnings_keep_their_point_with_the_longest_names() {
+    let long = |mut s: Subject| {
+        s.namespace = format!("team-{}", "n".repeat(58));
+        s.deployment = format!("api-{}", "d".repeat(59));
+        s.user = format!("system:serviceaccount:{}:deployer-{}", s.namespace, "u".repeat(40));
+        s
+    };
+    let mut override_group = policy(Mode::Enforce);
+    override_group.override_rule.groups.insert("platform-admins".into());
+    let admin = |mut s: Subject| {
+        s.groups = vec!["platform-admins".into()];
+        s.override_reason = Some("INC-4711 black friday".into());
+        s
+    };
+    let mut deny_unregistered = policy(Mode::Enforce);
+    deny_unregistered.unregistered = replica_guard::decision::policy::Unregistered::Deny;
+    let cases: Vec<(&str, Subject, Lookup, Policy, &str)> = vec![
+        (
+            "violation (warn mode)",
+            long(update(3, 6)),
+            limit(4),
+            policy(Mode::Warn),
+            "replicas 3 -> 6 exceeds PED max 4 for ",
+        ),
+        (
+            "ratchet",
+            long(update(7, 7)),
+            limit(4),
+            policy(Mode::Enforce),
+            "replicas 7 is above PED max 4; allowed as not raised, please lower to 4",
+        ),
+        (
+            "below the minimum",
+            long(update(3, 1)),
+            limit_min(4, 2),
+            policy(Mode::Enforce),
+            "replicas 3 -> 1 is below PED minReplicas 2",
+        ),
+        (
+            "out of bounds",
+            long(update(3, 4)),
+            limit(12),
+            policy(Mode::Enforce),
+            "PED max 12 is outside the platform bounds 2-8; ask the platform team to correct the PED entry",
+        ),
+        (
+            "unregistered",
+            long(create(3)),
+            Lookup::Unregistered,
+            policy(Mode::Enforce),
+            "not registered in PED; register it with the onboarding pipeline to set its maxReplicas",
+        ),
+        (
+            "unregistered, not raised",
+            long(update(3, 3)),
+            Lookup::Unregistered,
+            deny_unregistered,
+            "not registered in PED; allowed as replicas not raised, register it with the onboarding pipeline",
+        ),
+        (
+            "registry unreachable",
+            long(create(3)),
+            Lookup::Unavailable("timeout".into()),
+            policy(Mode::Enforce),
+            "PED limit not checked: registry unreachable",
+        ),
+        (
+            "override",
+            long(admin(update(3, 6))),
+            limit(4),
+            override_group,
+            "allowed by break-glass override: replicas 3 -> 6 exceeds PED max 4",
+        ),
+    ];
+    for (rule, mut subject, lookup, policy, point) in cases {
+        if rule == "unregistered, not raised" || rule == "ratchet" {
+            subject.changes.push(change(Field::Image, "/spec/template/spec/containers/0/image"));
+        }
+        let d = decide(&subject, &lookup, &policy);
+        let first = d.warnings.first().unwrap_or_else(|| panic!("{rule}: no warning"));
+        assert!(first.chars().count() <= 120, "{rule}: {first}");
+        assert!(first.starts_with(point), "{rule}: the point is cut:\n  {first}\n  want it to start with: {point}");
+        if rule == "override" {
+            assert!(d.warnings[1].starts_with("override recorded: INC-4711 black friday (by "), "{:?}", d.warnings);
+        }
+    }
 }

@@ -150,7 +150,7 @@ async fn custom_documents_decide_and_404_means_unregistered() {
     assert_eq!(unregistered["allowed"], true);
     assert_eq!(
         warnings(&unregistered)[0],
-        "team-a/orders-api is not registered in PED; register it with the onboarding pipeline to set its maxReplicas"
+        "not registered in PED; register it with the onboarding pipeline to set its maxReplicas (team-a/orders-api)"
     );
     assert_eq!(server.metric("replica_guard_registry_lookups_total{result=\"miss\",source=\"http\"}").await, 1.0);
     assert_eq!(server.metric("replica_guard_registry_lookups_total{result=\"negative\",source=\"http\"}").await, 1.0);
@@ -241,10 +241,7 @@ async fn slow_failing_and_malformed_registries_get_the_configured_failure_answer
         let response = decide(&server, "deployment-patch-4-to-7.json").await;
         assert_eq!(response["allowed"], true, "{behaviour:?}: {response}");
         let warning = &warnings(&response)[0];
-        assert!(
-            warning.starts_with("PED limit for team-a/payments-api not checked: registry unreachable ("),
-            "{warning}"
-        );
+        assert!(warning.starts_with("PED limit not checked: registry unreachable (team-a/payments-api: "), "{warning}");
         assert_eq!(response["auditAnnotations"]["rule"], "registry-unavailable");
         server.shutdown().await;
         // Fail closed: denied, saying the registry is unreachable and why.

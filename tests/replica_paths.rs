@@ -82,7 +82,7 @@ async fn hpas_in_every_version_are_held_to_their_targets_limit() {
             assert_eq!(response["allowed"], false, "{file}: {response}");
             let text = message(&response);
             assert!(
-                text.starts_with(&format!("HPA {hpa} maxReplicas {max} exceeds PED max 4 for team-a/{target}")),
+                text.starts_with(&format!("HPA maxReplicas {max} exceeds PED max 4 for team-a/{target}")),
                 "{file}: {text}"
             );
             assert!(
@@ -117,14 +117,14 @@ async fn an_hpa_raised_above_the_maximum_is_a_violation_and_lowered_within_it_pa
         eprintln!("fixture set {set}");
         let server = TestServer::start("mode: warn", REGISTRY).await;
         let created = server.review(fixture_in(set, "hpa-apply-create-max-12.json")).await;
-        assert_eq!(warnings(&created)[0], "HPA orders-api maxReplicas 12 exceeds PED max 4 for team-a/orders-api");
+        assert_eq!(warnings(&created)[0], "HPA maxReplicas 12 exceeds PED max 4 for team-a/orders-api");
         // An HPA whose minReplicas is also above the maximum says so.
         let mut both = fixture_json_in(set, "hpa-apply-create-max-12.json");
         both["request"]["object"]["spec"]["minReplicas"] = json!(6);
         let response = server.review(serde_json::to_vec(&both).unwrap()).await;
         assert_eq!(
             warnings(&response)[0],
-            "HPA orders-api maxReplicas 12 exceeds PED max 4 for team-a/orders-api (minReplicas 6 too)"
+            "HPA maxReplicas 12 (minReplicas 6 too) exceeds PED max 4 for team-a/orders-api"
         );
         server.shutdown().await;
     }
@@ -158,7 +158,7 @@ async fn the_ratchet_holds_on_every_path_when_the_registry_was_lowered() {
         assert_eq!(
             warnings(&restart),
             vec![
-                "replicas 3 is above PED max 2 for team-a/payments-api; allowed as not raised, please lower to 2",
+                "replicas 3 is above PED max 2; allowed as not raised, please lower to 2 (team-a/payments-api)",
                 "changes: pod annotation kubectl.kubernetes.io/restartedAt",
             ]
         );
@@ -171,7 +171,7 @@ async fn the_ratchet_holds_on_every_path_when_the_registry_was_lowered() {
         assert_eq!(hpa["allowed"], true);
         assert_eq!(
             warnings(&hpa)[0],
-            "HPA orders-api maxReplicas 12 -> 4 is above PED max 2 for team-a/orders-api; allowed as not raised, please lower to 2"
+            "HPA maxReplicas 12 -> 4 is above PED max 2; allowed as not raised, please lower to 2 (team-a/orders-api)"
         );
         server.shutdown().await;
     }
@@ -205,7 +205,7 @@ async fn break_glass_override_is_honoured_only_for_the_configured_groups() {
         let server = TestServer::start(ENFORCE, REGISTRY).await;
         let bob = server.review(fixture_in(set, "deployment-override-annotation-by-platform-admin-7-to-8.json")).await;
         assert_eq!(bob["allowed"], true);
-        assert_eq!(warnings(&bob)[1], "override by bob@example.com: INC-4711 black friday (recorded)");
+        assert_eq!(warnings(&bob)[1], "override recorded: INC-4711 black friday (by bob@example.com)");
         assert_eq!(bob["auditAnnotations"]["override"], "INC-4711 black friday");
 
         // The same request by alice, who is not in platform-admins.

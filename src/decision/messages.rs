@@ -31,7 +31,11 @@ impl fmt::Display for Denial {
     }
 }
 
-/// What the request asks for, in the words of its path: `replicas 3 -> 6`, `HPA web maxReplicas 10`.
+// Warnings are cut at 120 characters, and a namespace and a Deployment name may take 63 each:
+// every warning says its point first (what is wrong, what happens, what to do) and names the
+// workload last, so the cut takes the names, which the user knows from the command they ran.
+
+/// What the request asks for, in the words of its path: `replicas 3 -> 6`, `HPA maxReplicas 10`.
 fn requested(s: &Subject) -> String {
     let change = match s.old_replicas {
         Some(old) if old != s.new_replicas => format!("{old} -> {}", s.new_replicas),
@@ -39,19 +43,33 @@ fn requested(s: &Subject) -> String {
     };
     match &s.path {
         Path::Deployment | Path::Scale => format!("replicas {change}"),
-        Path::Hpa { hpa } => format!("HPA {hpa} maxReplicas {change}"),
+        Path::Hpa { .. } => format!("HPA maxReplicas {change}"),
     }
 }
 
-/// The limit and where it came from: `PED max 4 for team-a/api`.
-fn limit_name(s: &Subject, limit: &Limit) -> String {
+/// The limit: `PED max 4`, `PED namespace default max 4`, `platform default max 2`.
+fn limit_name(limit: &Limit) -> String {
     match limit.scope {
-        Scope::Deployment => format!("PED max {} for {}", limit.max_replicas, s.workload()),
-        Scope::NamespaceDefault => format!("PED namespace default max {} for {}", limit.max_replicas, s.namespace),
-        Scope::GlobalDefault => {
-            format!("platform default max {} for unregistered {}", limit.max_replicas, s.workload())
-        }
+        Scope::Deployment => format!("PED max {}", limit.max_replicas),
+        Scope::NamespaceDefault => format!("PED namespace default max {}", limit.max_replicas),
+        Scope::GlobalDefault => format!("platform default max {}", limit.max_replicas),
     }
+}
+
+/// Whom the limit is for: `team-a/api`, `team-a` (a namespace default), `unregistered team-a/api`;
+/// an HPA named unlike its target is named too.
+fn whom(s: &Subject, limit: &Limit) -> String {
+    let mut text = match limit.scope {
+        Scope::Deployment => s.workload(),
+        Scope::NamespaceDefault => s.namespace.clone(),
+        Scope::GlobalDefault => format!("unregistered {}", s.workload()),
+    };
+    if let Path::Hpa { hpa } = &s.path
+        && *hpa != s.deployment
+    {
+        text.push_str(&format!(" (HPA {hpa})"));
+    }
+    text
 }
 
 /// How the user brings the request under the limit on this path.
@@ -63,12 +81,13 @@ fn how_to_lower(s: &Subject, max: i32) -> String {
     }
 }
 
+/// `replicas 3 -> 6 exceeds PED max 4 for team-a/api`.
 pub fn violation(s: &Subject, limit: &Limit) -> String {
-    let mut text = format!("{} exceeds {}", requested(s), limit_name(s, limit));
-    if let Some(min) = s.min_replicas.filter(|&m| m > limit.max_replicas) {
-        text.push_str(&format!(" (minReplicas {min} too)"));
-    }
-    text
+    let min_too = match s.min_replicas.filter(|&m| m > limit.max_replicas) {
+        Some(min) => format!(" (minReplicas {min} too)"),
+        None => String::new(),
+    };
+    format!("{}{min_too} exceeds {} for {}", requested(s), limit_name(limit), whom(s, limit))
 }
 
 pub fn violation_denied(s: &Subject, limit: &Limit) -> Denial {
@@ -89,31 +108,30 @@ pub fn violation_denied(s: &Subject, limit: &Limit) -> Denial {
 
 pub fn ratchet(s: &Subject, limit: &Limit) -> String {
     format!(
-        "{} is above {}; allowed as not raised, please lower to {}",
+        "{} is above {}; allowed as not raised, please lower to {} ({})",
         requested(s),
-        limit_name(s, limit),
-        limit.max_replicas
+        limit_name(limit),
+        limit.max_replicas,
+        whom(s, limit)
     )
 }
 
 pub fn below_min(s: &Subject, min: i32) -> String {
-    format!("{} is below the PED minReplicas {min} registered for {}", requested(s), s.workload())
+    format!("{} is below PED minReplicas {min} ({})", requested(s), s.workload())
 }
 
 pub fn out_of_bounds(s: &Subject, limit: &Limit, bounds: &PlatformBounds) -> String {
     format!(
-        "{} is outside the platform bounds {}-{}; ask the platform team to correct the PED entry",
-        limit_name(s, limit),
+        "{} is outside the platform bounds {}-{}; ask the platform team to correct the PED entry ({})",
+        limit_name(limit),
         bounds.min_replicas,
-        bounds.max_replicas
+        bounds.max_replicas,
+        whom(s, limit)
     )
 }
 
 pub fn unregistered(s: &Subject) -> String {
-    format!(
-        "{} is not registered in PED; register it with the onboarding pipeline to set its maxReplicas",
-        s.workload()
-    )
+    format!("not registered in PED; register it with the onboarding pipeline to set its maxReplicas ({})", s.workload())
 }
 
 pub fn unregistered_denied(s: &Subject) -> Denial {
@@ -126,13 +144,13 @@ pub fn unregistered_denied(s: &Subject) -> Denial {
 
 pub fn unregistered_not_raised(s: &Subject) -> String {
     format!(
-        "{} is not registered in PED; allowed as replicas not raised. Register it with the onboarding pipeline",
+        "not registered in PED; allowed as replicas not raised, register it with the onboarding pipeline ({})",
         s.workload()
     )
 }
 
 pub fn registry_unavailable_open(s: &Subject, reason: &str) -> String {
-    format!("PED limit for {} not checked: registry unreachable ({reason})", s.workload())
+    format!("PED limit not checked: registry unreachable ({}: {reason})", s.workload())
 }
 
 pub fn registry_unavailable_closed(s: &Subject, reason: &str) -> Denial {
@@ -144,11 +162,11 @@ pub fn registry_unavailable_closed(s: &Subject, reason: &str) -> Denial {
 }
 
 pub fn allowed_by_override(headline: &str) -> String {
-    format!("{headline}; allowed by break-glass override")
+    format!("allowed by break-glass override: {headline}")
 }
 
 pub fn override_used(s: &Subject, reason: &str) -> String {
-    format!("override by {}: {reason} (recorded)", s.user)
+    format!("override recorded: {reason} (by {})", s.user)
 }
 
 pub fn override_ignored(s: &Subject, policy: &Policy) -> String {
