@@ -3,31 +3,29 @@
 # rustls, `AdmissionReview<DynamicObject>`, answers with a JSON patch) against replica-guard and
 # the floor, in one run, alternating so that machine noise hits all three alike.
 #
-#   bash benches/peer.sh [runs] [seconds]          # default 5 x 8 s
+#   default 5 runs x 8 s
 #
-# The example is built from its repository in a scratch folder, never copied into this project:
-# KUBE_SRC names a clone or a git URL (default https://github.com/kube-rs/kube, newest commit);
-# the build is cached under ~/.cache/replica-guard-peer. The example only stands in for a webhook
-# under load: it answers with a patch (a mutating webhook), so it cannot replace replica-guard
-# under a real API server. It serves /mutate on $ADMISSION_PRIVATE_IP:8443 with the certificate
-# files in its working folder.
+# The peer is a binary you built yourself: this project never fetches or builds code from
+# elsewhere. PEER_BIN names it; PEER_COMMIT (optional) is printed with the results. For the figure
+# in BENCHMARKS.md: kube-rs (https://github.com/kube-rs/kube) at the commit named there, built with
+# `cargo build --release -p kube-examples --example admission_controller`; PEER_BIN is then
+# target/release/examples/admission_controller of that checkout. The example only stands in for a
+# webhook under load: it answers with a patch (a mutating webhook), so it cannot replace
+# replica-guard under a real API server. It serves /mutate on $ADMISSION_PRIVATE_IP:8443 with the
+# certificate files in its working folder.
+#
+#   PEER_BIN=/path/to/admission_controller [PEER_COMMIT=ac95b199] bash benches/peer.sh [runs] [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-5}
 SECONDS_PER_RUN=${2:-8}
-KUBE_SRC=${KUBE_SRC:-https://github.com/kube-rs/kube}
-cache="$HOME/.cache/replica-guard-peer"
-mkdir -p "$cache"
+PEER=${PEER_BIN:?"set PEER_BIN to the path of the peer's binary (kube-rs examples/admission_controller, built by you)"}
+[ -x "$PEER" ] || { echo "peer.sh: PEER_BIN=$PEER is not an executable file" >&2; exit 1; }
+commit=${PEER_COMMIT:-unknown}
 
 if (exec 3<>/dev/tcp/127.0.0.1/8443) 2>/dev/null; then
   echo "peer.sh: port 8443 is in use (the example listens there); stop what uses it" >&2; exit 1
 fi
-
-if [ ! -d "$cache/kube/.git" ]; then git clone --quiet "$KUBE_SRC" "$cache/kube"; fi
-commit=$(git -C "$cache/kube" rev-parse --short HEAD)
-echo "kube-rs at $commit: building examples/admission_controller (cached)" >&2
-(cd "$cache/kube" && CARGO_TARGET_DIR="$cache/target" cargo build --quiet --release -p kube-examples --example admission_controller)
-PEER="$cache/target/release/examples/admission_controller"
 
 source benches/setup.sh
 results="$work/results.jsonl"

@@ -26,7 +26,7 @@ struct Cli {
 enum Command {
     /// Run the webhook (HTTPS admission listener and plain-HTTP admin listener).
     Serve {
-        /// The YAML config file.
+        /// The YAML config file (README "Configuration reference").
         #[arg(long, env = "REPLICA_GUARD_CONFIG")]
         config: PathBuf,
     },
@@ -45,8 +45,9 @@ enum Command {
     /// build`), Lists and AdmissionReview files. Each Deployment and HPA is judged as a CREATE,
     /// or with --cluster as the UPDATE `kubectl apply` would send when it exists. Exit status: 0
     /// nothing would be denied, 1 something would be denied, 2 warnings only (with
-    /// --fail-on-warn), 3 the check could not run (bad config or input, registry unreachable).
+    /// --fail-on-warn), 3 the check could not run (bad config or input, registry unreachable, a mistyped flag).
     Check {
+        /// The YAML config file (the same as the server's: policy and registry).
         #[arg(long, env = "REPLICA_GUARD_CONFIG")]
         config: PathBuf,
         /// Files, folders (recursive .yaml/.yml/.json) or `-` for standard input.
@@ -65,6 +66,8 @@ enum Command {
         /// as the UPDATE `kubectl apply` would send: the ratchet, no-op silence, the change summary.
         #[arg(long)]
         cluster: bool,
+        /// text (like kubectl's), json (replica-guard.io/check/v1) or junit; json and junit are
+        /// one well-formed document also when the check could not run.
         #[arg(long, short = 'o', value_enum, default_value_t = CheckOutput::Text)]
         output: CheckOutput,
         /// Exit 2 when nothing would be denied but something is warned about.
@@ -76,6 +79,8 @@ enum Command {
     /// exemptions. Exit status: 0 nothing over its limit, 1 something is (status over or
     /// ratchet-only), 3 the audit could not run.
     Audit {
+        /// The YAML config file whose registry and policy the workloads are judged by (the
+        /// server's).
         #[arg(long, env = "REPLICA_GUARD_CONFIG")]
         config: PathBuf,
         /// Only these namespaces (repeatable); all when absent.
@@ -88,6 +93,8 @@ enum Command {
     /// admin listener's /metrics, and emit an Event when a workload goes over its limit or comes
     /// back within (the chart's audit Deployment runs this).
     Watch {
+        /// The YAML config file (the chart renders it; the audit reads its registry, policy,
+        /// events and audit sections).
         #[arg(long, env = "REPLICA_GUARD_CONFIG")]
         config: PathBuf,
     },
