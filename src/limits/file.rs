@@ -221,6 +221,12 @@ mod tests {
     }
 
     #[test]
+    fn a_registry_that_is_not_a_mapping_is_said_in_words() {
+        let e = parse("just some text", 10).unwrap_err().to_string();
+        assert!(e.contains("expected a mapping of keys and values") && !e.contains("struct"), "{e}");
+    }
+
+    #[test]
     fn a_type_error_names_its_path_once() {
         let e = parse("entries: [{namespace: a, deployment: x, maxReplicas: four}]", 10).unwrap_err().to_string();
         assert_eq!(e.matches("entries[0].maxReplicas").count(), 1, "{e}");
