@@ -339,7 +339,7 @@ fn in_process_webhook() -> replica_guard::webhook::Webhook {
     let store = Arc::new(SnapshotStore::new(SourceKind::File, &metrics));
     apply_document(common::REGISTRY, SourceKind::File, &store, &metrics, &policy.platform_bounds, 200_000).unwrap();
     let devnull = std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap();
-    let audit = replica_guard::audit::AuditLog::to(Box::new(devnull));
+    let audit = replica_guard::json_lines::JsonLines::to(Box::new(devnull));
     replica_guard::webhook::Webhook::new(policy, store, metrics, audit)
 }
 

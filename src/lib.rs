@@ -11,7 +11,6 @@
 //!   log record, development certificates, and noticing changed files.
 
 pub mod admission;
-pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod cluster;
@@ -20,6 +19,7 @@ pub mod decision;
 pub mod limits;
 pub mod metrics;
 pub mod server;
-pub mod watch;
+pub mod file_change;
+pub mod json_lines;
 pub mod webhook;
 pub mod words;

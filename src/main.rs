@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use replica_guard::audit::AuditLog;
+use replica_guard::json_lines::JsonLines;
 use replica_guard::config::{Config, LogFormat, Source};
 use replica_guard::metrics::Metrics;
 use replica_guard::webhook::Webhook;
@@ -261,7 +261,7 @@ fn check(
     let metrics = Arc::new(Metrics::new());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let limits = open_registry(config, &runtime, &metrics)?;
-    let webhook = Webhook::new(config.policy.clone(), limits, metrics, AuditLog::to(Box::new(std::io::sink())));
+    let webhook = Webhook::new(config.policy.clone(), limits, metrics, JsonLines::to(Box::new(std::io::sink())));
     let checked = runtime.block_on(async {
         let live = match how.cluster {
             true => {

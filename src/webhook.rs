@@ -1,11 +1,12 @@
 //! One admission request from body to answer: decode, find the subject, look up its limit,
-//! decide, respond, and record (metrics, audit record, log). The HTTP server and the offline
+//! decide, respond, and record (metrics, decision record, log). The HTTP server and the offline
 //! `check` command both call `Webhook::review`.
 
 use crate::admission::decode::Request;
 use crate::admission::subject::{self, Target};
 use crate::admission::{ReviewError, decode, respond};
-use crate::audit::{AuditLog, AuditRecord};
+use crate::admission::record::DecisionRecord;
+use crate::json_lines::JsonLines;
 use crate::cluster::events::{EventQueue, WorkloadEvent};
 use crate::decision::policy::Policy;
 use crate::decision::{self, Decision, Override, Path, Rule, Subject};
@@ -21,7 +22,7 @@ pub struct Webhook {
     policy: Policy,
     limits: Arc<dyn LimitSource>,
     metrics: Arc<Metrics>,
-    audit: AuditLog,
+    records: JsonLines,
     events: Option<EventQueue>,
 }
 
@@ -43,18 +44,14 @@ impl ReviewError {
 }
 
 impl Webhook {
-    pub fn new(policy: Policy, limits: Arc<dyn LimitSource>, metrics: Arc<Metrics>, audit: AuditLog) -> Self {
-        Self { policy, limits, metrics, audit, events: None }
+    pub fn new(policy: Policy, limits: Arc<dyn LimitSource>, metrics: Arc<Metrics>, records: JsonLines) -> Self {
+        Self { policy, limits, metrics, records, events: None }
     }
 
     /// Also turns decisions into Kubernetes Events (through the queue; never for dry runs).
     pub fn with_events(mut self, events: EventQueue) -> Self {
         self.events = Some(events);
         self
-    }
-
-    pub fn limits(&self) -> &Arc<dyn LimitSource> {
-        &self.limits
     }
 
     /// Answers one AdmissionReview body. An error means the body was unusable (HTTP 400);
@@ -139,7 +136,7 @@ impl Webhook {
             }
         }
         record_decision(decision.verdict.as_str());
-        // Every request at debug level; the ones that matter are in the audit record below.
+        // Every request at debug level; the ones that matter are in the decision record below.
         tracing::debug!(
             rule = decision.rule.as_str(),
             requested = subject.new_replicas,
@@ -148,9 +145,9 @@ impl Webhook {
             dry_run = subject.dry_run,
             "decided"
         );
-        if AuditRecord::is_worth_recording(subject, decision) {
+        if DecisionRecord::is_worth_recording(subject, decision) {
             let time = jiff::Timestamp::now().to_string();
-            self.audit.write(&AuditRecord::new(uid, subject, decision, time));
+            self.records.write(&DecisionRecord::new(uid, subject, decision, time));
         }
         let kind = match subject.path {
             Path::Deployment => RequestKind::Deployment,
@@ -162,7 +159,7 @@ impl Webhook {
 }
 
 /// Puts the decision into the request's span. Only events logged after the decision show it, and
-/// at `info` none is (the audit record carries the decision): recording into a span makes the JSON
+/// at `info` none is (the decision record carries the decision): recording into a span makes the JSON
 /// log format parse and re-serialize the span's fields, a few percent of a request's CPU
 /// (BENCHMARKS.md), so it is done only when `debug` events will be there to show it.
 fn record_decision(decision: &'static str) {

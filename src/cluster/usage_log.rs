@@ -10,21 +10,21 @@ use super::pricing::Pricing;
 use super::status::Workload;
 use super::usage::{Day, today};
 use super::usage_state::StateStore;
-use crate::audit::AuditLog;
+use crate::json_lines::JsonLines;
 use crate::decision::Limit;
 use crate::decision::policy::Policy;
 
 pub struct UsageLog {
     day: Day,
     state: Option<StateStore>,
-    out: AuditLog,
+    out: JsonLines,
     pricing: Option<Pricing>,
     policy: Policy,
 }
 
 impl UsageLog {
     /// Starts today's records, from the saved state when there is one.
-    pub async fn start(state: Option<StateStore>, out: AuditLog, pricing: Option<Pricing>, policy: Policy) -> Self {
+    pub async fn start(state: Option<StateStore>, out: JsonLines, pricing: Option<Pricing>, policy: Policy) -> Self {
         let mut log = Self { day: Day::new(today()), state, out, pricing, policy };
         let saved = match &log.state {
             Some(store) => store.load().await.unwrap_or_else(|e| {

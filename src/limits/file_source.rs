@@ -6,8 +6,8 @@ use super::file::LimitsFileError;
 use super::store::{SnapshotStore, apply_document};
 use crate::decision::policy::PlatformBounds;
 use crate::metrics::{Metrics, SourceKind};
-use crate::watch::ChangeDetector;
-use std::path::{Path, PathBuf};
+use crate::file_change::ChangeDetector;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,10 +38,6 @@ impl FileSource {
         Self { path, store, metrics, bounds, max_entries }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Reads and validates the file; on success it becomes the current snapshot. Returns the
     /// number of entries.
     pub fn load(&self) -> Result<usize, FileSourceError> {
@@ -56,7 +52,7 @@ impl FileSource {
     /// Polls the file every `interval` and reloads it when it changed, until the task is dropped.
     /// Call it before the first `load`: the file as it is now is the baseline, so an edit that
     /// lands between that load and the first poll is not missed.
-    pub fn watch(self: Arc<Self>, interval: Duration) -> impl std::future::Future<Output = ()> + Send + 'static {
+    pub fn reload_on_change(self: Arc<Self>, interval: Duration) -> impl std::future::Future<Output = ()> + Send + 'static {
         let detector = ChangeDetector::new([self.path.as_path()]);
         self.poll(detector, interval)
     }

@@ -3,7 +3,7 @@
 //! Identity), cached until a minute before it expires.
 
 use super::http_source::HttpClient;
-use crate::watch::Fingerprint;
+use crate::file_change::Fingerprint;
 use axum::body::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::path::PathBuf;

@@ -81,7 +81,7 @@ pub async fn open(
                 bounds,
                 registry.max_entries,
             ));
-            let refresher = source.clone().watch(seconds(file.poll_interval_seconds));
+            let refresher = source.clone().reload_on_change(seconds(file.poll_interval_seconds));
             let entries = source.load()?;
             tracing::info!(path = %file.path.display(), entries, "registry file loaded");
             Ok(Opened { source: store, refresher: Some(Box::pin(refresher)) })

@@ -7,14 +7,14 @@ pub mod routes;
 pub mod shutdown;
 pub mod tls;
 
-use crate::audit::AuditLog;
+use crate::json_lines::JsonLines;
 use crate::certs::{self, CertError};
 use crate::cluster::usage_log::UsageLog;
 use crate::cluster::usage_state::StateStore;
 use crate::config::{Config, seconds};
 use crate::limits::{self, LimitSource};
 use crate::metrics::{Listener, Metrics};
-use crate::watch::ChangeDetector;
+use crate::file_change::ChangeDetector;
 use crate::webhook::Webhook;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -109,7 +109,7 @@ impl Running {
 }
 
 /// Starts the webhook and returns once both listeners accept connections.
-pub async fn start(config: &Config, audit: AuditLog) -> Result<Running, ServerError> {
+pub async fn start(config: &Config, audit: JsonLines) -> Result<Running, ServerError> {
     start_with(config, audit, kube::Client::try_default).await
 }
 
@@ -117,7 +117,7 @@ pub async fn start(config: &Config, audit: AuditLog) -> Result<Running, ServerEr
 /// point it at a fake API server).
 pub async fn start_with(
     config: &Config,
-    audit: AuditLog,
+    audit: JsonLines,
     kube_client: impl AsyncFnOnce() -> Result<kube::Client, kube::Error>,
 ) -> Result<Running, ServerError> {
     let metrics = Arc::new(Metrics::new());
@@ -197,7 +197,7 @@ fn load_certificate(
     let certified = tls::load_certified_key(&tls_config.cert_file, &tls_config.key_file)?;
     tls::publish_expiry(&certified, metrics);
     let store = Arc::new(tls::CertStore::new(certified));
-    let watch = tls::watch(
+    let watch = tls::reload_on_change(
         store.clone(),
         detector,
         tls_config.cert_file.clone(),
@@ -242,7 +242,7 @@ pub async fn run_audit(config: &Config) -> Result<(), ServerError> {
     let usage = match &config.audit.usage {
         usage if usage.enabled => {
             let state = usage.state.as_ref().map(|s| StateStore::new(client.clone(), &s.namespace, &s.name));
-            Some(UsageLog::start(state, AuditLog::stdout(), config.pricing, config.policy.clone()).await)
+            Some(UsageLog::start(state, JsonLines::stdout(), config.pricing, config.policy.clone()).await)
         }
         _ => None,
     };
@@ -293,7 +293,7 @@ fn local_address(listener: &TcpListener, address: SocketAddr, key: &'static str)
 /// the drain exits at once.
 pub async fn run(config: &Config) -> Result<(), ServerError> {
     let signals = tokio::spawn(shutdown::signal_received());
-    let running = start(config, AuditLog::stdout()).await?;
+    let running = start(config, JsonLines::stdout()).await?;
     let signal =
         signals.await.map_err(|e| ServerError::Signals(std::io::Error::other(e)))?.map_err(ServerError::Signals)?;
     tracing::info!(signal, "received");

@@ -2,7 +2,7 @@
 //! rotated Secret takes effect without a restart and without touching open connections.
 
 use crate::metrics::Metrics;
-use crate::watch::ChangeDetector;
+use crate::file_change::ChangeDetector;
 use arc_swap::ArcSwap;
 use rustls::crypto::ring::sign::any_supported_type;
 use rustls::pki_types::pem::PemObject;
@@ -100,7 +100,7 @@ pub fn server_config(store: Arc<CertStore>) -> Arc<ServerConfig> {
 /// certificate keeps serving meanwhile.
 /// `detector` must have been made before the files were first read, so that a change landing
 /// between that read and the first poll is not missed.
-pub async fn watch(
+pub async fn reload_on_change(
     store: Arc<CertStore>,
     mut detector: ChangeDetector<2>,
     cert_file: PathBuf,

@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use replica_guard::audit::AuditLog;
+use replica_guard::json_lines::JsonLines;
 use replica_guard::config::Config;
 use replica_guard::server::{self, Running};
 use rustls::pki_types::pem::PemObject;
@@ -124,7 +124,7 @@ impl TestServer {
             }
             None => kube::Client::try_default().await,
         };
-        let running = server::start_with(&config, AuditLog::to(Box::new(audit.clone())), kube_client).await.unwrap();
+        let running = server::start_with(&config, JsonLines::to(Box::new(audit.clone())), kube_client).await.unwrap();
         Self {
             https: running.https_address,
             admin: running.admin_address,

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use replica_guard::audit::AuditLog;
+use replica_guard::json_lines::JsonLines;
 use replica_guard::decision::policy::{ChangeSummary, Mode, Policy};
 use replica_guard::limits::store::{SnapshotStore, apply_document};
 use replica_guard::metrics::Metrics;
@@ -21,7 +21,7 @@ static SETUP: LazyLock<(tokio::runtime::Runtime, Webhook)> = LazyLock::new(|| {
     policy.override_rule.groups.insert("platform-admins".into());
     let store = Arc::new(SnapshotStore::new("file", &metrics));
     apply_document(REGISTRY, "file", &store, &metrics, &policy.platform_bounds, 200_000).unwrap();
-    let webhook = Webhook::new(policy, store, metrics, AuditLog::to(Box::new(std::io::sink())));
+    let webhook = Webhook::new(policy, store, metrics, JsonLines::to(Box::new(std::io::sink())));
     (tokio::runtime::Builder::new_current_thread().build().unwrap(), webhook)
 });
 

@@ -1,15 +1,14 @@
-//! The audit record: one JSON line per admission that changed something or violated something.
+//! The decision record: one JSON line per admission that changed something or violated something.
 //! This is the trail the original design wanted in BigQuery; a log sink picks the lines up by
-//! `"log": "replica-guard-audit"`. The field set is fixed: absent values are `null`, never missing.
+//! `"log": "replica-guard-audit"` (the name log pipelines already match on). The field set is
+//! fixed: absent values are `null`, never missing. `crate::json_lines` writes it.
 
 use crate::decision::{Decision, Subject};
 use serde::Serialize;
-use std::io::Write;
-use std::sync::Mutex;
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-pub struct AuditRecord<'a> {
+pub struct DecisionRecord<'a> {
     pub log: &'static str,
     pub time: String,
     pub uid: &'a str,
@@ -40,7 +39,7 @@ pub struct AuditRecord<'a> {
 /// Most paths a record lists; a rewrite of a whole object would otherwise make one huge line.
 const MAX_PATHS: usize = 50;
 
-impl<'a> AuditRecord<'a> {
+impl<'a> DecisionRecord<'a> {
     pub fn new(uid: &'a str, subject: &'a Subject, decision: &'a Decision, time: String) -> Self {
         use crate::decision::{Override, Path};
         let (path, hpa) = match &subject.path {
@@ -64,7 +63,7 @@ impl<'a> AuditRecord<'a> {
             mode: decision.mode.map(|m| m.as_str()),
             decision: decision.verdict.as_str(),
             rule: decision.rule.as_str(),
-            changed_fields: crate::admission::respond::changed_fields(subject),
+            changed_fields: super::respond::changed_fields(subject),
             changed_paths: subject.changes.iter().take(MAX_PATHS).map(|c| c.path.as_str()).collect(),
             override_reason: subject.override_reason.as_deref(),
             override_result: match decision.override_use {
@@ -87,28 +86,3 @@ impl<'a> AuditRecord<'a> {
     }
 }
 
-/// Where audit records go: stdout in production, a buffer in tests.
-pub struct AuditLog {
-    out: Mutex<Box<dyn Write + Send>>,
-}
-
-impl AuditLog {
-    pub fn stdout() -> Self {
-        Self::to(Box::new(std::io::stdout()))
-    }
-
-    pub fn to(out: Box<dyn Write + Send>) -> Self {
-        Self { out: Mutex::new(out) }
-    }
-
-    /// Writes one record as one line, in one write, so lines never interleave with other logs.
-    /// (Also the usage records of the continuous audit.)
-    pub fn write(&self, record: &impl Serialize) {
-        let Ok(mut line) = serde_json::to_vec(record) else { return };
-        line.push(b'\n');
-        let mut out = self.out.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Err(e) = out.write_all(&line).and_then(|()| out.flush()) {
-            tracing::error!(error = %e, "could not write the audit record");
-        }
-    }
-}
