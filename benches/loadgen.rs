@@ -156,7 +156,7 @@ async fn floor(address: SocketAddr, cert: PathBuf, key: PathBuf) {
     let listener = tokio::net::TcpListener::bind(address).await.unwrap();
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     eprintln!("floor serving on {address}");
-    let limits = replica_guard::server::connections::Limits::default();
+    let limits = replica_guard::server::connections::Bounds::default();
     let metrics = replica_guard::metrics::Metrics::new().connections(replica_guard::metrics::Listener::Admission);
     let tls = Some(tokio_rustls::TlsAcceptor::from(tls));
     replica_guard::server::connections::serve(listener, tls, app, stop_rx, limits, metrics).await;

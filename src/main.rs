@@ -4,8 +4,8 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use replica_guard::json_lines::JsonLines;
 use replica_guard::config::{Config, LogFormat, Source};
+use replica_guard::json_lines::JsonLines;
 use replica_guard::metrics::Metrics;
 use replica_guard::webhook::Webhook;
 use std::path::PathBuf;

@@ -3,16 +3,16 @@
 //! `check` command both call `Webhook::review`.
 
 use crate::admission::decode::Request;
+use crate::admission::record::DecisionRecord;
 use crate::admission::subject::{self, Target};
 use crate::admission::{ReviewError, decode, respond};
-use crate::admission::record::DecisionRecord;
-use crate::json_lines::JsonLines;
 use crate::cluster::events::{EventQueue, WorkloadEvent};
 use crate::decision::policy::Policy;
 use crate::decision::{self, Decision, Override, Path, Rule, Subject};
 use crate::decision::{Lookup, Scope};
+use crate::json_lines::JsonLines;
 use crate::limits::LimitSource;
-use crate::metrics::{Metrics, RequestKind, Workload};
+use crate::metrics::{Metrics, RequestKind, WorkloadLabels};
 use kube::core::admission::AdmissionResponse;
 use std::sync::Arc;
 use std::time::Instant;
@@ -172,14 +172,14 @@ fn record_decision(decision: &'static str) {
 /// the registry knows (a deployment entry, or its namespace's default), `_unregistered`
 /// otherwise. Anything that can reach the webhook's Service can post made-up reviews; without
 /// this bound each made-up name would be a new time series held in memory forever.
-fn metric_labels<'a>(subject: &'a Subject, decision: &Decision) -> Workload<'a> {
+fn metric_labels<'a>(subject: &'a Subject, decision: &Decision) -> WorkloadLabels<'a> {
     const OTHER: &str = "_unregistered";
     let (namespace, deployment) = match decision.limit.as_ref().map(|l| l.scope) {
         Some(Scope::Deployment) => (subject.namespace.as_str(), subject.deployment.as_str()),
         Some(Scope::NamespaceDefault) => (subject.namespace.as_str(), OTHER),
         _ => (OTHER, OTHER),
     };
-    Workload { namespace, deployment }
+    WorkloadLabels { namespace, deployment }
 }
 
 fn operation_name(operation: &kube::core::admission::Operation) -> &'static str {

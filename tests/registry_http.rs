@@ -313,7 +313,7 @@ async fn an_https_registry_behind_an_internal_ca_is_trusted_through_ca_file() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    let limits = replica_guard::server::connections::Limits::default();
+    let limits = replica_guard::server::connections::Bounds::default();
     let metrics = replica_guard::metrics::Metrics::new().connections(replica_guard::metrics::Listener::Admission);
     let tls = Some(tokio_rustls::TlsAcceptor::from(tls));
     tokio::spawn(replica_guard::server::connections::serve(listener, tls, app, stop_rx, limits, metrics));

@@ -85,4 +85,3 @@ impl<'a> DecisionRecord<'a> {
             || decision.is_violation()
     }
 }
-

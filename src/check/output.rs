@@ -16,13 +16,13 @@ use std::fmt::Write;
 pub const WEBHOOK_NAME: &str = "validate.replica-guard.io";
 
 /// The objects of one workload, in input order.
-struct Workload<'a> {
+struct Group<'a> {
     namespace: &'a str,
     name: &'a str,
     objects: Vec<&'a Checked>,
 }
 
-impl Workload<'_> {
+impl Group<'_> {
     fn denied(&self) -> bool {
         self.objects.iter().any(|c| c.verdict() == Some(Verdict::Denied))
     }
@@ -41,8 +41,8 @@ impl Workload<'_> {
 }
 
 /// Groups the judged objects by workload (namespace, Deployment), in order of first appearance.
-fn workloads(checked: &[Checked]) -> Vec<Workload<'_>> {
-    let mut order: Vec<Workload<'_>> = vec![];
+fn workloads(checked: &[Checked]) -> Vec<Group<'_>> {
+    let mut order: Vec<Group<'_>> = vec![];
     let mut index: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for c in checked {
         let deployment = match &c.outcome {
@@ -52,7 +52,7 @@ fn workloads(checked: &[Checked]) -> Vec<Workload<'_>> {
         };
         let key = (c.namespace.as_str(), deployment);
         let i = *index.entry(key).or_insert_with(|| {
-            order.push(Workload { namespace: key.0, name: key.1, objects: vec![] });
+            order.push(Group { namespace: key.0, name: key.1, objects: vec![] });
             order.len() - 1
         });
         order[i].objects.push(c);
@@ -124,7 +124,7 @@ fn describe(c: &Checked) -> String {
     }
 }
 
-fn registered(w: &Workload<'_>) -> Option<i32> {
+fn registered(w: &Group<'_>) -> Option<i32> {
     w.objects.iter().find_map(|c| match &c.outcome {
         Outcome::Decided(d) => d.decision.limit.as_ref().map(|l| l.max_replicas),
         _ => None,

@@ -6,7 +6,7 @@
 //! bucket (a burst of `BURST`, then one event per `REFILL`), so an unprivileged user cannot flood
 //! etcd with events by retrying a denied apply. Dry runs make none (the webhook checks).
 
-use crate::decision::{Decision, Override, Rule, Subject, Verdict};
+use crate::decision::{Decision, Override, Rule, Subject, Verdict, WorkloadKey};
 use crate::metrics::Metrics;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -149,7 +149,7 @@ async fn publish(mut receiver: mpsc::Receiver<WorkloadEvent>, recorder: Recorder
 /// Token buckets per workload.
 #[derive(Default)]
 struct Buckets {
-    tokens: HashMap<(String, String), (f64, Instant)>,
+    tokens: HashMap<WorkloadKey, (f64, Instant)>,
 }
 
 impl Buckets {
@@ -162,7 +162,7 @@ impl Buckets {
                 self.tokens.clear();
             }
         }
-        let (tokens, at) = self.tokens.entry((namespace.to_string(), deployment.to_string())).or_insert((BURST, now));
+        let (tokens, at) = self.tokens.entry(WorkloadKey::new(namespace, deployment)).or_insert((BURST, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() / REFILL.as_secs_f64()).min(BURST);
         *at = now;
         if *tokens >= 1.0 {

@@ -2,7 +2,8 @@
 //! 10,000 Deployments are a few requests. Only the fields the audit needs are kept.
 
 use super::pricing::quantity;
-use super::status::Workload;
+use super::status::RunningWorkload;
+use crate::decision::WorkloadKey;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler;
 use kube::api::{Api, ListParams};
@@ -37,7 +38,7 @@ where
 
 /// The Deployments of `namespaces` (all namespaces when empty), each with the largest
 /// `maxReplicas` of the HPAs that target it.
-pub async fn workloads(client: kube::Client, namespaces: &[String]) -> Result<Vec<Workload>, InventoryError> {
+pub async fn workloads(client: kube::Client, namespaces: &[String]) -> Result<Vec<RunningWorkload>, InventoryError> {
     let scopes: Vec<Option<&str>> =
         if namespaces.is_empty() { vec![None] } else { namespaces.iter().map(|n| Some(n.as_str())).collect() };
     let mut deployments = vec![];
@@ -50,17 +51,17 @@ pub async fn workloads(client: kube::Client, namespaces: &[String]) -> Result<Ve
         deployments.extend(list_all(d, "Deployments").await?);
         hpas.extend(list_all(h, "HorizontalPodAutoscalers").await?);
     }
-    let mut hpa_of: HashMap<(String, String), (String, i32)> = HashMap::new();
+    let mut hpa_of: HashMap<WorkloadKey, (String, i32)> = HashMap::new();
     for (target, (name, max)) in hpas.into_iter().filter_map(hpa_target) {
         let entry = hpa_of.entry(target).or_insert((name.clone(), max));
         if max > entry.1 {
             *entry = (name, max);
         }
     }
-    let mut out: Vec<Workload> = deployments
+    let mut out: Vec<RunningWorkload> = deployments
         .into_iter()
         .filter_map(|d| {
-            let key = (d.metadata.namespace.clone()?, d.metadata.name.clone()?);
+            let key = WorkloadKey { namespace: d.metadata.namespace.clone()?, deployment: d.metadata.name.clone()? };
             let hpa = hpa_of.remove(&key);
             workload(d, hpa)
         })
@@ -69,16 +70,16 @@ pub async fn workloads(client: kube::Client, namespaces: &[String]) -> Result<Ve
     Ok(out)
 }
 
-/// The Deployment an HPA scales, as (namespace, deployment), with the HPA's (name, maxReplicas);
-/// None for an HPA that scales anything else.
-pub fn hpa_target(hpa: HorizontalPodAutoscaler) -> Option<((String, String), (String, i32))> {
+/// The Deployment an HPA scales, with the HPA's (name, maxReplicas); None for an HPA that scales
+/// anything else.
+pub fn hpa_target(hpa: HorizontalPodAutoscaler) -> Option<(WorkloadKey, (String, i32))> {
     let (namespace, name, spec) = (hpa.metadata.namespace?, hpa.metadata.name?, hpa.spec?);
     (spec.scale_target_ref.kind == "Deployment")
-        .then_some(((namespace, spec.scale_target_ref.name), (name, spec.max_replicas)))
+        .then_some((WorkloadKey { namespace, deployment: spec.scale_target_ref.name }, (name, spec.max_replicas)))
 }
 
 /// What the audit keeps of a Deployment: replicas and the pod's summed requests.
-pub fn workload(d: Deployment, hpa: Option<(String, i32)>) -> Option<Workload> {
+pub fn workload(d: Deployment, hpa: Option<(String, i32)>) -> Option<RunningWorkload> {
     let (namespace, deployment) = (d.metadata.namespace?, d.metadata.name?);
     let spec = d.spec?;
     let (mut cpu, mut memory) = (0.0, 0.0);
@@ -87,7 +88,7 @@ pub fn workload(d: Deployment, hpa: Option<(String, i32)>) -> Option<Workload> {
         cpu += requests.get("cpu").and_then(|q| quantity(&q.0)).unwrap_or(0.0);
         memory += requests.get("memory").and_then(|q| quantity(&q.0)).unwrap_or(0.0);
     }
-    Some(Workload {
+    Some(RunningWorkload {
         namespace,
         deployment,
         replicas: spec.replicas.unwrap_or(1),

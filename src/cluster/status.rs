@@ -6,7 +6,7 @@ use crate::decision::{Limit, Lookup};
 
 /// A Deployment as it runs, with the HPA that scales it (if any).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Workload {
+pub struct RunningWorkload {
     pub namespace: String,
     pub deployment: String,
     /// `spec.replicas` (the API server defaults it to 1).
@@ -54,7 +54,7 @@ impl Status {
 /// The judgement of one workload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Judged {
-    pub workload: Workload,
+    pub workload: RunningWorkload,
     pub limit: Option<Limit>,
     pub mode: Option<Mode>,
     pub status: Status,
@@ -62,7 +62,7 @@ pub struct Judged {
 
 /// Judges `workload` against `lookup`; None when the policy exempts its namespace (the webhook
 /// never evaluates it either). A registry that could not answer counts as unregistered.
-pub fn judge(workload: Workload, lookup: Lookup, policy: &Policy) -> Option<Judged> {
+pub fn judge(workload: RunningWorkload, lookup: Lookup, policy: &Policy) -> Option<Judged> {
     // Exemptions by namespace only: a running workload has no requesting user.
     if policy.exemption(&workload.namespace, "", &[]).is_some() {
         return None;
@@ -89,8 +89,8 @@ mod tests {
     use super::*;
     use crate::decision::Scope;
 
-    fn workload(replicas: i32, hpa: Option<i32>) -> Workload {
-        Workload {
+    fn workload(replicas: i32, hpa: Option<i32>) -> RunningWorkload {
+        RunningWorkload {
             namespace: "team-a".into(),
             deployment: "api".into(),
             replicas,

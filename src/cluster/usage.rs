@@ -8,6 +8,7 @@
 //! keeps the day in a ConfigMap so a restart does not lose it.
 
 use super::pricing::Pricing;
+use crate::decision::WorkloadKey;
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -49,7 +50,7 @@ impl High {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Day {
     pub date: Date,
-    pub highs: BTreeMap<(String, String), High>,
+    pub highs: BTreeMap<WorkloadKey, High>,
     /// Changed since the state was last saved.
     pub dirty: bool,
 }
@@ -60,7 +61,7 @@ impl Day {
     }
 
     fn entry(&mut self, namespace: &str, deployment: &str) -> &mut High {
-        self.highs.entry((namespace.to_string(), deployment.to_string())).or_default()
+        self.highs.entry(WorkloadKey::new(namespace, deployment)).or_default()
     }
 
     /// A Deployment as the watch sees it now: replicas and requests.
@@ -101,8 +102,8 @@ impl Day {
 
     /// Adds what another record of the same day saw (the state saved before a restart).
     pub fn merge(&mut self, other: Day) {
-        for ((namespace, deployment), high) in other.highs {
-            self.observe(&namespace, &deployment, &high);
+        for (key, high) in other.highs {
+            self.observe(&key.namespace, &key.deployment, &high);
         }
     }
 
@@ -119,12 +120,12 @@ impl Day {
         let per_day = |h: &High, max: i32| pricing.map(|p| round(p.monthly(h.cpu, h.memory_gib, max) / days));
         self.highs
             .iter()
-            .filter(|((namespace, _), _)| keep(namespace))
-            .map(|((namespace, deployment), h)| UsageRecord {
+            .filter(|(key, _)| keep(&key.namespace))
+            .map(|(key, h)| UsageRecord {
                 log: "replica-guard-usage",
                 date: self.date.to_string(),
-                namespace: namespace.clone(),
-                deployment: deployment.clone(),
+                namespace: key.namespace.clone(),
+                deployment: key.deployment.clone(),
                 owner: h.owner.clone(),
                 registered_max_replicas: h.registered,
                 max_replicas_seen: h.replicas,

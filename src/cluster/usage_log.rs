@@ -7,12 +7,12 @@
 //! deployment).
 
 use super::pricing::Pricing;
-use super::status::Workload;
+use super::status::RunningWorkload;
 use super::usage::{Day, today};
 use super::usage_state::StateStore;
-use crate::json_lines::JsonLines;
 use crate::decision::Limit;
 use crate::decision::policy::Policy;
+use crate::json_lines::JsonLines;
 
 pub struct UsageLog {
     day: Day,
@@ -47,14 +47,14 @@ impl UsageLog {
         log
     }
 
-    pub fn deployment(&mut self, w: &Workload) {
+    pub fn deployment(&mut self, w: &RunningWorkload) {
         self.day.observe_deployment(&w.namespace, &w.deployment, w.replicas, w.cpu_requests, w.memory_requests_gib);
     }
 
     /// An HPA's maxReplicas, for a Deployment already counted today (an HPA whose Deployment
     /// does not exist makes no record; the next pass counts one listed before its Deployment).
     pub fn hpa(&mut self, namespace: &str, deployment: &str, max: i32) {
-        if self.day.highs.contains_key(&(namespace.to_string(), deployment.to_string())) {
+        if self.day.highs.contains_key(&crate::decision::WorkloadKey::new(namespace, deployment)) {
             self.day.observe_hpa(namespace, deployment, max);
         }
     }
@@ -68,7 +68,7 @@ impl UsageLog {
     /// Every audit pass: at the first pass of a new UTC day prints the finished day; then
     /// counts what runs now (so the new day starts with it, and an HPA listed before its
     /// Deployment counts too).
-    pub fn pass(&mut self, running: &[Workload]) {
+    pub fn pass(&mut self, running: &[RunningWorkload]) {
         if let Some(finished) = self.day.roll(today()) {
             self.print(&finished);
         }

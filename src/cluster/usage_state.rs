@@ -58,7 +58,7 @@ impl StateStore {
         let mut day = Day::new(date);
         for Row(namespace, deployment, replicas, hpa_max, cpu, memory_gib, registered, owner) in rows {
             let high = High { replicas, hpa_max, cpu, memory_gib, registered, owner };
-            day.highs.insert((namespace, deployment), high);
+            day.highs.insert(crate::decision::WorkloadKey { namespace, deployment }, high);
         }
         day.dirty = false;
         Ok(Some(day))
@@ -69,8 +69,17 @@ impl StateStore {
         let rows: Vec<Row> = day
             .highs
             .iter()
-            .map(|((ns, d), h)| {
-                Row(ns.clone(), d.clone(), h.replicas, h.hpa_max, h.cpu, h.memory_gib, h.registered, h.owner.clone())
+            .map(|(key, h)| {
+                Row(
+                    key.namespace.clone(),
+                    key.deployment.clone(),
+                    h.replicas,
+                    h.hpa_max,
+                    h.cpu,
+                    h.memory_gib,
+                    h.registered,
+                    h.owner.clone(),
+                )
             })
             .collect();
         let workloads = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());

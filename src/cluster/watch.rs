@@ -4,15 +4,16 @@
 //! Event when a workload goes over its limit and one when it comes back within (not on every
 //! pass: only transitions), and keeps one PolicyReport per namespace when the CRD is installed.
 //!
-//! Only the few fields the audit needs are kept per object (`status::Workload`), not the objects,
+//! Only the few fields the audit needs are kept per object (`status::RunningWorkload`), not the objects,
 //! so memory stays small with 10,000 Deployments. A watch that restarts (an API server restart,
 //! an expired resource version) re-lists, and the state is rebuilt from that listing.
 
 use super::events::{EventQueue, WorkloadEvent};
 use super::inventory::{hpa_target, workload};
 use super::policy_report;
-use super::status::{self, Status, Workload};
+use super::status::{self, RunningWorkload, Status};
 use super::usage_log::UsageLog;
+use crate::decision::WorkloadKey;
 use crate::decision::policy::Policy;
 use crate::limits::LimitSource;
 use crate::metrics::{Exposition, Metrics};
@@ -26,102 +27,87 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-type Key = (String, String);
 /// An HPA: the Deployment it scales, and its own (name, maxReplicas).
-type Hpa = (Key, (String, i32));
+type Hpa = (WorkloadKey, (String, i32));
 
-/// What is known of the cluster: Deployments by (namespace, name), HPAs by (namespace, name)
-/// with their target and maximum.
+/// One kind of object as its watch shows it, by (namespace, name): what is known now, and the
+/// listing being filled after an `Init` (a watch that restarts re-lists), swapped in at `InitDone`.
+struct Watched<V> {
+    now: HashMap<WorkloadKey, V>,
+    listing: Option<HashMap<WorkloadKey, V>>,
+    synced: bool,
+}
+
+impl<V> Default for Watched<V> {
+    fn default() -> Self {
+        Self { now: HashMap::new(), listing: None, synced: false }
+    }
+}
+
+impl<V: Clone> Watched<V> {
+    /// Takes in a watch event, keeping what `read` makes of each object (an object it makes
+    /// nothing of is forgotten); returns what an applied object became, if anything.
+    fn apply<K: kube::Resource>(&mut self, event: Event<K>, read: impl Fn(K) -> Option<V>) -> Option<V> {
+        let key =
+            |o: &K| Some(WorkloadKey { namespace: o.meta().namespace.clone()?, deployment: o.meta().name.clone()? });
+        match event {
+            Event::Init => self.listing = Some(HashMap::new()),
+            Event::InitApply(o) => {
+                let k = key(&o)?;
+                let v = read(o)?;
+                self.listing.get_or_insert_default().insert(k, v.clone());
+                return Some(v);
+            }
+            Event::InitDone => {
+                self.now = self.listing.take().unwrap_or_default();
+                self.synced = true;
+            }
+            Event::Apply(o) => {
+                let k = key(&o)?;
+                match read(o) {
+                    Some(v) => {
+                        self.now.insert(k, v.clone());
+                        return Some(v);
+                    }
+                    None => {
+                        self.now.remove(&k);
+                    }
+                }
+            }
+            Event::Delete(o) => {
+                if let Some(k) = key(&o) {
+                    self.now.remove(&k);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// What is known of the cluster: Deployments, and HPAs with their target and maximum.
 #[derive(Default)]
 struct Known {
-    deployments: HashMap<Key, Workload>,
-    hpas: HashMap<Key, Hpa>,
-    /// Objects listed since the last `Init`, swapped in at `InitDone`.
-    listing_deployments: Option<HashMap<Key, Workload>>,
-    listing_hpas: Option<HashMap<Key, Hpa>>,
-    deployments_synced: bool,
-    hpas_synced: bool,
+    deployments: Watched<RunningWorkload>,
+    hpas: Watched<Hpa>,
 }
 
 impl Known {
-    /// Takes in a watch event; returns the Deployment it applied, if any.
-    fn deployment_event(&mut self, event: Event<Deployment>) -> Option<Workload> {
-        let key = |d: &Deployment| Some((d.metadata.namespace.clone()?, d.metadata.name.clone()?));
-        match event {
-            Event::Init => self.listing_deployments = Some(HashMap::new()),
-            Event::InitApply(d) => {
-                if let (Some(k), Some(w)) = (key(&d), workload(d, None)) {
-                    self.listing_deployments.get_or_insert_default().insert(k, w.clone());
-                    return Some(w);
-                }
-            }
-            Event::InitDone => {
-                self.deployments = self.listing_deployments.take().unwrap_or_default();
-                self.deployments_synced = true;
-            }
-            Event::Apply(d) => {
-                if let (Some(k), Some(w)) = (key(&d), workload(d, None)) {
-                    self.deployments.insert(k, w.clone());
-                    return Some(w);
-                }
-            }
-            Event::Delete(d) => {
-                if let Some(k) = key(&d) {
-                    self.deployments.remove(&k);
-                }
-            }
-        }
-        None
-    }
-
-    /// Takes in a watch event; returns the HPA it applied, if any.
-    fn hpa_event(&mut self, event: Event<HorizontalPodAutoscaler>) -> Option<Hpa> {
-        let key = |h: &HorizontalPodAutoscaler| Some((h.metadata.namespace.clone()?, h.metadata.name.clone()?));
-        match event {
-            Event::Init => self.listing_hpas = Some(HashMap::new()),
-            Event::InitApply(h) => {
-                if let (Some(k), Some(t)) = (key(&h), hpa_target(h)) {
-                    self.listing_hpas.get_or_insert_default().insert(k, t.clone());
-                    return Some(t);
-                }
-            }
-            Event::InitDone => {
-                self.hpas = self.listing_hpas.take().unwrap_or_default();
-                self.hpas_synced = true;
-            }
-            Event::Apply(h) => {
-                let k = key(&h);
-                match (k, hpa_target(h)) {
-                    (Some(k), Some(t)) => {
-                        self.hpas.insert(k, t.clone());
-                        return Some(t);
-                    }
-                    (Some(k), None) => {
-                        self.hpas.remove(&k);
-                    }
-                    _ => {}
-                }
-            }
-            Event::Delete(h) => {
-                if let Some(k) = key(&h) {
-                    self.hpas.remove(&k);
-                }
-            }
-        }
-        None
+    fn synced(&self) -> bool {
+        self.deployments.synced && self.hpas.synced
     }
 
     /// Every Deployment with the largest maximum of the HPAs that target it.
-    fn workloads(&self) -> Vec<Workload> {
-        let mut hpa_of: HashMap<&Key, &(String, i32)> = HashMap::new();
-        for (target, hpa) in self.hpas.values() {
+    fn workloads(&self) -> Vec<RunningWorkload> {
+        let mut hpa_of: HashMap<&WorkloadKey, &(String, i32)> = HashMap::new();
+        for (target, hpa) in self.hpas.now.values() {
             if hpa_of.get(target).is_none_or(|known| hpa.1 > known.1) {
                 hpa_of.insert(target, hpa);
             }
         }
         self.deployments
+            .now
             .iter()
-            .map(|(key, w)| Workload { hpa: hpa_of.get(key).map(|h| (*h).clone()), ..w.clone() })
+            .map(|(key, w)| RunningWorkload { hpa: hpa_of.get(key).map(|h| (*h).clone()), ..w.clone() })
             .collect()
     }
 }
@@ -185,7 +171,7 @@ pub async fn run(audit: Audit) {
     let mut deployments = deployments.fuse();
     let mut hpas = hpas.fuse();
     let mut known = Known::default();
-    let mut previous: HashMap<Key, Status> = HashMap::new();
+    let mut previous: HashMap<WorkloadKey, Status> = HashMap::new();
     let mut reports: HashMap<String, serde_json::Value> = HashMap::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -194,7 +180,7 @@ pub async fn run(audit: Audit) {
             Some(event) = deployments.next() => match event {
                 Ok(event) => {
                     // Every change counts for the day's highs, not only what a pass sees.
-                    if let (Some(w), Some(usage)) = (known.deployment_event(event), usage.as_mut()) {
+                    if let (Some(w), Some(usage)) = (known.deployments.apply(event, |d| workload(d, None)), usage.as_mut()) {
                         usage.deployment(&w);
                     }
                 }
@@ -202,14 +188,14 @@ pub async fn run(audit: Audit) {
             },
             Some(event) = hpas.next() => match event {
                 Ok(event) => {
-                    if let (Some(((ns, deployment), (_, max))), Some(usage)) = (known.hpa_event(event), usage.as_mut()) {
-                        usage.hpa(&ns, &deployment, max);
+                    if let (Some((target, (_, max))), Some(usage)) = (known.hpas.apply(event, hpa_target), usage.as_mut()) {
+                        usage.hpa(&target.namespace, &target.deployment, max);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "HPA watch failed; retrying"),
             },
             _ = ticker.tick() => {
-                if !(known.deployments_synced && known.hpas_synced && limits.is_ready()) {
+                if !(known.synced() && limits.is_ready()) {
                     continue;
                 }
                 let first = !ready.load(Ordering::Acquire);
@@ -238,14 +224,14 @@ pub async fn run(audit: Audit) {
 /// One pass: judge every workload, publish the gauges, announce transitions (not on the first
 /// pass, which only learns where everything stands).
 async fn evaluate(
-    workloads: Vec<Workload>,
+    workloads: Vec<RunningWorkload>,
     limits: &dyn LimitSource,
     policy: &Policy,
     events: Option<&EventQueue>,
     metrics: &Metrics,
-    previous: HashMap<Key, Status>,
+    previous: HashMap<WorkloadKey, Status>,
     first: bool,
-) -> (HashMap<Key, Status>, Vec<status::Judged>) {
+) -> (HashMap<WorkloadKey, Status>, Vec<status::Judged>) {
     let mut statuses = HashMap::with_capacity(workloads.len());
     let mut all = Vec::with_capacity(workloads.len());
     let mut gauges = Vec::with_capacity(workloads.len());
@@ -253,7 +239,7 @@ async fn evaluate(
         let lookup = limits.lookup(&w.namespace, &w.deployment).await;
         let Some(judged) = status::judge(w, lookup, policy) else { continue };
         let w = &judged.workload;
-        let key = (w.namespace.clone(), w.deployment.clone());
+        let key = WorkloadKey::new(&w.namespace, &w.deployment);
         let was_over = previous.get(&key).is_some_and(|s| s.is_over());
         let now_over = judged.status.is_over();
         if !first

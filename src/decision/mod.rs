@@ -61,6 +61,26 @@ pub struct Subject {
     pub changes: Vec<FieldChange>,
 }
 
+/// A workload as users and the registry name it: a Deployment in a namespace. The key of every
+/// per-workload map (the registry cache, the continuous audit, the day's usage, Event buckets).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkloadKey {
+    pub namespace: String,
+    pub deployment: String,
+}
+
+impl WorkloadKey {
+    pub fn new(namespace: &str, deployment: &str) -> Self {
+        Self { namespace: namespace.to_string(), deployment: deployment.to_string() }
+    }
+}
+
+impl std::fmt::Display for WorkloadKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.deployment)
+    }
+}
+
 impl Subject {
     /// `namespace/deployment`, the name users and the registry know the workload by.
     pub fn workload(&self) -> String {

@@ -10,6 +10,7 @@
 //!   policy's `registryFailure` decides.
 
 use super::{BoxFuture, Limit, LimitSource, Lookup};
+use crate::decision::WorkloadKey;
 use crate::metrics::{LookupResult, Metrics, SourceKind};
 use moka::Expiry;
 use moka::future::Cache;
@@ -39,10 +40,10 @@ enum Cached {
 
 struct PerAnswerExpiry(CacheSettings);
 
-impl Expiry<(String, String), Cached> for PerAnswerExpiry {
+impl Expiry<WorkloadKey, Cached> for PerAnswerExpiry {
     fn expire_after_create(
         &self,
-        _key: &(String, String),
+        _key: &WorkloadKey,
         value: &Cached,
         _created: std::time::Instant,
     ) -> Option<Duration> {
@@ -56,9 +57,9 @@ impl Expiry<(String, String), Cached> for PerAnswerExpiry {
 
 pub struct CachedSource<F> {
     fetcher: Arc<F>,
-    fresh: Cache<(String, String), Cached>,
+    fresh: Cache<WorkloadKey, Cached>,
     /// The last successful answer per workload, kept without a TTL for stale-if-error.
-    last_known: Cache<(String, String), Option<Limit>>,
+    last_known: Cache<WorkloadKey, Option<Limit>>,
     metrics: Arc<Metrics>,
     source: SourceKind,
 }
@@ -75,9 +76,9 @@ impl<F: Fetch> CachedSource<F> {
     }
 
     async fn lookup_inner(&self, namespace: &str, deployment: &str) -> (Lookup, LookupResult) {
-        let key = (namespace.to_string(), deployment.to_string());
+        let key = WorkloadKey::new(namespace, deployment);
         let fetcher = self.fetcher.clone();
-        let (ns, name) = key.clone();
+        let WorkloadKey { namespace: ns, deployment: name } = key.clone();
         let entry = self
             .fresh
             .entry(key.clone())
@@ -120,7 +121,7 @@ impl<F: Fetch> CachedSource<F> {
         }
     }
 
-    async fn remember(&self, key: (String, String), answer: Option<Limit>) {
+    async fn remember(&self, key: WorkloadKey, answer: Option<Limit>) {
         self.last_known.insert(key, answer).await;
         self.metrics.registry_answered();
     }

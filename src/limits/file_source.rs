@@ -5,8 +5,8 @@
 use super::file::LimitsFileError;
 use super::store::{SnapshotStore, apply_document};
 use crate::decision::policy::PlatformBounds;
-use crate::metrics::{Metrics, SourceKind};
 use crate::file_change::ChangeDetector;
+use crate::metrics::{Metrics, SourceKind};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +52,10 @@ impl FileSource {
     /// Polls the file every `interval` and reloads it when it changed, until the task is dropped.
     /// Call it before the first `load`: the file as it is now is the baseline, so an edit that
     /// lands between that load and the first poll is not missed.
-    pub fn reload_on_change(self: Arc<Self>, interval: Duration) -> impl std::future::Future<Output = ()> + Send + 'static {
+    pub fn reload_on_change(
+        self: Arc<Self>,
+        interval: Duration,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let detector = ChangeDetector::new([self.path.as_path()]);
         self.poll(detector, interval)
     }

@@ -67,9 +67,9 @@ impl LookupResult {
 }
 
 /// The `namespace`/`deployment` labels of a per-workload metric. Build them with
-/// `Workload::labels`, which bounds their cardinality.
+/// `WorkloadLabels::labels`, which bounds their cardinality.
 #[derive(Debug, Clone, Copy)]
-pub struct Workload<'a> {
+pub struct WorkloadLabels<'a> {
     pub namespace: &'a str,
     pub deployment: &'a str,
 }

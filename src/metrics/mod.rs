@@ -248,15 +248,15 @@ impl Metrics {
         self.exemptions.with_label_values(&[exemption]).inc();
     }
 
-    pub fn field_changed(&self, w: Workload<'_>, field: &'static str) {
+    pub fn field_changed(&self, w: WorkloadLabels<'_>, field: &'static str) {
         self.field_changes.with_label_values(&[w.namespace, w.deployment, field]).inc();
     }
 
-    pub fn violation(&self, w: Workload<'_>, mode: &'static str) {
+    pub fn violation(&self, w: WorkloadLabels<'_>, mode: &'static str) {
         self.violations.with_label_values(&[w.namespace, w.deployment, mode]).inc();
     }
 
-    pub fn override_used(&self, w: Workload<'_>, honoured: bool) {
+    pub fn override_used(&self, w: WorkloadLabels<'_>, honoured: bool) {
         let result = if honoured { "honoured" } else { "ignored" };
         self.overrides.with_label_values(&[w.namespace, w.deployment, result]).inc();
     }

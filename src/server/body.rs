@@ -56,7 +56,7 @@ pub enum BodyError {
     TimedOut,
 }
 
-pub struct Limits {
+pub struct Bounds {
     pub max_bytes: usize,
     pub timeout: Duration,
 }
@@ -70,7 +70,7 @@ pub fn content_length(headers: &HeaderMap) -> Option<usize> {
 pub async fn read(
     headers: &HeaderMap,
     body: Body,
-    limits: &Limits,
+    limits: &Bounds,
     budget: &BodyBudget,
 ) -> Result<(Bytes, Share), BodyError> {
     let declared = content_length(headers);

@@ -37,14 +37,14 @@ use tower::ServiceExt;
 
 /// The bounds of every connection (see the module doc).
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct Bounds {
     pub header: Duration,
     pub idle: Duration,
     pub grace: Duration,
     pub max_connections: usize,
 }
 
-impl Limits {
+impl Bounds {
     pub fn from_config(server: &crate::config::ServerConfig) -> Self {
         use crate::config::seconds;
         Self {
@@ -57,7 +57,7 @@ impl Limits {
 }
 
 /// The config's defaults.
-impl Default for Limits {
+impl Default for Bounds {
     fn default() -> Self {
         Self::from_config(&crate::config::ServerConfig::default())
     }
@@ -84,7 +84,7 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     app: Router,
     mut stop: watch::Receiver<bool>,
-    limits: Limits,
+    limits: Bounds,
     metrics: ConnectionMetrics,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -142,7 +142,7 @@ async fn serve_connection(
     tls: Option<TlsAcceptor>,
     app: Router,
     mut stop: watch::Receiver<bool>,
-    limits: Limits,
+    limits: Bounds,
 ) {
     let activity = Activity::new();
     let service = {
@@ -176,7 +176,7 @@ async fn serve_connection(
     }
 }
 
-fn h1(limits: Limits) -> http1::Builder {
+fn h1(limits: Bounds) -> http1::Builder {
     let mut b = http1::Builder::new();
     b.timer(TokioTimer::new()).header_read_timeout(limits.header).keep_alive(true).max_buf_size(H1_MAX_BUF);
     b
@@ -195,7 +195,7 @@ fn h2() -> http2::Builder<TokioExecutor> {
 /// Runs one connection until it ends. On `stop` or when idle it is asked to close gracefully
 /// (in-flight requests finish); one that has not closed `header` later (hyper cannot close an
 /// HTTP/2 connection still waiting for its preface) is dropped.
-async fn drive<C>(conn: C, peer: SocketAddr, activity: &Activity, stop: &mut watch::Receiver<bool>, limits: Limits)
+async fn drive<C>(conn: C, peer: SocketAddr, activity: &Activity, stop: &mut watch::Receiver<bool>, limits: Bounds)
 where
     C: GracefulConnection<Error = hyper::Error>,
 {
@@ -294,7 +294,7 @@ impl Activity {
 
     /// When the connection counts as idle: `header` after the handshake until its first
     /// request, `idle` after its last one; None while a request is in flight.
-    fn idle_deadline(&self, limits: Limits) -> Option<Instant> {
+    fn idle_deadline(&self, limits: Bounds) -> Option<Instant> {
         if self.0.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }

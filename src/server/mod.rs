@@ -7,14 +7,14 @@ pub mod routes;
 pub mod shutdown;
 pub mod tls;
 
-use crate::json_lines::JsonLines;
 use crate::certs::{self, CertError};
 use crate::cluster::usage_log::UsageLog;
 use crate::cluster::usage_state::StateStore;
 use crate::config::{Config, seconds};
+use crate::file_change::ChangeDetector;
+use crate::json_lines::JsonLines;
 use crate::limits::{self, LimitSource};
 use crate::metrics::{Listener, Metrics};
-use crate::file_change::ChangeDetector;
 use crate::webhook::Webhook;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -153,7 +153,7 @@ pub async fn start_with(
         Some(tls),
         admission,
         stop_rx.clone(),
-        connections::Limits::from_config(server),
+        connections::Bounds::from_config(server),
         metrics.connections(Listener::Admission),
     ));
     let admin_task = tokio::spawn(connections::serve(
@@ -161,7 +161,7 @@ pub async fn start_with(
         None,
         admin,
         stop_rx,
-        connections::Limits::from_config(server),
+        connections::Bounds::from_config(server),
         metrics.connections(Listener::Admin),
     ));
     tracing::info!(%https_address, %admin_address, "replica-guard is serving");
@@ -265,7 +265,7 @@ pub async fn run_audit(config: &Config) -> Result<(), ServerError> {
         None,
         admin,
         stop_rx,
-        connections::Limits::from_config(&config.server),
+        connections::Bounds::from_config(&config.server),
         metrics.connections(Listener::Admin),
     ));
     tracing::info!(%admin_address, "replica-guard audit is watching the cluster");

@@ -65,7 +65,7 @@ async fn validate(State(s): State<AdmissionState>, headers: HeaderMap, body: Bod
         let got = if content_type.is_empty() { "none".to_string() } else { format!("{content_type:?}") };
         return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Content-Type must be application/json, got {got}"));
     }
-    let limits = body::Limits { max_bytes: s.max_body_bytes, timeout: s.body_timeout };
+    let limits = body::Bounds { max_bytes: s.max_body_bytes, timeout: s.body_timeout };
     let (bytes, _share) = match body::read(&headers, body, &limits, &s.budget).await {
         Ok(read) => read,
         Err(BodyError::TooLarge) => {

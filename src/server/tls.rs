@@ -1,8 +1,8 @@
 //! The serving certificate. New handshakes ask `CertStore` for the current certificate, so a
 //! rotated Secret takes effect without a restart and without touching open connections.
 
-use crate::metrics::Metrics;
 use crate::file_change::ChangeDetector;
+use crate::metrics::Metrics;
 use arc_swap::ArcSwap;
 use rustls::crypto::ring::sign::any_supported_type;
 use rustls::pki_types::pem::PemObject;
