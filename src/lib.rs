@@ -16,6 +16,7 @@ pub mod check;
 pub mod cluster;
 pub mod config;
 pub mod decision;
+pub mod events;
 pub mod file_change;
 pub mod json_lines;
 pub mod limits;

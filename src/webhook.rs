@@ -6,7 +6,7 @@ use crate::admission::decode::Request;
 use crate::admission::record::DecisionRecord;
 use crate::admission::subject::{self, Target};
 use crate::admission::{ReviewError, decode, respond};
-use crate::cluster::events::{EventQueue, WorkloadEvent};
+use crate::events::{EventQueue, WorkloadEvent};
 use crate::decision::policy::Policy;
 use crate::decision::{self, Decision, Override, Path, Rule, Subject};
 use crate::decision::{Lookup, Scope};

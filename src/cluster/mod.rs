@@ -6,11 +6,9 @@
 //! - `pricing`: the platform's monthly cost formula.
 //! - `watch`: the continuous audit (`replica-guard watch`): what watches the cluster.
 //! - `policy_report`: PolicyReports for Policy Reporter, written by the continuous audit.
-//! - `events`: Kubernetes Events from admission decisions, off the request path.
 //! - `usage`: the daily usage records (pure); `usage_log` prints them, `usage_state` keeps the
 //!   day in a ConfigMap across restarts.
 
-pub mod events;
 pub mod inventory;
 pub mod policy_report;
 pub mod pricing;

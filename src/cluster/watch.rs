@@ -8,7 +8,7 @@
 //! so memory stays small with 10,000 Deployments. A watch that restarts (an API server restart,
 //! an expired resource version) re-lists, and the state is rebuilt from that listing.
 
-use super::events::{EventQueue, WorkloadEvent};
+use crate::events::{EventQueue, WorkloadEvent};
 use super::inventory::{hpa_target, workload};
 use super::policy_report;
 use super::status::{self, RunningWorkload, Status};

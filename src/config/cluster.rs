@@ -44,7 +44,7 @@ impl Default for AuditConfig {
     }
 }
 
-/// Kubernetes Events from admission decisions (`crate::cluster::events`).
+/// Kubernetes Events from admission decisions (`crate::events`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventsConfig {

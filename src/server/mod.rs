@@ -213,14 +213,14 @@ async fn event_queue(
     config: &Config,
     metrics: &Arc<Metrics>,
     background: &mut Vec<JoinHandle<()>>,
-) -> Result<Option<crate::cluster::events::EventQueue>, ServerError> {
+) -> Result<Option<crate::events::EventQueue>, ServerError> {
     if !config.events.enabled {
         return Ok(None);
     }
     let client = kube::Client::try_default().await.map_err(|e| ServerError::Events(e.into()))?;
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
     let reporter = kube::runtime::events::Reporter { controller: "replica-guard".into(), instance };
-    let (queue, publisher) = crate::cluster::events::start(client, reporter, config.events.queue_size, metrics.clone());
+    let (queue, publisher) = crate::events::start(client, reporter, config.events.queue_size, metrics.clone());
     background.push(tokio::spawn(publisher));
     Ok(Some(queue))
 }

@@ -1,4 +1,5 @@
-//! Kubernetes Events from admission: a denial, a warning, an override become an
+//! Kubernetes Events, off the request path: from admission (a denial, a warning, an override) and
+//! from the continuous audit (a workload going over its limit and coming back), each an
 //! `events.k8s.io/v1` Event on the Deployment, so that kube-eventer or kubernetes-event-exporter
 //! forward them. Never on the request path: the webhook puts the event in a bounded queue
 //! (`try_send`; a full queue drops and counts, it never delays an answer), and one task publishes
