@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 pub enum CertError {
     #[error("cannot create a certificate: {0}")]
     Generate(#[from] rcgen::Error),
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}: {error}")]
+    Write { path: PathBuf, error: std::io::Error },
 }
 
 /// PEM text of a CA certificate, and of a serving certificate and its key.
@@ -64,7 +64,7 @@ impl DevCertificates {
             (cert_file, &self.cert_pem, false),
             (key_file, &self.key_pem, true),
         ] {
-            write_file(path, text, private).map_err(|source| CertError::Write { path: path.to_path_buf(), source })?;
+            write_file(path, text, private).map_err(|error| CertError::Write { path: path.to_path_buf(), error })?;
         }
         Ok(())
     }

@@ -21,6 +21,7 @@ pub mod file_change;
 pub mod json_lines;
 pub mod limits;
 pub mod metrics;
+pub mod run;
 pub mod server;
 pub mod webhook;
 pub mod words;

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    #[error("cannot read {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("{path}: document {document}{line}: not valid YAML: {detail}")]
     Yaml { path: String, document: usize, line: String, detail: String },
     #[error("{path}: no .yaml, .yml or .json files in this folder")]
@@ -44,7 +44,7 @@ pub fn read_all(paths: &[PathBuf]) -> Result<Vec<Manifest>, InputError> {
         if path.as_os_str() == "-" {
             let mut text = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-                .map_err(|source| InputError::Read { path: "standard input".into(), source })?;
+                .map_err(|error| InputError::Read { path: "standard input".into(), error })?;
             parse(STDIN, &text, &mut manifests)?;
         } else if path.is_dir() {
             let files = files_under(path)?;
@@ -66,7 +66,7 @@ pub fn read_all(paths: &[PathBuf]) -> Result<Vec<Manifest>, InputError> {
 
 fn read_file(path: &Path, out: &mut Vec<Manifest>) -> Result<(), InputError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| InputError::Read { path: name.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|error| InputError::Read { path: name.clone(), error })?;
     let before = out.len();
     parse(&name, &text, out)?;
     // Next to other files an empty one would pass unnoticed; it is as suspicious as an empty input.
@@ -82,7 +82,7 @@ fn files_under(dir: &Path) -> Result<Vec<PathBuf>, InputError> {
     let mut folders = vec![dir.to_path_buf()];
     // Bounded by the tree itself; symlinked folders are not followed (no cycles).
     while let Some(folder) = folders.pop() {
-        let read = |source| InputError::Read { path: folder.display().to_string(), source };
+        let read = |error| InputError::Read { path: folder.display().to_string(), error };
         for entry in std::fs::read_dir(&folder).map_err(read)? {
             let entry = entry.map_err(read)?;
             let kind = entry.file_type().map_err(read)?;

@@ -3,16 +3,7 @@
 //! maxReplicas / 4 (2 vCPU / 4 GiB at 4 replicas: 294; at 6: 351). Billing is on the registered
 //! maximum, not on what runs.
 
-use serde::Deserialize;
-
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Pricing {
-    pub base: f64,
-    pub per_vcpu: f64,
-    pub per_gib: f64,
-    pub divisor: f64,
-}
+pub use crate::config::Pricing;
 
 impl Pricing {
     pub fn monthly(&self, vcpu: f64, mem_gib: f64, max_replicas: i32) -> f64 {

@@ -8,13 +8,13 @@
 //! so memory stays small with 10,000 Deployments. A watch that restarts (an API server restart,
 //! an expired resource version) re-lists, and the state is rebuilt from that listing.
 
-use crate::events::{EventQueue, WorkloadEvent};
 use super::inventory::{hpa_target, workload};
 use super::policy_report;
 use super::status::{self, RunningWorkload, Status};
 use super::usage_log::UsageLog;
 use crate::decision::WorkloadKey;
 use crate::decision::policy::Policy;
+use crate::events::{EventQueue, WorkloadEvent};
 use crate::limits::LimitSource;
 use crate::metrics::{Exposition, Metrics};
 use futures_util::StreamExt;

@@ -1,5 +1,5 @@
-//! The sections of the cluster-facing features: `events:` (Kubernetes Events from admission)
-//! and `audit:` (the continuous audit, `replica-guard watch`).
+//! The sections of the cluster-facing features: `events:` (Kubernetes Events), `audit:` (the
+//! continuous audit, `replica-guard watch`) and `pricing:` (the cost formula of its records).
 
 use serde::Deserialize;
 
@@ -65,4 +65,15 @@ impl Default for EventsConfig {
     fn default() -> Self {
         Self { enabled: false, queue_size: default_event_queue() }
     }
+}
+
+/// `pricing:` the platform's monthly cost formula, `base + (perVcpu * vCPU + perGib * memGiB) *
+/// maxReplicas / divisor` (`crate::cluster::pricing` computes it).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Pricing {
+    pub base: f64,
+    pub per_vcpu: f64,
+    pub per_gib: f64,
+    pub divisor: f64,
 }

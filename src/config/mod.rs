@@ -1,12 +1,14 @@
 //! The config file (`replica-guard serve --config FILE`), read once at start. Every error names
 //! the key and says what would be right; relative paths are taken from the config file's folder.
 
+mod auth;
 mod cluster;
 mod registry;
 mod server;
 mod snapshot;
 
 use crate::decision::policy::Policy;
+pub use auth::*;
 pub use cluster::*;
 pub use registry::*;
 use serde::Deserialize;
@@ -17,8 +19,8 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read the config file {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("config file {path}: {key}: {problem}")]
     Invalid { path: PathBuf, key: String, problem: String },
 }
@@ -39,7 +41,7 @@ pub struct Config {
     pub audit: AuditConfig,
     /// The platform's monthly cost formula, for `audit` (optional).
     #[serde(default)]
-    pub pricing: Option<crate::cluster::pricing::Pricing>,
+    pub pricing: Option<Pricing>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,7 +80,7 @@ pub fn seconds(value: f64) -> Duration {
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+            std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.to_path_buf(), error })?;
         let mut config = Self::parse(&text).map_err(|(key, problem)| ConfigError::Invalid {
             path: path.to_path_buf(),
             key,

@@ -1,6 +1,7 @@
 //! The `registry:` section: which source the PED limits come from, and the cache in front of a
 //! remote one.
 
+use super::auth::HttpAuth;
 use super::{check_seconds, default_poll_interval};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -33,8 +34,11 @@ pub struct RegistryConfig {
     pub max_entries: usize,
 }
 
+/// How many entries a registry may hold unless `registry.maxEntries` says otherwise.
+pub const DEFAULT_MAX_ENTRIES: usize = 200_000;
+
 fn default_max_entries() -> usize {
-    crate::limits::entry::DEFAULT_MAX_ENTRIES
+    DEFAULT_MAX_ENTRIES
 }
 
 /// The source chosen in `registry`.
@@ -207,28 +211,6 @@ impl FieldPointers {
     }
 }
 
-/// How the registry is authenticated to: at most one way.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HttpAuth {
-    /// A file holding a bearer token, re-read when it changes (a projected service-account token).
-    #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
-    /// A token from the GCE/GKE metadata server (Workload Identity), cached until shortly before it expires.
-    #[serde(default)]
-    pub gce_metadata: Option<GceMetadataAuth>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct GceMetadataAuth {
-    #[serde(default = "default_metadata_url")]
-    pub url: String,
-}
-
-fn default_metadata_url() -> String {
-    "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token".into()
-}
 fn default_connect_timeout() -> f64 {
     0.5
 }

@@ -2,7 +2,7 @@
 //! memory (a snapshot source, like the file and the ConfigMap), rather than one document per
 //! workload inside the admission call (`registry.http`).
 
-use super::registry::HttpAuth;
+use super::auth::HttpAuth;
 use serde::Deserialize;
 use std::path::PathBuf;
 

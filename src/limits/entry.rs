@@ -21,7 +21,7 @@ pub const ABSURD_REPLICAS: i64 = 100_000;
 /// An owner is an e-mail address or a team name: RFC 5321 allows 254 characters for an address.
 pub const MAX_OWNER_CHARS: usize = 256;
 /// How many entries a registry may hold unless `registry.maxEntries` says otherwise.
-pub const DEFAULT_MAX_ENTRIES: usize = 200_000;
+pub use crate::config::DEFAULT_MAX_ENTRIES;
 /// A namespace name: a DNS-1123 label.
 pub const MAX_NAMESPACE_CHARS: usize = 63;
 /// A Deployment name: a DNS-1123 subdomain.

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileSourceError {
-    #[error("cannot read the registry file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("registry file {path}: {source}")]
-    Invalid { path: PathBuf, source: LimitsFileError },
+    #[error("cannot read the registry file {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("registry file {path}: {error}")]
+    Invalid { path: PathBuf, error: LimitsFileError },
 }
 
 pub struct FileSource {
@@ -41,12 +41,12 @@ impl FileSource {
     /// Reads and validates the file; on success it becomes the current snapshot. Returns the
     /// number of entries.
     pub fn load(&self) -> Result<usize, FileSourceError> {
-        let text = std::fs::read_to_string(&self.path).map_err(|source| {
+        let text = std::fs::read_to_string(&self.path).map_err(|error| {
             self.metrics.registry_reload(SourceKind::File, false);
-            FileSourceError::Read { path: self.path.clone(), source }
+            FileSourceError::Read { path: self.path.clone(), error }
         })?;
         apply_document(&text, SourceKind::File, &self.store, &self.metrics, &self.bounds, self.max_entries)
-            .map_err(|source| FileSourceError::Invalid { path: self.path.clone(), source })
+            .map_err(|error| FileSourceError::Invalid { path: self.path.clone(), error })
     }
 
     /// Polls the file every `interval` and reloads it when it changed, until the task is dropped.

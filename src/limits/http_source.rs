@@ -27,8 +27,8 @@ const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 pub enum HttpSourceError {
     #[error("registry: no system CA certificates could be loaded ({0}); set the registry's caFile")]
     Roots(String),
-    #[error("registry caFile: cannot read {path}: {source}")]
-    CaFile { path: std::path::PathBuf, source: std::io::Error },
+    #[error("registry caFile: cannot read {path}: {error}")]
+    CaFile { path: std::path::PathBuf, error: std::io::Error },
     #[error("registry caFile: {path} holds no usable PEM certificate")]
     NoCa { path: std::path::PathBuf },
 }
@@ -41,7 +41,7 @@ fn trust_roots(ca_file: Option<&std::path::Path>) -> Result<rustls::RootCertStor
     let native = rustls_native_certs::load_native_certs();
     let (system, _) = roots.add_parsable_certificates(native.certs);
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|source| HttpSourceError::CaFile { path: path.to_path_buf(), source })?;
+        let pem = std::fs::read(path).map_err(|error| HttpSourceError::CaFile { path: path.to_path_buf(), error })?;
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok).collect();
         let (added, _) = roots.add_parsable_certificates(certs);
         if added == 0 {

@@ -56,18 +56,19 @@ pub enum OpenError {
     File(#[from] file_source::FileSourceError),
     #[error("{0}")]
     Http(#[from] http_source::HttpSourceError),
-    #[error("registry.configMap: no Kubernetes client configuration (in-cluster or kubeconfig): {0}")]
-    Kubernetes(#[from] kube::Error),
+    #[error("registry.configMap: the process has no Kubernetes client")]
+    NoClient,
 }
 
 /// Opens the configured source. A file is read once here, so that a registry that cannot be
-/// read stops the start with a clear error; a ConfigMap is read by its watch, and `/readyz`
-/// waits for it; a remote registry is asked per request.
+/// read stops the start with a clear error; a ConfigMap is read by its watch (through `client`,
+/// the process's one Kubernetes client), and `/readyz` waits for it; a remote registry is asked
+/// per request or synced in the background.
 pub async fn open(
     registry: &crate::config::RegistryConfig,
     bounds: crate::decision::policy::PlatformBounds,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
-    kube_client: impl AsyncFnOnce() -> Result<kube::Client, kube::Error>,
+    client: Option<kube::Client>,
 ) -> Result<Opened, OpenError> {
     use crate::config::{Source, seconds};
     use crate::metrics::SourceKind;
@@ -102,7 +103,7 @@ pub async fn open(
         }
         Source::ConfigMap(cm) => {
             let store = Arc::new(store::SnapshotStore::new(SourceKind::ConfigMap, &metrics));
-            let client = kube_client().await?;
+            let client = client.ok_or(OpenError::NoClient)?;
             let source = configmap_source::ConfigMapSource::new(
                 client,
                 cm,

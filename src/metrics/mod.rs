@@ -299,12 +299,12 @@ impl Metrics {
     }
 
     /// The connection metrics of one listener.
-    pub fn connections(&self, listener: Listener) -> crate::server::connections::ConnectionMetrics {
+    pub fn connections(&self, listener: Listener) -> ConnectionMetrics {
         let label = match listener {
             Listener::Admission => "admission",
             Listener::Admin => "admin",
         };
-        crate::server::connections::ConnectionMetrics {
+        ConnectionMetrics {
             open: self.connections_open.with_label_values(&[label]),
             at_limit: self.connections_at_limit.with_label_values(&[label]),
         }
@@ -321,6 +321,14 @@ impl Metrics {
         }
         text
     }
+}
+
+/// One listener's connection metrics, as its accept loop updates them.
+#[derive(Clone)]
+pub struct ConnectionMetrics {
+    pub open: IntGauge,
+    /// Times a client had to wait because `maxConnections` were open.
+    pub at_limit: IntCounter,
 }
 
 /// Registers a metric. The definitions above are fixed at compile time, so a failure here is a

@@ -22,7 +22,6 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
-use prometheus::{IntCounter, IntGauge};
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -34,6 +33,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
+
+pub use crate::metrics::ConnectionMetrics;
 
 /// The bounds of every connection (see the module doc).
 #[derive(Debug, Clone, Copy)]
@@ -61,14 +62,6 @@ impl Default for Bounds {
     fn default() -> Self {
         Self::from_config(&crate::config::ServerConfig::default())
     }
-}
-
-/// The listener's connection metrics.
-#[derive(Clone)]
-pub struct ConnectionMetrics {
-    pub open: IntGauge,
-    /// Times a client had to wait because `maxConnections` were open.
-    pub at_limit: IntCounter,
 }
 
 /// HTTP/1.1 read buffer: request headers are small; bodies stream through it.

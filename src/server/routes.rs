@@ -1,8 +1,8 @@
 //! HTTP routes: `POST /validate` on the admission listener; `/healthz`, `/readyz` and
 //! `/metrics` on the admin listener. Input errors are JSON with a 4xx status, never a 5xx.
 
-use super::Health;
 use super::body::{self, BodyBudget, BodyError};
+use super::health::Health;
 use crate::metrics::Metrics;
 use crate::webhook::Webhook;
 use axum::Router;

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {path}: {source} (set server.tls.certFile/keyFile, or mount the TLS Secret there)")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {error} (set server.tls.certFile/keyFile, or mount the TLS Secret there)")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("{path} holds no PEM certificate")]
     NoCertificate { path: PathBuf },
     #[error("{path} holds no PEM private key: {detail}")]
@@ -26,11 +26,41 @@ pub enum TlsError {
     UnusableKey { path: PathBuf, detail: String },
     #[error("the certificate in {cert} does not belong to the key in {key}")]
     Mismatch { cert: PathBuf, key: PathBuf },
+    #[error("development certificate: {0}")]
+    DevCertificate(#[from] crate::certs::CertError),
+}
+
+/// Loads the serving certificate of `config` (creating a development one first when it says
+/// so) and returns its store with the task that reloads it when the files change.
+pub fn load(
+    config: &crate::config::TlsConfig,
+    metrics: &Arc<Metrics>,
+) -> Result<(Arc<CertStore>, impl Future<Output = ()> + Send + 'static), TlsError> {
+    if config.generate_dev_certificate && crate::certs::ensure_dev_certificate(&config.cert_file, &config.key_file)? {
+        tracing::warn!(
+            cert = %config.cert_file.display(),
+            "CREATED A SELF-SIGNED DEVELOPMENT CERTIFICATE (generateDevCertificate: true); never use this in production"
+        );
+    }
+    // Made before the first read, so a change between that read and the first poll is seen.
+    let detector = ChangeDetector::new([config.cert_file.as_path(), config.key_file.as_path()]);
+    let certified = load_certified_key(&config.cert_file, &config.key_file)?;
+    publish_expiry(&certified, metrics);
+    let store = Arc::new(CertStore::new(certified));
+    let reload = reload_on_change(
+        store.clone(),
+        detector,
+        config.cert_file.clone(),
+        config.key_file.clone(),
+        crate::config::seconds(config.reload_interval_seconds),
+        metrics.clone(),
+    );
+    Ok((store, reload))
 }
 
 /// Reads a PEM certificate chain and private key and checks that they belong together.
 pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, TlsError> {
-    let read = |p: &Path| std::fs::read(p).map_err(|source| TlsError::Read { path: p.to_path_buf(), source });
+    let read = |p: &Path| std::fs::read(p).map_err(|error| TlsError::Read { path: p.to_path_buf(), error });
     let cert_pem = read(cert_file)?;
     let key_pem = read(key_file)?;
     let chain: Vec<CertificateDer<'static>> =

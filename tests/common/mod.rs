@@ -8,7 +8,7 @@ use hyper::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use replica_guard::config::Config;
 use replica_guard::json_lines::JsonLines;
-use replica_guard::server::{self, Running};
+use replica_guard::run::serve::{self as server, Running};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;

@@ -1,0 +1,68 @@
+//! The one lifecycle of a long-running process (`serve`, `watch`): what it reports as health,
+//! the listeners it serves, the background tasks it keeps (registry refresh, certificate reload,
+//! Event publisher, the continuous audit), and how all of them stop (`shutdown`).
+
+use super::RunError;
+use crate::config::{ServerConfig, seconds};
+use crate::metrics::{ConnectionMetrics, Listener, Metrics};
+use crate::server::health::Health;
+use crate::server::{connections, routes};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub struct Lifecycle {
+    pub health: Arc<Health>,
+    bounds: connections::Bounds,
+    /// After SIGTERM: how long to keep serving while not ready (`server.shutdownDelaySeconds`).
+    pub(super) delay: Duration,
+    pub(super) stop: watch::Sender<bool>,
+    pub(super) listeners: Vec<JoinHandle<()>>,
+    pub(super) background: Vec<JoinHandle<()>>,
+}
+
+impl Lifecycle {
+    pub fn new(server: &ServerConfig, health: Arc<Health>) -> Self {
+        Self {
+            health,
+            bounds: connections::Bounds::from_config(server),
+            delay: seconds(server.shutdown_delay_seconds),
+            stop: watch::channel(false).0,
+            listeners: vec![],
+            background: vec![],
+        }
+    }
+
+    /// Keeps `task` running until the process stops.
+    pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.background.push(tokio::spawn(task));
+    }
+
+    /// Binds `address` (the config key `key` names it in errors) and serves `app` on it, with TLS
+    /// when `tls` is given, under the connection bounds; returns where it listens.
+    pub async fn listen(
+        &mut self,
+        address: SocketAddr,
+        key: &'static str,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        app: axum::Router,
+        metrics: ConnectionMetrics,
+    ) -> Result<SocketAddr, RunError> {
+        let bind = |error| RunError::Bind { address, key, error };
+        let listener = TcpListener::bind(address).await.map_err(bind)?;
+        let local = listener.local_addr().map_err(bind)?;
+        let stop = self.stop.subscribe();
+        self.listeners.push(tokio::spawn(connections::serve(listener, tls, app, stop, self.bounds, metrics)));
+        Ok(local)
+    }
+
+    /// The admin listener (`server.adminAddress`): `/healthz`, `/readyz` from this lifecycle's
+    /// health, `/metrics`.
+    pub async fn admin(&mut self, address: SocketAddr, metrics: &Arc<Metrics>) -> Result<SocketAddr, RunError> {
+        let app = routes::admin(routes::AdminState { health: self.health.clone(), metrics: metrics.clone() });
+        self.listen(address, "server.adminAddress", None, app, metrics.connections(Listener::Admin)).await
+    }
+}

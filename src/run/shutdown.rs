@@ -1,0 +1,69 @@
+//! What a long-running process (`serve`, `watch`) does on SIGTERM (kubelet stopping the pod) or
+//! SIGINT (Ctrl-C):
+//!
+//! 1. `/readyz` turns 503 at once, so the Service stops routing new connections here;
+//! 2. the listeners keep serving for `server.shutdownDelaySeconds`, while endpoints propagate
+//!    (the API server may still open connections to this pod during that time);
+//! 3. the listeners stop accepting; open connections finish their in-flight requests within
+//!    `server.shutdownTimeoutSeconds` (keep-alive connections are closed after their response);
+//! 4. the background tasks stop, and the process exits 0.
+//!
+//! A second SIGTERM or SIGINT during the drain exits at once (status 1): someone wants it gone now.
+
+use super::RunError;
+use super::lifecycle::Lifecycle;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// SIGTERM and SIGINT, listened to from the start of the process, so that one arriving while it
+/// starts is not lost (nor kills it before it can drain).
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    pub fn listen() -> Result<Self, RunError> {
+        let listen = |kind| signal(kind).map_err(RunError::Signals);
+        Ok(Self { term: listen(SignalKind::terminate())?, int: listen(SignalKind::interrupt())? })
+    }
+
+    /// Resolves with the signal's name when the next one arrives.
+    pub async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+impl Lifecycle {
+    /// Runs until a signal arrives, then drains (steps 1 to 4); a second signal exits at once.
+    pub async fn run_until_signal(self, mut signals: Signals) {
+        let signal = signals.next().await;
+        tracing::info!(signal, "received");
+        tokio::spawn(async move {
+            let signal = signals.next().await;
+            tracing::warn!(signal, "received again while draining; exiting now");
+            std::process::exit(1);
+        });
+        self.drain().await;
+    }
+
+    /// Steps 1 to 4 above; returns when every listener has drained.
+    pub async fn drain(self) {
+        self.health.begin_shutdown();
+        tracing::info!(
+            delay_seconds = self.delay.as_secs_f64(),
+            "shutting down: not ready; still serving during the delay"
+        );
+        tokio::time::sleep(self.delay).await;
+        let _ = self.stop.send(true);
+        for task in self.listeners {
+            let _ = task.await;
+        }
+        for task in self.background {
+            task.abort();
+        }
+        tracing::info!("all connections drained; exiting");
+    }
+}

@@ -1,0 +1,79 @@
+//! `replica-guard watch`: the continuous audit (the chart's audit Deployment). Reads the
+//! registry, watches every Deployment and HPA (`cluster::watch`), writes the usage records and
+//! Events, serves the admin listener (`/readyz` after the first complete pass), and drains on
+//! SIGTERM like the webhook (`shutdown`).
+
+use super::lifecycle::Lifecycle;
+use super::shutdown::Signals;
+use super::{RunError, client, event_queue};
+use crate::cluster::usage_log::UsageLog;
+use crate::cluster::usage_state::StateStore;
+use crate::config::{Config, seconds};
+use crate::json_lines::JsonLines;
+use crate::limits;
+use crate::metrics::Metrics;
+use crate::server::health::Health;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+/// A started continuous audit: where its admin listener is, and its lifecycle to stop it.
+pub struct Running {
+    pub admin_address: SocketAddr,
+    lifecycle: Lifecycle,
+}
+
+impl Running {
+    /// Drains as on SIGTERM (`shutdown`).
+    pub async fn shutdown(self) {
+        self.lifecycle.drain().await;
+    }
+}
+
+/// Starts the continuous audit with the Kubernetes client `kube_client` makes (the one client
+/// of the process: the registry's ConfigMap, the watches, Events, PolicyReports, the usage state).
+pub async fn start_with(
+    config: &Config,
+    kube_client: impl AsyncFnOnce() -> Result<kube::Client, kube::Error>,
+) -> Result<Running, RunError> {
+    let metrics = Arc::new(Metrics::new());
+    let kube = client(kube_client, "the continuous audit").await?;
+    let opened =
+        limits::open(&config.registry, config.policy.platform_bounds, metrics.clone(), Some(kube.clone())).await?;
+    let first_pass = Arc::new(AtomicBool::new(false));
+    let health =
+        Arc::new(Health::new(opened.source.clone(), None).waiting_for("first audit pass not done", first_pass.clone()));
+    let mut lifecycle = Lifecycle::new(&config.server, health);
+    if let Some(refresher) = opened.refresher {
+        lifecycle.spawn(refresher);
+    }
+    let events = event_queue(config, Some(&kube), &metrics, &mut lifecycle);
+    let usage = match &config.audit.usage {
+        usage if usage.enabled => {
+            let state = usage.state.as_ref().map(|s| StateStore::new(kube.clone(), &s.namespace, &s.name));
+            Some(UsageLog::start(state, JsonLines::stdout(), config.pricing, config.policy.clone()).await)
+        }
+        _ => None,
+    };
+    lifecycle.spawn(crate::cluster::watch::run(crate::cluster::watch::Audit {
+        client: kube,
+        limits: opened.source,
+        policy: config.policy.clone(),
+        events,
+        metrics: metrics.clone(),
+        interval: seconds(config.audit.interval_seconds),
+        ready: first_pass,
+        usage,
+    }));
+    let admin_address = lifecycle.admin(config.server.admin_address, &metrics).await?;
+    tracing::info!(%admin_address, "replica-guard audit is watching the cluster");
+    Ok(Running { admin_address, lifecycle })
+}
+
+/// Runs the continuous audit until SIGTERM or SIGINT, then drains.
+pub async fn run(config: &Config) -> Result<(), RunError> {
+    let signals = Signals::listen()?;
+    let running = start_with(config, kube::Client::try_default).await?;
+    running.lifecycle.run_until_signal(signals).await;
+    Ok(())
+}
