@@ -169,6 +169,16 @@ async fn list_update_broken_edit_delete_and_watch_restarts() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     eventually_allowed(&server, true, "a deleted ConfigMap keeps the last good registry").await;
     assert_eq!(server.metric("replica_guard_registry_reloads_total{result=\"error\",source=\"configmap\"}").await, 2.0);
+    let failures = |reason: &'static str| {
+        let server = &server;
+        async move {
+            let series =
+                format!("replica_guard_registry_reload_failures_total{{reason=\"{reason}\",source=\"configmap\"}}");
+            server.metric(&series).await
+        }
+    };
+    assert_eq!(failures("decode").await, 1.0, "the broken edit: `lots` is not a number");
+    assert_eq!(failures("missing").await, 1.0, "the deletion");
 
     // The stream ends (API server restart, watch timeout): the watcher watches again.
     api.update(&registry(8));

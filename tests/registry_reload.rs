@@ -47,6 +47,14 @@ async fn edits_apply_and_a_broken_edit_keeps_the_last_good_copy() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(server.metric("replica_guard_registry_reloads_total{result=\"error\",source=\"file\"}").await >= 1.0);
+    // And why: an entry out of bounds, not a file that could not be read.
+    assert!(
+        server.metric("replica_guard_registry_reload_failures_total{reason=\"entry\",source=\"file\"}").await >= 1.0
+    );
+    assert_eq!(
+        server.metric("replica_guard_registry_reload_failures_total{reason=\"read\",source=\"file\"}").await,
+        0.0
+    );
     // Still the last good registry (max 6): the redeploy to 6 stays allowed, and the server is ready.
     eventually_allowed(&server, true).await;
     assert_eq!(server.admin_get("/readyz").await.0, 200);

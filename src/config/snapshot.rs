@@ -1,6 +1,7 @@
-//! `registry.firestore`: a whole Firestore collection, listed in the background and answered from
-//! memory (a snapshot source, like the file and the ConfigMap), rather than one document per
-//! workload inside the admission call (`registry.http`).
+//! The snapshot sources: `registry.firestore` (a whole Firestore collection) and
+//! `registry.bigquery` (a query over the registry table), each read whole in the background and
+//! answered from memory (like the file and the ConfigMap), rather than one document per workload
+//! inside the admission call (`registry.http`).
 
 use super::auth::HttpAuth;
 use serde::Deserialize;

@@ -4,11 +4,10 @@
 //! arrive as `{"f": [{"v": "team-a"}, {"v": "4"}, …]}` in the order of `schema.fields`, every
 //! value a string (INT64 included) or null.
 
+use super::RegistryError;
 use super::entry::{self, EntryBudget, Fields};
-use super::http_auth::Auth;
-use super::http_source::{HttpSourceError, https_client};
-use super::remote::{RemoteJson, percent_encode};
 use super::sync::{ListRegistry, Listed};
+use super::transport::{Auth, ClientError, RemoteJson, https_client, percent_encode};
 use super::{BoxFuture, Scope};
 use crate::config::BigQueryRegistryConfig;
 use hyper::Method;
@@ -75,7 +74,7 @@ struct Cell {
 }
 
 impl BigQueryLister {
-    pub fn new(config: &BigQueryRegistryConfig) -> Result<Self, HttpSourceError> {
+    pub fn new(config: &BigQueryRegistryConfig) -> Result<Self, ClientError> {
         Ok(Self {
             remote: RemoteJson {
                 client: https_client(config.ca_file.as_deref(), Duration::from_secs(5))?,
@@ -92,18 +91,26 @@ impl BigQueryLister {
 
     /// One request; its answer is at most what `page_size` rows can take (a row of six cells at
     /// their longest, `limits::entry`, is under 1 KiB) and is decoded off the async runtime.
-    async fn request(&self, method: Method, url: &str, body: Option<&Value>, what: &str) -> Result<Results, String> {
+    async fn request(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+        what: &str,
+    ) -> Result<Results, RegistryError> {
         let max_bytes = self.page_size as usize * 1024 + 64 * 1024;
-        let bytes = self.remote.send_bounded(method, url, body, max_bytes).await.map_err(|e| format!("{what}: {e}"))?;
+        let bytes =
+            self.remote.send_bounded(method, url, body, max_bytes).await.map_err(|e| RegistryError::at(what, e))?;
         let what = what.to_string();
         tokio::task::spawn_blocking(move || {
-            serde_json::from_slice(&bytes).map_err(|e| format!("{what}: not a BigQuery query response: {e}"))
+            serde_json::from_slice(&bytes)
+                .map_err(|e| RegistryError::Decode(format!("{what}: not a BigQuery query response: {e}")))
         })
         .await
-        .map_err(|e| format!("the decoding task failed: {e}"))?
+        .map_err(|e| RegistryError::Decode(format!("the decoding task failed: {e}")))?
     }
 
-    async fn list_all(&self, mut budget: EntryBudget) -> Result<Vec<Listed>, String> {
+    async fn list_all(&self, mut budget: EntryBudget) -> Result<Vec<Listed>, RegistryError> {
         let mut body =
             json!({"query": self.query, "useLegacySql": false, "maxResults": self.page_size, "timeoutMs": WAIT_MS});
         if let Some(location) = &self.location {
@@ -111,19 +118,25 @@ impl BigQueryLister {
         }
         let url = format!("{}/projects/{}/queries", self.base, self.project);
         let mut results = self.request(Method::POST, &url, Some(&body), "jobs.query").await?;
-        let job = results.job_reference.clone().ok_or("jobs.query: the answer has no jobReference")?;
+        let job = results
+            .job_reference
+            .clone()
+            .ok_or_else(|| RegistryError::Decode("jobs.query: the answer has no jobReference".into()))?;
         let mut columns: Option<Vec<String>> = None;
         let mut entries = vec![];
         let mut page = 1;
         for _ in 0..MAX_REQUESTS {
             if results.job_complete {
                 if columns.is_none() {
-                    let schema = results.schema.as_ref().ok_or("the query results have no schema")?;
+                    let schema = results
+                        .schema
+                        .as_ref()
+                        .ok_or_else(|| RegistryError::Decode("the query results have no schema".into()))?;
                     columns = Some(schema.fields.iter().map(|f| f.name.to_lowercase()).collect());
                 }
                 let names = columns.as_deref().unwrap_or_default();
                 for (i, row) in results.rows.iter().enumerate() {
-                    budget.take().map_err(|e| e.to_string())?;
+                    budget.take()?;
                     entries.push(self.entry(names, row, page, i + 1)?);
                 }
                 let Some(token) = results.page_token.take().filter(|t| !t.is_empty()) else { return Ok(entries) };
@@ -133,11 +146,16 @@ impl BigQueryLister {
                 results = self.get_results(&job, None, page).await?;
             }
         }
-        Err(format!("the job did not finish within {MAX_REQUESTS} requests"))
+        Err(RegistryError::Timeout(format!("the job did not finish within {MAX_REQUESTS} requests")))
     }
 
     /// `jobs.getQueryResults`: the next page, or (without a token) the job's state.
-    async fn get_results(&self, job: &JobReference, token: Option<&str>, page: usize) -> Result<Results, String> {
+    async fn get_results(
+        &self,
+        job: &JobReference,
+        token: Option<&str>,
+        page: usize,
+    ) -> Result<Results, RegistryError> {
         let mut url = format!(
             "{}/projects/{}/queries/{}?maxResults={}&timeoutMs={WAIT_MS}",
             self.base,
@@ -155,20 +173,23 @@ impl BigQueryLister {
     }
 
     /// One row as an entry; an error names the page, the row and the column.
-    fn entry(&self, names: &[String], row: &Row, page: usize, number: usize) -> Result<Listed, String> {
+    fn entry(&self, names: &[String], row: &Row, page: usize, number: usize) -> Result<Listed, RegistryError> {
         let place = format!("page {page}, row {number}");
         let cell = |column: &str| -> Option<&Value> {
             names.iter().position(|n| n == column).and_then(|i| row.f.get(i)).map(|c| &c.v).filter(|v| !v.is_null())
         };
-        let at = |column: &str, problem: String| format!("{place}: column {column}: {problem}");
-        let text = |column: &str| -> Result<Option<String>, String> {
+        let at = |column: &str, problem: String| RegistryError::Entry {
+            place: format!("{place}: column {column}"),
+            problem,
+        };
+        let text = |column: &str| -> Result<Option<String>, RegistryError> {
             match cell(column) {
                 None => Ok(None),
                 Some(Value::String(s)) => Ok(Some(s.clone())),
                 Some(other) => Err(at(column, format!("expected a string, got {other}"))),
             }
         };
-        let integer = |column: &str| -> Result<Option<i64>, String> {
+        let integer = |column: &str| -> Result<Option<i64>, RegistryError> {
             match text(column)? {
                 None => Ok(None),
                 Some(s) => s.parse().map(Some).map_err(|_| at(column, format!("{s:?} is not a whole number"))),
@@ -199,7 +220,7 @@ impl BigQueryLister {
 }
 
 impl ListRegistry for BigQueryLister {
-    fn list(&self, budget: EntryBudget) -> BoxFuture<'_, Result<Vec<Listed>, String>> {
+    fn list(&self, budget: EntryBudget) -> BoxFuture<'_, Result<Vec<Listed>, RegistryError>> {
         Box::pin(self.list_all(budget))
     }
 }

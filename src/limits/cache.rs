@@ -20,7 +20,11 @@ use std::time::{Duration, Instant};
 
 /// Fetches one workload's entry from a remote registry. `Ok(None)` means "not registered".
 pub trait Fetch: Send + Sync + 'static {
-    fn fetch(&self, namespace: &str, deployment: &str) -> impl Future<Output = Result<Option<Limit>, String>> + Send;
+    fn fetch(
+        &self,
+        namespace: &str,
+        deployment: &str,
+    ) -> impl Future<Output = Result<Option<Limit>, super::RegistryError>> + Send;
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -86,7 +90,7 @@ impl<F: Fetch> CachedSource<F> {
                 match fetcher.fetch(&ns, &name).await {
                     Ok(Some(limit)) => Cached::Found(limit),
                     Ok(None) => Cached::NotFound,
-                    Err(e) => Cached::Failed(e.into()),
+                    Err(e) => Cached::Failed(e.to_string().into()),
                 }
             })
             .await;
@@ -158,11 +162,11 @@ mod tests {
     }
 
     impl Fetch for Arc<Scripted> {
-        async fn fetch(&self, _ns: &str, _name: &str) -> Result<Option<Limit>, String> {
+        async fn fetch(&self, _ns: &str, _name: &str) -> Result<Option<Limit>, crate::limits::RegistryError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(20)).await;
             let answer = self.answer.lock().unwrap().clone();
-            answer.map(|a| {
+            answer.map_err(crate::limits::RegistryError::Auth).map(|a| {
                 a.map(|max| Limit {
                     max_replicas: max,
                     min_replicas: None,

@@ -62,7 +62,7 @@ impl ConfigMapSource {
                 Ok(Event::InitDone) => {}
                 Ok(Event::Delete(_)) => self.missing("deleted"),
                 Err(e) => {
-                    let why = super::remote::error_chain(&e);
+                    let why = super::transport::error_chain(&e);
                     self.store
                         .load_failed(&format!("cannot read the ConfigMap {}/{}: {why}", self.namespace, self.name));
                     tracing::warn!(error = %why, configmap = %self.name, "ConfigMap watch failed; retrying")
@@ -73,7 +73,7 @@ impl ConfigMapSource {
 
     fn apply(&self, cm: &ConfigMap) {
         let Some(text) = cm.data.as_ref().and_then(|d| d.get(&self.key)) else {
-            self.metrics.registry_reload(SourceKind::ConfigMap, false);
+            self.metrics.registry_failed(SourceKind::ConfigMap, "missing");
             self.store
                 .load_failed(&format!("the ConfigMap {}/{} has no data key {}", self.namespace, self.name, self.key));
             return tracing::error!(
@@ -91,7 +91,7 @@ impl ConfigMapSource {
     }
 
     fn missing(&self, what: &str) {
-        self.metrics.registry_reload(SourceKind::ConfigMap, false);
+        self.metrics.registry_failed(SourceKind::ConfigMap, "missing");
         self.store.load_failed(&format!("the ConfigMap {}/{} was {what}", self.namespace, self.name));
         tracing::error!(configmap = %format!("{}/{}", self.namespace, self.name), "registry ConfigMap {what}; the last good registry stays in use");
     }

@@ -37,6 +37,19 @@ pub enum LimitsFileError {
     TooLarge { bytes: usize },
 }
 
+impl LimitsFileError {
+    /// One of `RegistryError::metric_label`'s words.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Syntax(_) => "decode",
+            Self::Entry { problem, .. } if problem.starts_with("duplicate") => "duplicate",
+            Self::Entry { .. } => "entry",
+            Self::TooMany(_) => "too-many",
+            Self::TooLarge { .. } => "too-large",
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawFile {

@@ -42,7 +42,7 @@ impl FileSource {
     /// number of entries.
     pub fn load(&self) -> Result<usize, FileSourceError> {
         let text = std::fs::read_to_string(&self.path).map_err(|error| {
-            self.metrics.registry_reload(SourceKind::File, false);
+            self.metrics.registry_failed(SourceKind::File, "read");
             FileSourceError::Read { path: self.path.clone(), error }
         })?;
         apply_document(&text, SourceKind::File, &self.store, &self.metrics, &self.bounds, self.max_entries)

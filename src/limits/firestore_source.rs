@@ -10,11 +10,10 @@
 //! keeps its threads), and the entry budget (`registry.maxEntries`) stops a listing that grows
 //! past it.
 
+use super::RegistryError;
 use super::entry::{self, EntryBudget, Fields};
-use super::http_auth::Auth;
-use super::http_source::{HttpSourceError, https_client};
-use super::remote::{RemoteJson, percent_encode};
 use super::sync::{ListRegistry, Listed};
+use super::transport::{Auth, ClientError, RemoteJson, https_client, percent_encode};
 use super::{BoxFuture, Scope};
 use crate::config::{FirestoreFields, FirestoreRegistryConfig};
 use hyper::Method;
@@ -83,7 +82,7 @@ enum Integer<'a> {
 }
 
 impl FirestoreLister {
-    pub fn new(config: &FirestoreRegistryConfig) -> Result<Self, HttpSourceError> {
+    pub fn new(config: &FirestoreRegistryConfig) -> Result<Self, ClientError> {
         Ok(Self {
             remote: RemoteJson {
                 client: https_client(config.ca_file.as_deref(), Duration::from_secs(5))?,
@@ -113,7 +112,7 @@ impl FirestoreLister {
         url
     }
 
-    async fn list_all(&self, mut budget: EntryBudget) -> Result<Vec<Listed>, String> {
+    async fn list_all(&self, mut budget: EntryBudget) -> Result<Vec<Listed>, RegistryError> {
         let mut entries = vec![];
         let mut token: Option<String> = None;
         let max_bytes = self.page_size as usize * MAX_DOCUMENT_BYTES + 64 * 1024;
@@ -123,11 +122,12 @@ impl FirestoreLister {
                 .remote
                 .send_bounded(Method::GET, &url, None, max_bytes)
                 .await
-                .map_err(|e| format!("page {page}: {e}"))?;
+                .map_err(|e| RegistryError::at(format!("page {page}"), e))?;
             let decoder = self.decoder.clone();
-            let (listed, next, left) = tokio::task::spawn_blocking(move || decoder.page(&body, page, budget))
-                .await
-                .map_err(|e| format!("page {page}: the decoding task failed: {e}"))??;
+            let (listed, next, left) =
+                tokio::task::spawn_blocking(move || decoder.page(&body, page, budget))
+                    .await
+                    .map_err(|e| RegistryError::Decode(format!("page {page}: the decoding task failed: {e}")))??;
             budget = left;
             entries.extend(listed);
             match next {
@@ -135,7 +135,7 @@ impl FirestoreLister {
                 None => return Ok(entries),
             }
         }
-        Err(format!("more than {MAX_PAGES} pages"))
+        Err(RegistryError::Decode(format!("the listing has more than {MAX_PAGES} pages")))
     }
 }
 
@@ -143,12 +143,12 @@ type DecodedPage = (Vec<Listed>, Option<String>, EntryBudget);
 
 impl Decoder {
     /// One page's entries, the next page token, and what is left of the budget.
-    fn page(&self, body: &[u8], page: usize, mut budget: EntryBudget) -> Result<DecodedPage, String> {
-        let listed: Page =
-            serde_json::from_slice(body).map_err(|e| format!("page {page}: not a Firestore listing: {e}"))?;
+    fn page(&self, body: &[u8], page: usize, mut budget: EntryBudget) -> Result<DecodedPage, RegistryError> {
+        let listed: Page = serde_json::from_slice(body)
+            .map_err(|e| RegistryError::Decode(format!("page {page}: not a Firestore listing: {e}")))?;
         let mut entries = Vec::with_capacity(listed.documents.len());
         for doc in &listed.documents {
-            budget.take().map_err(|e| e.to_string())?;
+            budget.take()?;
             entries.push(self.entry(doc)?);
         }
         let next = listed.next_page_token.filter(|t| !t.is_empty()).map(Cow::into_owned);
@@ -156,11 +156,14 @@ impl Decoder {
     }
 
     /// One document as an entry; an error names the document and the field.
-    fn entry(&self, doc: &Document) -> Result<Listed, String> {
+    fn entry(&self, doc: &Document) -> Result<Listed, RegistryError> {
         let name = entry::shortened(&doc.name);
         let id = doc.name.rsplit('/').next().unwrap_or_default();
-        let at = |field: &str, problem: String| format!("document {name}: field {field}: {problem}");
-        let text = |field: &str| -> Result<Option<&str>, String> {
+        let at = |field: &str, problem: String| RegistryError::Entry {
+            place: format!("document {name}: field {field}"),
+            problem,
+        };
+        let text = |field: &str| -> Result<Option<&str>, RegistryError> {
             match doc.fields.get(field) {
                 None => Ok(None),
                 Some(Typed { string_value: Some(s), .. }) => Ok(Some(s)),
@@ -168,7 +171,7 @@ impl Decoder {
                 Some(_) => Err(at(field, "expected a stringValue".into())),
             }
         };
-        let integer = |field: &str| -> Result<Option<i64>, String> {
+        let integer = |field: &str| -> Result<Option<i64>, RegistryError> {
             match doc.fields.get(field) {
                 None => Ok(None),
                 Some(Typed { integer_value: Some(Integer::Number(n)), .. }) => Ok(Some(*n)),
@@ -186,10 +189,13 @@ impl Decoder {
             _ => match id.split_once("--") {
                 Some((ns, d)) if !ns.is_empty() && !d.is_empty() => (ns, d),
                 _ => {
-                    return Err(format!(
-                        "document {name}: no {} and {} fields, and its id is not <namespace>--<deployment>",
-                        f.namespace, f.deployment
-                    ));
+                    return Err(RegistryError::Entry {
+                        place: format!("document {name}"),
+                        problem: format!(
+                            "no {} and {} fields, and its id is not <namespace>--<deployment>",
+                            f.namespace, f.deployment
+                        ),
+                    });
                 }
             },
         };
@@ -223,7 +229,7 @@ impl Decoder {
 }
 
 impl ListRegistry for FirestoreLister {
-    fn list(&self, budget: EntryBudget) -> BoxFuture<'_, Result<Vec<Listed>, String>> {
+    fn list(&self, budget: EntryBudget) -> BoxFuture<'_, Result<Vec<Listed>, RegistryError>> {
         Box::pin(self.list_all(budget))
     }
 }

@@ -2,80 +2,20 @@
 //! to Firestore's REST API. 404 means "not registered"; then the namespace-default URL, if set,
 //! is asked the same way.
 
+use super::RegistryError;
 use super::cache::Fetch;
 use super::entry::{self, ABSURD_REPLICAS, Fields};
-use super::http_auth::Auth;
-use super::remote::error_chain;
+use super::transport::{Auth, ClientError, HttpClient, error_chain, https_client};
 use super::{Limit, Scope};
 use crate::config::{DocumentFormat, FieldPointers, HttpRegistryConfig, seconds};
 use axum::body::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::StatusCode;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use std::time::Duration;
 
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
 /// A registry document larger than this is not a registry document.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
-
-#[derive(Debug, thiserror::Error)]
-pub enum HttpSourceError {
-    #[error("registry: no system CA certificates could be loaded ({0}); set the registry's caFile")]
-    Roots(String),
-    #[error("registry caFile: cannot read {path}: {error}")]
-    CaFile { path: std::path::PathBuf, error: std::io::Error },
-    #[error("registry caFile: {path} holds no usable PEM certificate")]
-    NoCa { path: std::path::PathBuf },
-}
-
-/// The system's CA certificates, plus those of `ca_file`.
-fn trust_roots(ca_file: Option<&std::path::Path>) -> Result<rustls::RootCertStore, HttpSourceError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    let (system, _) = roots.add_parsable_certificates(native.certs);
-    if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|error| HttpSourceError::CaFile { path: path.to_path_buf(), error })?;
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok).collect();
-        let (added, _) = roots.add_parsable_certificates(certs);
-        if added == 0 {
-            return Err(HttpSourceError::NoCa { path: path.to_path_buf() });
-        }
-    } else if system == 0 {
-        return Err(HttpSourceError::Roots(native.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")));
-    }
-    Ok(roots)
-}
-
-/// An HTTPS (or plain HTTP) client trusting the system's CAs and `ca_file`'s; shared by the HTTP
-/// and Firestore sources.
-pub fn https_client(
-    ca_file: Option<&std::path::Path>,
-    connect_timeout: Duration,
-) -> Result<HttpClient, HttpSourceError> {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(connect_timeout));
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .with_root_certificates(trust_roots(ca_file)?)
-        .with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(https))
-}
 
 pub struct HttpFetcher {
     client: HttpClient,
@@ -87,7 +27,7 @@ pub struct HttpFetcher {
 }
 
 impl HttpFetcher {
-    pub fn new(config: &HttpRegistryConfig) -> Result<Self, HttpSourceError> {
+    pub fn new(config: &HttpRegistryConfig) -> Result<Self, ClientError> {
         let client = https_client(config.ca_file.as_deref(), seconds(config.connect_timeout_seconds))?;
         let auth = Auth::from_config(&config.auth);
         let fields = match config.format {
@@ -104,50 +44,55 @@ impl HttpFetcher {
         })
     }
 
-    async fn fetch_uncapped(&self, namespace: &str, deployment: &str) -> Result<Option<Limit>, String> {
+    async fn fetch_uncapped(&self, namespace: &str, deployment: &str) -> Result<Option<Limit>, RegistryError> {
+        fn entry(url: &str) -> impl FnOnce(String) -> RegistryError + '_ {
+            move |problem| RegistryError::Entry { place: url.to_string(), problem }
+        }
         let url = fill(&self.url, namespace, deployment);
         if let Some(doc) = self.get(&url).await? {
-            return parse_document(&doc, &self.fields, Scope::Deployment).map(Some).map_err(|e| format!("{url}: {e}"));
+            return parse_document(&doc, &self.fields, Scope::Deployment).map(Some).map_err(entry(&url));
         }
         let Some(template) = &self.namespace_default_url else { return Ok(None) };
         let url = fill(template, namespace, deployment);
         match self.get(&url).await? {
-            Some(doc) => {
-                parse_document(&doc, &self.fields, Scope::NamespaceDefault).map(Some).map_err(|e| format!("{url}: {e}"))
-            }
+            Some(doc) => parse_document(&doc, &self.fields, Scope::NamespaceDefault).map(Some).map_err(entry(&url)),
             None => Ok(None),
         }
     }
 
     /// GETs a document; `None` for 404.
-    async fn get(&self, url: &str) -> Result<Option<Value>, String> {
+    async fn get(&self, url: &str) -> Result<Option<Value>, RegistryError> {
+        let transport = |detail: String| RegistryError::Transport { url: url.to_string(), detail };
         let mut request = hyper::Request::get(url).header("Accept", "application/json");
         if let Some(auth) = &self.auth {
             request = request.header("Authorization", auth.header(&self.client).await?);
         }
-        let request = request.body(Full::new(Bytes::new())).map_err(|e| format!("bad registry URL {url}: {e}"))?;
-        let response = self.client.request(request).await.map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+        let request = request.body(Full::new(Bytes::new())).map_err(|e| transport(format!("bad registry URL: {e}")))?;
+        let response = self.client.request(request).await.map_err(|e| transport(error_chain(&e)))?;
         let status = response.status();
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
         if !status.is_success() {
-            return Err(format!("{url} answered HTTP {status}"));
+            let detail = "no registry document".to_string();
+            return Err(RegistryError::Status { url: url.to_string(), status: status.to_string(), detail });
         }
         let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
             .collect()
             .await
-            .map_err(|e| format!("{url}: cannot read the document: {e}"))?
+            .map_err(|e| transport(format!("cannot read the document: {e}")))?
             .to_bytes();
-        serde_json::from_slice(&body).map(Some).map_err(|e| format!("{url}: the document is not JSON: {e}"))
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| RegistryError::Decode(format!("{url}: the document is not JSON: {e}")))
     }
 }
 
 impl Fetch for HttpFetcher {
-    async fn fetch(&self, namespace: &str, deployment: &str) -> Result<Option<Limit>, String> {
+    async fn fetch(&self, namespace: &str, deployment: &str) -> Result<Option<Limit>, RegistryError> {
         match tokio::time::timeout(self.timeout, self.fetch_uncapped(namespace, deployment)).await {
             Ok(answer) => answer,
-            Err(_) => Err(format!("no answer within {} s", self.timeout.as_secs_f64())),
+            Err(_) => Err(RegistryError::Timeout(format!("no answer within {} s", self.timeout.as_secs_f64()))),
         }
     }
 }

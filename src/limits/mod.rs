@@ -10,15 +10,17 @@ pub mod bigquery_source;
 pub mod cache;
 pub mod configmap_source;
 pub mod entry;
+pub mod error;
 pub mod file;
 pub mod file_source;
 pub mod firestore_source;
-pub mod http_auth;
 pub mod http_source;
-pub mod remote;
 pub mod store;
 pub mod sync;
 pub mod table;
+pub mod transport;
+
+pub use error::RegistryError;
 
 pub use crate::decision::limit::{Limit, Lookup, Scope};
 use std::future::Future;
@@ -55,7 +57,7 @@ pub enum OpenError {
     #[error("{0}")]
     File(#[from] file_source::FileSourceError),
     #[error("{0}")]
-    Http(#[from] http_source::HttpSourceError),
+    Client(#[from] transport::ClientError),
     #[error("registry.configMap: the process has no Kubernetes client")]
     NoClient,
 }

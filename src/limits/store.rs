@@ -80,11 +80,11 @@ pub fn apply_document(
             let table = Arc::new(table);
             let _ = metrics.publish_registry(Box::new(table.clone()), entries, out_of_bounds);
             let _ = store.replace(table);
-            metrics.registry_reload(source, true);
+            metrics.registry_loaded(source);
             Ok(entries)
         }
         Err(e) => {
-            metrics.registry_reload(source, false);
+            metrics.registry_failed(source, e.metric_label());
             store.load_failed(&e.to_string());
             Err(e)
         }

@@ -7,6 +7,7 @@
 //! `max_shrink` of the entries at once is held back and reported, not applied: a broken export
 //! must not unregister half the platform. Readiness waits for the first complete sync.
 
+use super::RegistryError;
 use super::entry::EntryBudget;
 use super::store::SnapshotStore;
 use super::table::LimitTable;
@@ -30,7 +31,7 @@ pub struct Listed {
 pub trait ListRegistry: Send + Sync + 'static {
     /// Every entry, or why not (naming the page, document and field at fault); it stops as soon
     /// as `budget` is spent, before a registry far larger than expected is held in memory.
-    fn list(&self, budget: EntryBudget) -> BoxFuture<'_, Result<Vec<Listed>, String>>;
+    fn list(&self, budget: EntryBudget) -> BoxFuture<'_, Result<Vec<Listed>, RegistryError>>;
 }
 
 pub struct Syncer<L> {
@@ -75,7 +76,9 @@ impl<L: ListRegistry> Syncer<L> {
         let budget = EntryBudget::new(self.max_entries);
         let listed = match tokio::time::timeout(self.timeout, self.lister.list(budget)).await {
             Ok(listed) => listed,
-            Err(_) => Err(format!("the whole sync took longer than {} s", self.timeout.as_secs_f64())),
+            Err(_) => {
+                Err(RegistryError::Timeout(format!("the whole sync took longer than {} s", self.timeout.as_secs_f64())))
+            }
         };
         // Building the table of a large registry, and freeing the one it replaces, take
         // milliseconds of CPU: on the blocking pool, so admission keeps the runtime's threads.
@@ -87,9 +90,12 @@ impl<L: ListRegistry> Syncer<L> {
             })
         })
         .await
-        .unwrap_or_else(|e| Err(format!("building the registry failed: {e}")));
+        .unwrap_or_else(|e| Err(RegistryError::Decode(format!("building the registry failed: {e}"))));
         let outcome = match built {
-            Err(why) => Synced::Failed(why),
+            Err(e) => {
+                self.metrics.registry_failed(self.source, e.metric_label());
+                Synced::Failed(e.to_string())
+            }
             Ok((table, out_of_bounds)) => {
                 let previous = self.store.snapshot().len();
                 let entries = table.len();
@@ -107,12 +113,11 @@ impl<L: ListRegistry> Syncer<L> {
         let source = self.source.as_str();
         match &outcome {
             Synced::Applied { entries } => {
-                self.metrics.registry_reload(self.source, true);
+                self.metrics.registry_loaded(self.source);
                 tracing::info!(source, entries, "registry synced");
             }
             Synced::Failed(why) => {
                 self.store.load_failed(why);
-                self.metrics.registry_reload(self.source, false);
                 tracing::error!(source, error = %why, "registry sync failed; the last good registry stays in use");
             }
             Synced::HeldBack { entries, previous } => {
@@ -137,7 +142,7 @@ fn shrinks_too_much(previous: usize, now: usize, max_shrink: f64) -> bool {
 
 /// The listed entries as one table; a second entry for the same workload fails the whole sync,
 /// naming both (the first is looked up only then, so a good sync keeps no index of places).
-fn table_of(listed: Vec<Listed>) -> Result<LimitTable, String> {
+fn table_of(listed: Vec<Listed>) -> Result<LimitTable, RegistryError> {
     let mut table = LimitTable::default();
     for (i, entry) in listed.iter().enumerate() {
         if table.insert(&entry.namespace, entry.deployment.as_deref(), entry.limit.clone()).is_err() {
@@ -145,7 +150,12 @@ fn table_of(listed: Vec<Listed>) -> Result<LimitTable, String> {
             let first = listed[..i].iter().find(same).map_or("", |e| e.place.as_str());
             let what =
                 entry.deployment.as_deref().map_or("namespace default".to_string(), |d| format!("deployment {d}"));
-            return Err(format!("{} and {first} both register {} {what}; one must go", entry.place, entry.namespace));
+            return Err(RegistryError::Duplicate {
+                place: entry.place.clone(),
+                first: first.to_string(),
+                namespace: entry.namespace.clone(),
+                what,
+            });
         }
     }
     table.shrink_to_fit();

@@ -66,8 +66,8 @@ impl LookupResult {
     }
 }
 
-/// The `namespace`/`deployment` labels of a per-workload metric. Build them with
-/// `WorkloadLabels::labels`, which bounds their cardinality.
+/// The `namespace`/`deployment` labels of a per-workload metric. The webhook builds them
+/// (`webhook::metric_labels`) only from names the registry knows, which bounds their cardinality.
 #[derive(Debug, Clone, Copy)]
 pub struct WorkloadLabels<'a> {
     pub namespace: &'a str,

@@ -1,8 +1,9 @@
 //! JSON over HTTP(S) for the snapshot sources' REST APIs (Firestore, BigQuery): the credentials
 //! on every request, one fresh token after a 401, a bounded response, and errors that name the URL.
 
-use super::http_auth::Auth;
-use super::http_source::HttpClient;
+use super::auth::Auth;
+use super::client::{HttpClient, error_chain};
+use crate::limits::RegistryError;
 use axum::body::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, StatusCode};
@@ -18,7 +19,12 @@ pub struct RemoteJson {
 impl RemoteJson {
     /// Sends a request (a JSON body for POST) and returns the response body; a 401 refreshes the
     /// token once.
-    pub async fn send(&self, method: Method, url: &str, body: Option<&serde_json::Value>) -> Result<Bytes, String> {
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Bytes, RegistryError> {
         self.send_bounded(method, url, body, MAX_RESPONSE_BYTES).await
     }
 
@@ -29,7 +35,7 @@ impl RemoteJson {
         url: &str,
         body: Option<&serde_json::Value>,
         max_bytes: usize,
-    ) -> Result<Bytes, String> {
+    ) -> Result<Bytes, RegistryError> {
         // Errors name the URL without its query (page tokens, field masks).
         let shown = url.split_once('?').map_or(url, |(path, _)| path);
         let payload = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
@@ -42,8 +48,9 @@ impl RemoteJson {
             if let Some(auth) = &self.auth {
                 request = request.header("Authorization", auth.header(&self.client).await?);
             }
-            let request = request.body(Full::new(payload.clone())).map_err(|e| format!("bad URL {shown}: {e}"))?;
-            let response = self.client.request(request).await.map_err(|e| format!("{shown}: {}", error_chain(&e)))?;
+            let transport = |detail: String| RegistryError::Transport { url: shown.to_string(), detail };
+            let request = request.body(Full::new(payload.clone())).map_err(|e| transport(format!("bad URL: {e}")))?;
+            let response = self.client.request(request).await.map_err(|e| transport(error_chain(&e)))?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED
                 && attempt == 0
@@ -54,34 +61,22 @@ impl RemoteJson {
             }
             let bytes = Limited::new(response.into_body(), max_bytes).collect().await.map(|b| b.to_bytes()).map_err(
                 |e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
-                    Some(_) => format!("{shown}: the response is larger than {max_bytes} bytes; refused unread"),
-                    None => format!("{shown}: cannot read the response: {e}"),
+                    Some(_) => RegistryError::TooLarge { url: shown.to_string(), max: max_bytes },
+                    None => transport(format!("cannot read the response: {e}")),
                 },
             )?;
             if !status.is_success() {
                 let detail = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
-                return Err(format!("{shown} answered HTTP {status}: {detail}"));
+                return Err(RegistryError::Status { url: shown.to_string(), status: status.to_string(), detail });
             }
             return Ok(bytes);
         }
-        Err(format!("{shown} answered HTTP 401 Unauthorized, also with a fresh token"))
+        Err(RegistryError::Status {
+            url: shown.to_string(),
+            status: StatusCode::UNAUTHORIZED.to_string(),
+            detail: "also with a fresh token".into(),
+        })
     }
-}
-
-/// An HTTP client error with its causes: hyper's own text is "client error (Connect)", the
-/// reason (connection refused, no such host, a certificate problem) is in the source chain.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// A value in a query string: everything but unreserved characters percent-encoded.

@@ -1,9 +1,10 @@
-//! Credentials for the HTTP registry: a bearer token from a file (re-read when it changes, as
+//! Credentials for a remote registry: a bearer token from a file (re-read when it changes, as
 //! projected service-account tokens are rotated), or a GCE/GKE metadata-server token (Workload
 //! Identity), cached until a minute before it expires.
 
-use super::http_source::HttpClient;
+use super::client::HttpClient;
 use crate::file_change::Fingerprint;
+use crate::limits::RegistryError;
 use axum::body::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::path::PathBuf;
@@ -45,19 +46,18 @@ impl Auth {
     }
 
     /// The value of the Authorization header.
-    pub async fn header(&self, client: &HttpClient) -> Result<String, String> {
+    pub async fn header(&self, client: &HttpClient) -> Result<String, RegistryError> {
         let token = match self {
             Auth::TokenFile { path, cached } => {
-                let fingerprint =
-                    Fingerprint::of(path).map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+                let unreadable = |e: std::io::Error| {
+                    RegistryError::Auth(format!("cannot read the token file {}: {e}", path.display()))
+                };
+                let fingerprint = Fingerprint::of(path).map_err(unreadable)?;
                 let mut cached = cached.lock().unwrap_or_else(|p| p.into_inner());
                 match &*cached {
                     Some((seen, token)) if *seen == fingerprint => token.clone(),
                     _ => {
-                        let token = std::fs::read_to_string(path)
-                            .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?
-                            .trim()
-                            .to_string();
+                        let token = std::fs::read_to_string(path).map_err(unreadable)?.trim().to_string();
                         *cached = Some((fingerprint, token.clone()));
                         token
                     }
@@ -68,7 +68,7 @@ impl Auth {
                 match &*cached {
                     Some((token, expires)) if *expires > Instant::now() + RENEW_BEFORE => token.clone(),
                     _ => {
-                        let (token, lifetime) = fetch_metadata_token(client, url).await?;
+                        let (token, lifetime) = fetch_metadata_token(client, url).await.map_err(RegistryError::Auth)?;
                         *cached = Some((token.clone(), Instant::now() + lifetime));
                         token
                     }

@@ -1,0 +1,87 @@
+//! The admission requests: how many, how they were decided and how long it took, and per
+//! workload the changed fields, violations and overrides (dry runs not counted).
+
+use super::{Metrics, RequestKind, WorkloadLabels, counter, histogram};
+use prometheus::{HistogramVec, IntCounterVec, Registry};
+
+pub(super) struct Families {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    field_changes: IntCounterVec,
+    violations: IntCounterVec,
+    overrides: IntCounterVec,
+    exemptions: IntCounterVec,
+}
+
+impl Families {
+    pub(super) fn new(r: &Registry) -> Self {
+        Self {
+            requests: counter(
+                r,
+                "replica_guard_admission_requests_total",
+                "Admission requests answered, by kind, operation and decision (allowed, warned, denied, not-handled).",
+                &["kind", "operation", "decision"],
+            ),
+            duration: histogram(
+                r,
+                "replica_guard_admission_duration_seconds",
+                "Time to decide one admission request: decoding, registry lookup, decision and recording (network I/O excluded).",
+                "kind",
+            ),
+            field_changes: counter(
+                r,
+                "replica_guard_field_changes_total",
+                "Changed fields by class (replicas, image, resources, env, volumes, strategy, other); dry runs not counted.",
+                &["namespace", "deployment", "field"],
+            ),
+            violations: counter(
+                r,
+                "replica_guard_violations_total",
+                "Requests asking for more replicas than registered, by the mode that applied; dry runs not counted.",
+                &["namespace", "deployment", "mode"],
+            ),
+            overrides: counter(
+                r,
+                "replica_guard_overrides_total",
+                "Break-glass override annotations, by result (honoured, ignored).",
+                &["namespace", "deployment", "result"],
+            ),
+            exemptions: counter(
+                r,
+                "replica_guard_exempt_requests_total",
+                "Requests allowed without evaluation, by exemption (system-namespace, namespace, user, group).",
+                &["exemption"],
+            ),
+        }
+    }
+}
+
+impl Metrics {
+    /// One decided admission request.
+    pub fn decided(&self, kind: RequestKind, operation: &str, verdict: &str, seconds: f64) {
+        self.admission.requests.with_label_values(&[kind.as_str(), operation, verdict]).inc();
+        self.admission.duration.with_label_values(&[kind.as_str()]).observe(seconds);
+    }
+
+    /// A request on no replica path, allowed without a decision.
+    pub fn not_handled(&self, operation: &str) {
+        self.admission.requests.with_label_values(&[RequestKind::Other.as_str(), operation, "not-handled"]).inc();
+    }
+
+    pub fn exempt(&self, exemption: &'static str) {
+        self.admission.exemptions.with_label_values(&[exemption]).inc();
+    }
+
+    pub fn field_changed(&self, w: WorkloadLabels<'_>, field: &'static str) {
+        self.admission.field_changes.with_label_values(&[w.namespace, w.deployment, field]).inc();
+    }
+
+    pub fn violation(&self, w: WorkloadLabels<'_>, mode: &'static str) {
+        self.admission.violations.with_label_values(&[w.namespace, w.deployment, mode]).inc();
+    }
+
+    pub fn override_used(&self, w: WorkloadLabels<'_>, honoured: bool) {
+        let result = if honoured { "honoured" } else { "ignored" };
+        self.admission.overrides.with_label_values(&[w.namespace, w.deployment, result]).inc();
+    }
+}

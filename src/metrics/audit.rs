@@ -1,0 +1,48 @@
+//! The continuous audit's last pass, and the Kubernetes Events of admission and the audit.
+
+use super::{Exposition, Metrics, counter, gauge};
+use prometheus::{IntCounterVec, IntGauge, Registry};
+use std::sync::Arc;
+
+pub(super) struct Families {
+    workloads_audited: IntGauge,
+    workloads_over: IntGauge,
+    events: IntCounterVec,
+}
+
+impl Families {
+    pub(super) fn new(r: &Registry) -> Self {
+        Self {
+            workloads_audited: gauge(
+                r,
+                "replica_guard_audited_workloads",
+                "Deployments the continuous audit judged in its last pass.",
+            ),
+            workloads_over: gauge(
+                r,
+                "replica_guard_workloads_over_limit",
+                "Deployments above their registered maximum (over or ratchet-only) in the last audit pass.",
+            ),
+            events: counter(
+                r,
+                "replica_guard_events_total",
+                "Kubernetes Events from admission, by result (published, failed, dropped-queue-full, dropped-rate-limited).",
+                &["result"],
+            ),
+        }
+    }
+}
+
+impl Metrics {
+    /// Publishes the continuous audit's last pass: its per-workload gauges and counts.
+    pub fn publish_workloads(&self, view: Box<dyn Exposition>, audited: usize, over: usize) {
+        self.audit.workloads_audited.set(audited as i64);
+        self.audit.workloads_over.set(over as i64);
+        self.workload_view.store(Some(Arc::new(view)));
+    }
+
+    /// An Event's fate.
+    pub fn event(&self, result: &'static str) {
+        self.audit.events.with_label_values(&[result]).inc();
+    }
+}

@@ -1,0 +1,120 @@
+//! The registry: its loads and syncs (and why one failed), its lookups, the current snapshot's
+//! size, and the cache in front of a remote registry.
+
+use super::{Exposition, LookupResult, Metrics, SourceKind, counter, gauge, histogram, register};
+use prometheus::{Gauge, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
+use std::sync::Arc;
+
+pub(super) struct Families {
+    entries: IntGauge,
+    out_of_bounds: IntGauge,
+    reloads: IntCounterVec,
+    failures: IntCounterVec,
+    last_success: Gauge,
+    lookups: IntCounterVec,
+    lookup_duration: HistogramVec,
+    cache_entries: IntGauge,
+}
+
+impl Families {
+    pub(super) fn new(r: &Registry) -> Self {
+        Self {
+            entries: gauge(r, "replica_guard_registry_entries", "Entries in the current registry snapshot."),
+            out_of_bounds: gauge(
+                r,
+                "replica_guard_registry_out_of_bounds_entries",
+                "Registry entries whose maxReplicas is outside the platform bounds.",
+            ),
+            reloads: counter(
+                r,
+                "replica_guard_registry_reloads_total",
+                "Registry loads, by source and result (success, error, held-back by the shrink guard); on error or held-back the last good snapshot stays.",
+                &["source", "result"],
+            ),
+            failures: counter(
+                r,
+                "replica_guard_registry_reload_failures_total",
+                "Failed registry loads and syncs, by source and reason (timeout, transport, status, too-large, auth, decode, entry, duplicate, too-many, missing).",
+                &["source", "reason"],
+            ),
+            last_success: register(
+                r,
+                Gauge::new(
+                    "replica_guard_registry_last_success_timestamp_seconds",
+                    "Unix time of the last successful registry load.",
+                ),
+            ),
+            lookups: counter(
+                r,
+                "replica_guard_registry_lookups_total",
+                "Registry lookups by source and result (hit, miss, negative, stale, error).",
+                &["source", "result"],
+            ),
+            lookup_duration: histogram(
+                r,
+                "replica_guard_registry_lookup_duration_seconds",
+                "Time to answer a registry lookup, cache included.",
+                "source",
+            ),
+            cache_entries: gauge(
+                r,
+                "replica_guard_registry_cache_entries",
+                "Entries in the cache in front of a remote registry.",
+            ),
+        }
+    }
+}
+
+impl Metrics {
+    /// Publishes a new registry snapshot: its size, how many entries are outside the platform
+    /// bounds, and its per-entry gauges (written by the snapshot itself at scrape time). Returns
+    /// the view it replaces, for the caller to drop where freeing a large registry blocks nobody.
+    pub fn publish_registry(
+        &self,
+        view: Box<dyn Exposition>,
+        entries: usize,
+        out_of_bounds: usize,
+    ) -> Option<Arc<Box<dyn Exposition>>> {
+        self.registry.entries.set(entries as i64);
+        self.registry.out_of_bounds.set(out_of_bounds as i64);
+        self.registry_view.swap(Some(Arc::new(view)))
+    }
+
+    /// The counter of one lookup result of one source, resolved once by hot paths.
+    pub fn registry_lookup_counter(&self, source: SourceKind, result: LookupResult) -> IntCounter {
+        self.registry.lookups.with_label_values(&[source.as_str(), result.as_str()])
+    }
+
+    /// A lookup that went through a cache: its result and how long it took.
+    pub fn registry_lookup(&self, source: SourceKind, result: LookupResult, seconds: f64, cache_entries: u64) {
+        self.registry_lookup_counter(source, result).inc();
+        self.registry.lookup_duration.with_label_values(&[source.as_str()]).observe(seconds);
+        self.registry.cache_entries.set(cache_entries as i64);
+    }
+
+    /// A sync the shrink guard held back (`result="held-back"`): the registry answered, but the
+    /// new snapshot would remove too much at once, so the last good one stays.
+    pub fn registry_held_back(&self, source: SourceKind) {
+        self.registry.reloads.with_label_values(&[source.as_str(), "held-back"]).inc();
+    }
+
+    /// A registry load that succeeded; it also sets the last-success time.
+    pub fn registry_loaded(&self, source: SourceKind) {
+        self.registry.reloads.with_label_values(&[source.as_str(), "success"]).inc();
+        self.registry_answered();
+    }
+
+    /// A registry load that failed, and why: one of the fixed words of
+    /// `RegistryError::metric_label` (`missing` for a ConfigMap or key that is not there, `read`
+    /// for a file that cannot be read).
+    pub fn registry_failed(&self, source: SourceKind, reason: &'static str) {
+        self.registry.reloads.with_label_values(&[source.as_str(), "error"]).inc();
+        self.registry.failures.with_label_values(&[source.as_str(), reason]).inc();
+    }
+
+    /// The registry answered (a load, or a remote fetch): sets the last-success time to now.
+    pub fn registry_answered(&self) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        self.registry.last_success.set(now.as_secs_f64());
+    }
+}

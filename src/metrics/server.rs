@@ -1,0 +1,80 @@
+//! The listeners: open connections and waits for a slot, requests refused before or while they
+//! are read, and the serving certificate's expiry.
+
+use super::{ConnectionMetrics, Listener, Metrics, counter, register};
+use prometheus::{Gauge, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+pub(super) struct Families {
+    bad_requests: IntCounterVec,
+    shed: IntCounterVec,
+    connections_open: IntGaugeVec,
+    connections_at_limit: IntCounterVec,
+    tls_cert_expiry: Gauge,
+}
+
+impl Families {
+    pub(super) fn new(r: &Registry) -> Self {
+        Self {
+            bad_requests: counter(
+                r,
+                "replica_guard_bad_requests_total",
+                "Requests refused with HTTP 4xx because the body was not a usable AdmissionReview.",
+                &["reason"],
+            ),
+            shed: counter(
+                r,
+                "replica_guard_requests_shed_total",
+                "Requests answered 503 without being read, by reason (body-budget: the memory budget for request bodies in flight was in use).",
+                &["reason"],
+            ),
+            connections_open: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("replica_guard_open_connections", "Open connections, by listener (admission, admin)."),
+                    &["listener"],
+                ),
+            ),
+            connections_at_limit: counter(
+                r,
+                "replica_guard_connection_limit_reached_total",
+                "Times a new connection had to wait because server.maxConnections were open, by listener.",
+                &["listener"],
+            ),
+            tls_cert_expiry: register(
+                r,
+                Gauge::new(
+                    "replica_guard_tls_cert_expiry_timestamp_seconds",
+                    "Unix time at which the serving certificate expires.",
+                ),
+            ),
+        }
+    }
+}
+
+impl Metrics {
+    /// A body that could not be evaluated (answered 4xx); `reason` is a short fixed label.
+    pub fn bad_request(&self, reason: &'static str) {
+        self.server.bad_requests.with_label_values(&[reason]).inc();
+    }
+
+    /// A request answered 503 before it was read.
+    pub fn shed(&self, reason: &'static str) {
+        self.server.shed.with_label_values(&[reason]).inc();
+    }
+
+    pub fn tls_cert_expires_at(&self, unix_seconds: i64) {
+        self.server.tls_cert_expiry.set(unix_seconds as f64);
+    }
+
+    /// The connection metrics of one listener.
+    pub fn connections(&self, listener: Listener) -> ConnectionMetrics {
+        let label = match listener {
+            Listener::Admission => "admission",
+            Listener::Admin => "admin",
+        };
+        ConnectionMetrics {
+            open: self.server.connections_open.with_label_values(&[label]),
+            at_limit: self.server.connections_at_limit.with_label_values(&[label]),
+        }
+    }
+}
