@@ -1,14 +1,18 @@
 //! replica-guard: a Kubernetes validating admission webhook that holds Deployments to the
 //! replica limits their teams registered through the platform's onboarding pipeline (PED).
 //!
-//! Where things are:
-//! - `decision`: where the decision is made (pure; no I/O).
-//! - `limits`: where limits come from (the PED registry and its sources).
-//! - `admission`: turning an AdmissionReview body into a decision input and the decision into a response.
-//! - `cluster`: what watches the cluster: `replica-guard audit` and `watch`, Events, PolicyReports.
-//! - `server`: HTTPS and admin listeners, TLS, and `server::shutdown` (what happens on SIGTERM).
-//! - `config`, `metrics`, `audit`, `certs`, `watch`: configuration, Prometheus metrics, the audit
-//!   log record, development certificates, and noticing changed files.
+//! Where things are (README "Where things are" has the files):
+//! - `decision`: where the decision is made (pure; imports nothing else of the crate).
+//! - `admission`: an AdmissionReview body into a decision input, the decision into a response and
+//!   a decision record; `webhook` runs it with its I/O.
+//! - `limits`: where limits come from (the PED registry: its format, entries, sources, transport).
+//! - `cluster`: what watches the cluster: `replica-guard audit` and `watch`, PolicyReports, usage.
+//! - `run`: how each process is put together, and `run::shutdown` (what happens on SIGTERM).
+//! - `server`: the HTTPS and admin listeners, health, TLS, connection and body bounds.
+//! - `check`: `replica-guard check` (manifests before deploying).
+//! - `config`, `metrics`, `events`, `certs`, `file_change`, `json_lines`, `words`: configuration,
+//!   Prometheus metrics, Kubernetes Events, development certificates, noticing changed files,
+//!   JSON lines on stdout, and serde's messages in a user's words.
 
 pub mod admission;
 pub mod certs;

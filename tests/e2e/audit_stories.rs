@@ -101,6 +101,29 @@ pub struct Watching {
     pub admin: std::net::SocketAddr,
     /// The usage records it prints.
     pub usage: std::sync::mpsc::Receiver<serde_json::Value>,
+    /// The message of every log record it prints.
+    pub messages: std::sync::mpsc::Receiver<String>,
+}
+
+impl Watching {
+    /// Sends `signal` (`TERM`, `INT`) as the kubelet or Ctrl-C would.
+    pub fn signal(&self, signal: &str) {
+        let sent =
+            std::process::Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status();
+        assert!(sent.unwrap().success(), "kill -{signal}");
+    }
+
+    /// Its exit code, if it exits within `limit` (polled every 20 ms).
+    pub fn exit_code_within(&mut self, limit: std::time::Duration) -> Option<i32> {
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
 }
 
 impl Drop for Watching {
@@ -125,9 +148,13 @@ pub fn start_watch(kubeconfig: &std::path::Path, config: &std::path::Path) -> Wa
     // usage records (some printed before it listens) to the story.
     let (records, usage) = std::sync::mpsc::channel();
     let (listening, address) = std::sync::mpsc::channel();
+    let (said, messages) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
             let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if let Some(message) = record["message"].as_str() {
+                let _ = said.send(message.to_string());
+            }
             if record["message"] == "replica-guard audit is watching the cluster" {
                 let _ = listening.send(record["admin_address"].as_str().unwrap().parse().unwrap());
             } else if record["level"] == "WARN" || record["level"] == "ERROR" {
@@ -138,7 +165,7 @@ pub fn start_watch(kubeconfig: &std::path::Path, config: &std::path::Path) -> Wa
         }
     });
     let admin = address.recv_timeout(std::time::Duration::from_secs(30)).expect("watch exited or never listened");
-    Watching { child, admin, usage }
+    Watching { child, admin, usage, messages }
 }
 
 /// Waits (bounded) until /metrics contains `sample`.
@@ -153,10 +180,71 @@ pub fn wait_for_metric(w: &Watching, sample: &str) {
 }
 
 pub fn continuous() -> Vec<Scenario> {
-    vec![(
-        "continuous audit: gauges, PolicyReports, and one Event when a lowered entry puts a workload over",
-        continuous_audit,
-    )]
+    vec![
+        (
+            "continuous audit: gauges, PolicyReports, and one Event when a lowered entry puts a workload over",
+            continuous_audit,
+        ),
+        (
+            "continuous audit: SIGTERM drains like the webhook (not ready, still live, exits 0); a second signal exits at once",
+            continuous_audit_drains,
+        ),
+    ]
+}
+
+/// The kubelet stops the audit pod (a rollout, a node drain): it says it is not ready at once,
+/// stays live through `shutdownDelaySeconds`, and exits 0; someone who sends a second signal
+/// wants it gone now.
+fn continuous_audit_drains(c: &Cluster) {
+    let ns = "s-watch-drain";
+    c.namespace(ns);
+    c.apply("admin", &deployment(ns, "cart-api", 1, "nginx:1"), &[]).success();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("limits.yaml"), registry(ns, 4)).unwrap();
+    let kinds = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"];
+    let (_, kubeconfig) = c.chart_account("rg-watch-drain", "", &kinds, "rg-replica-guard-audit");
+    let start = |delay_seconds: u32| {
+        let config = dir.path().join("config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "server: {{adminAddress: '127.0.0.1:0', shutdownDelaySeconds: {delay_seconds}}}\nregistry: {{file: {{path: limits.yaml}}}}\naudit: {{intervalSeconds: 0.5}}\nlogging: {{format: json}}\n"
+            ),
+        )
+        .unwrap();
+        let w = start_watch(&kubeconfig, &config);
+        for _ in 0..100 {
+            if crate::webhook::http_get(w.admin, "/readyz").starts_with("HTTP/1.1 200") {
+                return w;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the audit never became ready: {}", crate::webhook::http_get(w.admin, "/readyz"));
+    };
+
+    let mut w = start(3);
+    w.signal("TERM");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let readyz = crate::webhook::http_get(w.admin, "/readyz");
+    assert!(readyz.starts_with("HTTP/1.1 503"), "not ready once told to stop: {readyz}");
+    assert!(readyz.contains("shutting down"), "{readyz}");
+    assert!(crate::webhook::http_get(w.admin, "/healthz").starts_with("HTTP/1.1 200"), "still live in the delay");
+    assert!(
+        crate::webhook::http_get(w.admin, "/metrics").contains("replica_guard_workload_replicas"),
+        "still scraped in the delay"
+    );
+    assert_eq!(w.exit_code_within(std::time::Duration::from_secs(15)), Some(0), "exits 0 after the delay");
+    let said: Vec<String> = w.messages.try_iter().collect();
+    assert!(said.iter().any(|m| m.starts_with("shutting down: not ready")), "{said:?}");
+    assert!(said.iter().any(|m| m == "all connections drained; exiting"), "{said:?}");
+
+    let mut w = start(30);
+    w.signal("TERM");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    w.signal("TERM");
+    assert_eq!(w.exit_code_within(std::time::Duration::from_secs(3)), Some(1), "a second SIGTERM ends the drain");
+    let said: Vec<String> = w.messages.try_iter().collect();
+    assert!(said.iter().any(|m| m.starts_with("received again while draining")), "{said:?}");
 }
 
 /// The namespace's PolicyReport from replica-guard.
