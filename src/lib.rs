@@ -6,6 +6,7 @@
 //! - `admission`: an AdmissionReview body into a decision input, the decision into a response and
 //!   a decision record; `webhook` runs it with its I/O.
 //! - `limits`: where limits come from (the PED registry: its format, entries, sources, transport).
+//! - `backstop`: the parameters of the API server's own policy, written from the registry.
 //! - `cluster`: what watches the cluster: `replica-guard audit` and `watch`, PolicyReports, usage.
 //! - `run`: how each process is put together, and `run::shutdown` (what happens on SIGTERM).
 //! - `server`: the HTTPS and admin listeners, health, TLS, connection and body bounds.
@@ -15,6 +16,7 @@
 //!   JSON lines on stdout, and serde's messages in a user's words.
 
 pub mod admission;
+pub mod backstop;
 pub mod certs;
 pub mod check;
 pub mod cluster;

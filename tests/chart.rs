@@ -518,3 +518,45 @@ fn helm_template_of_an_application_chart_piped_into_check() {
         "the chart's HPA is judged with its Deployment: {text}"
     );
 }
+
+/// The backstop: rendered by default on a cluster that serves ValidatingAdmissionPolicy v1, with
+/// the policy file the equivalence test evaluates, parameters only the audit pod may write, and
+/// the webhook then failing open; off, the webhook fails closed.
+#[test]
+#[ignore = "needs helm; .ci/run runs it"]
+fn backstop_policy_binding_and_the_failure_policy_it_allows() {
+    let objects = render("");
+    let policy = find(&objects, "ValidatingAdmissionPolicy", "rg-replica-guard-backstop");
+    let file = std::fs::read_to_string(chart().join("backstop/policy.yaml")).unwrap();
+    let file: Value = serde_yaml_ng::from_str(&file).unwrap();
+    assert_eq!(policy["spec"], file, "the chart renders the very policy the equivalence test checks");
+    let binding = find(&objects, "ValidatingAdmissionPolicyBinding", "rg-replica-guard-backstop");
+    assert_eq!(
+        binding["spec"]["paramRef"],
+        serde_json::json!({"name": "replica-guard", "parameterNotFoundAction": "Allow"})
+    );
+    assert_eq!(binding["spec"]["validationActions"], serde_json::json!(["Deny"]));
+    assert!(binding["spec"]["paramRef"]["namespace"].is_null(), "each request reads its own namespace's parameters");
+    find(&objects, "CustomResourceDefinition", "backstoplimits.replica-guard.io");
+    let writer = find(&objects, "ClusterRoleBinding", "rg-replica-guard-backstop-writer");
+    assert_eq!(writer["subjects"][0]["name"], "rg-replica-guard-audit");
+    assert_eq!(webhook(&objects)["failurePolicy"], "Ignore", "the backstop enforces while the webhook is out");
+    assert!(rendered_config(&objects).backstop.enabled);
+    // No ClusterRole but the writer's grants the parameters, and none aggregates into edit/admin.
+    for role in objects.iter().filter(|o| o["kind"] == "ClusterRole") {
+        let grants = role["rules"].to_string().contains("backstoplimits");
+        assert_eq!(grants, role["metadata"]["name"] == "rg-replica-guard-backstop-writer", "{role}");
+        assert!(role["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"].is_null());
+    }
+
+    let objects = render("backstop: {enabled: false}");
+    assert!(!kinds(&objects).contains(&"ValidatingAdmissionPolicy".to_string()));
+    assert_eq!(webhook(&objects)["failurePolicy"], "Fail");
+    assert!(!rendered_config(&objects).backstop.enabled);
+    let objects = render("webhook: {failurePolicy: Fail}");
+    assert_eq!(webhook(&objects)["failurePolicy"], "Fail", "an explicit choice wins");
+    // Nobody would write its parameters: no backstop, and the webhook fails closed.
+    let objects = render("audit: {enabled: false}");
+    assert!(!kinds(&objects).contains(&"ValidatingAdmissionPolicy".to_string()));
+    assert_eq!(webhook(&objects)["failurePolicy"], "Fail");
+}

@@ -15,6 +15,15 @@ pub struct AuditConfig {
     pub usage: UsageConfig,
 }
 
+/// `backstop`: whether `watch` writes the backstop policy's parameters (`crate::backstop`). The
+/// chart sets it when it renders the policy; the parameters' kind must exist.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackstopConfig {
+    #[serde(default)]
+    pub enabled: bool,
+}
+
 /// `audit.usage`: one JSON line per Deployment per UTC day.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

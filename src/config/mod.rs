@@ -39,6 +39,9 @@ pub struct Config {
     pub events: EventsConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    /// The backstop policy's parameters, written by `watch`.
+    #[serde(default)]
+    pub backstop: BackstopConfig,
     /// The platform's monthly cost formula, for `audit` (optional).
     #[serde(default)]
     pub pricing: Option<Pricing>,

@@ -49,6 +49,9 @@ pub trait LimitSource: Send + Sync {
 /// current (to be spawned by the caller; an offline check drops it).
 pub struct Opened {
     pub source: std::sync::Arc<dyn LimitSource>,
+    /// The whole registry in memory, for a source read whole (not `registry.http`, asked per
+    /// workload): what the backstop's parameters are computed from.
+    pub snapshot: Option<Arc<store::SnapshotStore>>,
     pub refresher: Option<BoxFuture<'static, ()>>,
 }
 
@@ -87,7 +90,7 @@ pub async fn open(
             let refresher = source.clone().reload_on_change(seconds(file.poll_interval_seconds));
             let entries = source.load()?;
             tracing::info!(path = %file.path.display(), entries, "registry file loaded");
-            Ok(Opened { source: store, refresher: Some(Box::pin(refresher)) })
+            Ok(Opened { source: store.clone(), snapshot: Some(store), refresher: Some(Box::pin(refresher)) })
         }
         Source::Http(http) => {
             let c = &registry.cache;
@@ -100,6 +103,7 @@ pub async fn open(
             let fetcher = http_source::HttpFetcher::new(http)?;
             Ok(Opened {
                 source: Arc::new(cache::CachedSource::new(fetcher, settings, metrics, SourceKind::Http)),
+                snapshot: None,
                 refresher: None,
             })
         }
@@ -114,7 +118,7 @@ pub async fn open(
                 bounds,
                 registry.max_entries,
             );
-            Ok(Opened { source: store, refresher: Some(Box::pin(source.run())) })
+            Ok(Opened { source: store.clone(), snapshot: Some(store), refresher: Some(Box::pin(source.run())) })
         }
         Source::Firestore(fs) => {
             let lister = firestore_source::FirestoreLister::new(fs)?;
@@ -151,5 +155,5 @@ fn synced<L: sync::ListRegistry>(
         timeout,
         max_shrink,
     };
-    Opened { source: store, refresher: Some(Box::pin(syncer.run())) }
+    Opened { source: store.clone(), snapshot: Some(store), refresher: Some(Box::pin(syncer.run())) }
 }

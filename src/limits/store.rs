@@ -24,6 +24,9 @@ enum Load {
 pub struct SnapshotStore {
     table: ArcSwap<LimitTable>,
     load: watch::Sender<Load>,
+    /// Counts replacements: whoever derives something from the snapshot (the backstop's
+    /// parameters) waits on it.
+    generation: watch::Sender<u64>,
     /// `registry_lookups_total{result="hit"|"negative"}` of this source, resolved once.
     hits: IntCounter,
     negatives: IntCounter,
@@ -34,6 +37,7 @@ impl SnapshotStore {
         Self {
             table: ArcSwap::default(),
             load: watch::Sender::new(Load::Pending),
+            generation: watch::Sender::new(0),
             hits: metrics.registry_lookup_counter(source, LookupResult::Hit),
             negatives: metrics.registry_lookup_counter(source, LookupResult::Negative),
         }
@@ -42,6 +46,7 @@ impl SnapshotStore {
     /// Makes `table` the snapshot; returns the one it replaces.
     pub fn replace(&self, table: Arc<LimitTable>) -> Arc<LimitTable> {
         let old = self.table.swap(table);
+        self.generation.send_modify(|g| *g += 1);
         self.load.send_if_modified(|load| std::mem::replace(load, Load::Loaded) != Load::Loaded);
         old
     }
@@ -55,6 +60,11 @@ impl SnapshotStore {
                 true
             }
         });
+    }
+
+    /// Changes whenever the snapshot is replaced.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     pub fn snapshot(&self) -> Arc<LimitTable> {

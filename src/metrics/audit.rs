@@ -1,4 +1,5 @@
-//! The continuous audit's last pass, and the Kubernetes Events of admission and the audit.
+//! The continuous audit's last pass, the backstop parameters it writes, and the Kubernetes
+//! Events of admission and the audit.
 
 use super::{Exposition, Metrics, counter, gauge};
 use prometheus::{IntCounterVec, IntGauge, Registry};
@@ -8,6 +9,8 @@ pub(super) struct Families {
     workloads_audited: IntGauge,
     workloads_over: IntGauge,
     events: IntCounterVec,
+    backstop_writes: IntCounterVec,
+    backstop_namespaces: IntGauge,
 }
 
 impl Families {
@@ -29,6 +32,17 @@ impl Families {
                 "Kubernetes Events from admission, by result (published, failed, dropped-queue-full, dropped-rate-limited).",
                 &["result"],
             ),
+            backstop_writes: counter(
+                r,
+                "replica_guard_backstop_writes_total",
+                "Writes of the backstop policy's parameters (one BackstopLimits per namespace), by result (applied, deleted, failed).",
+                &["result"],
+            ),
+            backstop_namespaces: gauge(
+                r,
+                "replica_guard_backstop_namespaces",
+                "Namespaces with enforce-mode limits the backstop policy's parameters should carry.",
+            ),
         }
     }
 }
@@ -39,6 +53,14 @@ impl Metrics {
         self.audit.workloads_audited.set(audited as i64);
         self.audit.workloads_over.set(over as i64);
         self.workload_view.store(Some(Arc::new(view)));
+    }
+
+    /// One pass of the backstop's parameter writer.
+    pub fn backstop_pass(&self, applied: usize, deleted: usize, failed: usize, namespaces: usize) {
+        for (result, n) in [("applied", applied), ("deleted", deleted), ("failed", failed)] {
+            self.audit.backstop_writes.with_label_values(&[result]).inc_by(n as u64);
+        }
+        self.audit.backstop_namespaces.set(namespaces as i64);
     }
 
     /// An Event's fate.

@@ -55,6 +55,23 @@ pub async fn start_with(
         }
         _ => None,
     };
+    if config.backstop.enabled {
+        match &opened.snapshot {
+            Some(store) => lifecycle.spawn(
+                crate::backstop::writer::Writer {
+                    client: kube.clone(),
+                    store: store.clone(),
+                    policy: config.policy.clone(),
+                    resync: seconds(config.audit.interval_seconds),
+                    metrics: metrics.clone(),
+                }
+                .run(),
+            ),
+            None => tracing::warn!(
+                "backstop.enabled, but registry.http is asked per workload: there is no whole registry to write the backstop's parameters from; the backstop enforces nothing"
+            ),
+        }
+    }
     lifecycle.spawn(crate::cluster::watch::run(crate::cluster::watch::Audit {
         client: kube,
         limits: opened.source,

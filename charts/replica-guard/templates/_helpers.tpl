@@ -108,3 +108,27 @@ registry.maxEntries entries. `.limits` the limits, `.max` registry.maxEntries. *
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+"true" when the backstop policy is rendered: backstop.enabled, on a cluster that serves
+ValidatingAdmissionPolicy v1 (GA since 1.30: discovery says so on install; `helm template`
+without --api-versions knows only the Kubernetes version). Its parameters are written by the
+continuous audit: with audit.enabled=false there is no backstop (and the webhook fails closed).
+*/}}
+{{- define "rg.backstop" -}}
+{{- $served := or (.Capabilities.APIVersions.Has "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy") (semverCompare ">=1.30-0" .Capabilities.KubeVersion.Version) -}}
+{{- if and .Values.backstop.enabled $served .Values.audit.enabled -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* The webhook's failurePolicy: as set, else Ignore with the backstop (it enforces meanwhile) and Fail without. */}}
+{{- define "rg.failurePolicy" -}}
+{{- if .Values.webhook.failurePolicy -}}
+{{- .Values.webhook.failurePolicy -}}
+{{- else if include "rg.backstop" . -}}
+Ignore
+{{- else -}}
+Fail
+{{- end -}}
+{{- end -}}

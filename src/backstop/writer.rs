@@ -1,0 +1,123 @@
+//! Keeps every namespace's `BackstopLimits` equal to what `parameters` computes from the current
+//! registry: after each registry change and every `resync` (which also repairs an object someone
+//! edited or deleted, and writes one for a namespace created after the last pass). An object is
+//! written only when it differs, so an unchanged registry costs one list per `resync`. A registry
+//! sync that fails or is held back does not replace the snapshot, so the parameters stay as they
+//! were.
+
+use super::parameters::{BackstopSpec, parameters};
+use super::{GROUP, KIND, PARAMETERS_NAME, PLURAL, VERSION};
+use crate::decision::policy::Policy;
+use crate::limits::store::SnapshotStore;
+use crate::metrics::Metrics;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The label on every object the writer owns; objects without it are left alone.
+const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "replica-guard");
+
+pub struct Writer {
+    pub client: kube::Client,
+    pub store: Arc<SnapshotStore>,
+    pub policy: Policy,
+    pub resync: Duration,
+    pub metrics: Arc<Metrics>,
+}
+
+/// What one pass did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    pub applied: usize,
+    pub deleted: usize,
+    pub unchanged: usize,
+    pub failed: usize,
+}
+
+fn resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, VERSION, KIND), PLURAL)
+}
+
+impl Writer {
+    /// Runs until dropped.
+    pub async fn run(self) {
+        let mut changes = self.store.changes();
+        loop {
+            match self.pass().await {
+                Ok(pass) if pass.applied + pass.deleted + pass.failed > 0 => {
+                    tracing::info!(?pass, "backstop parameters written")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(
+                    error = %crate::limits::transport::error_chain(&e),
+                    "cannot list the backstop parameters (BackstopLimits); they stay as they were"
+                ),
+            }
+            tokio::select! {
+                _ = changes.changed() => {}
+                () = tokio::time::sleep(self.resync) => {}
+            }
+        }
+    }
+
+    /// One comparison of the cluster's parameters with the registry's, writing the difference.
+    pub async fn pass(&self) -> Result<Pass, kube::Error> {
+        let table = self.store.snapshot();
+        let policy = self.policy.clone();
+        // Thousands of entries: built on the blocking pool, like the registry table itself.
+        let wanted = tokio::task::spawn_blocking(move || parameters(&table, &policy)).await.unwrap_or_default();
+        let all: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource());
+        let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+        let existing: BTreeMap<String, serde_json::Value> = all
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+            .into_iter()
+            .filter(|o| o.metadata.name.as_deref() == Some(PARAMETERS_NAME))
+            .filter_map(|o| Some((o.metadata.namespace?, o.data.get("spec").cloned().unwrap_or_default())))
+            .collect();
+        let mut pass = Pass::default();
+        for (namespace, spec) in &wanted {
+            let value = serde_json::to_value(spec).unwrap_or_default();
+            if existing.get(namespace) == Some(&value) {
+                pass.unchanged += 1;
+                continue;
+            }
+            match self.apply(namespace, spec).await {
+                Ok(()) => pass.applied += 1,
+                Err(e) => {
+                    pass.failed += 1;
+                    // A registry entry for a namespace that does not exist yet is the usual one.
+                    tracing::warn!(namespace, error = %crate::limits::transport::error_chain(&e), "backstop parameters not written; retried on the next pass");
+                }
+            }
+        }
+        for namespace in existing.keys().filter(|n| !wanted.contains_key(*n)) {
+            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &resource());
+            match api.delete(PARAMETERS_NAME, &DeleteParams::default()).await {
+                Ok(_) => pass.deleted += 1,
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => {
+                    pass.failed += 1;
+                    tracing::warn!(namespace, error = %crate::limits::transport::error_chain(&e), "stale backstop parameters not deleted");
+                }
+            }
+        }
+        self.metrics.backstop_pass(pass.applied, pass.deleted, pass.failed, wanted.len());
+        Ok(pass)
+    }
+
+    async fn apply(&self, namespace: &str, spec: &BackstopSpec) -> Result<(), kube::Error> {
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &resource());
+        let object = serde_json::json!({
+            "apiVersion": format!("{GROUP}/{VERSION}"),
+            "kind": KIND,
+            "metadata": {"name": PARAMETERS_NAME, "namespace": namespace, "labels": {MANAGED_BY.0: MANAGED_BY.1}},
+            "spec": spec,
+        });
+        api.patch(PARAMETERS_NAME, &PatchParams::apply("replica-guard").force(), &Patch::Apply(object)).await?;
+        Ok(())
+    }
+}
