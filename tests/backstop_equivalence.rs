@@ -79,9 +79,9 @@ impl Backstop {
         let mut fields = request.as_object().unwrap().clone();
         fields.remove("object");
         fields.remove("oldObject");
-        // The API server's `request` always has these (empty when unset).
-        fields.entry("subResource").or_insert(json!(""));
-        fields.entry("name").or_insert(json!(""));
+        // As the API server builds `request`: fields that are empty (`subResource` outside a
+        // subresource, `name` of a generateName CREATE) are absent, and reading one is an error.
+        fields.retain(|_, v| !v.is_null() && v != "");
         ctx.add_variable_from_value("request", cel(&Json::Object(fields)));
         ctx.add_variable_from_value("object", cel(&request["object"]));
         ctx.add_variable_from_value("oldObject", cel(&request["oldObject"]));

@@ -9,6 +9,7 @@
 mod common;
 
 mod audit_stories;
+mod backstop_stories;
 mod capture;
 mod chart_stories;
 mod check_stories;
@@ -79,6 +80,7 @@ fn main() -> ExitCode {
         capture::all(),
         registry_stories::all(),
         chart_stories::all(),
+        backstop_stories::all(),
     ]
     .concat();
     let chosen: Vec<&Scenario> = scenarios

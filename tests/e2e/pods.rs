@@ -184,7 +184,12 @@ impl Pod {
         let name = format!("pod-{n}");
         let root = cluster.dir.join(&name);
         let host = Host::create(n)?;
-        let deployment = rendered.find("Deployment");
+        // The webhook's Deployment, not the audit's.
+        let deployment = rendered
+            .objects
+            .iter()
+            .find(|o| o["kind"] == "Deployment" && !o["metadata"]["name"].as_str().unwrap_or("").ends_with("-audit"))
+            .expect("the chart rendered the webhook's Deployment");
         let container = &deployment["spec"]["template"]["spec"]["containers"][0];
         let mounts = container["volumeMounts"].as_array().unwrap();
         let volumes = deployment["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
