@@ -10,6 +10,7 @@ use super::{GROUP, KIND, PARAMETERS_NAME, PLURAL, VERSION};
 use crate::decision::policy::Policy;
 use crate::limits::store::SnapshotStore;
 use crate::metrics::Metrics;
+use crate::words::KubeError;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use std::collections::BTreeMap;
@@ -51,7 +52,7 @@ impl Writer {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(
-                    error = %crate::limits::transport::error_chain(&e),
+                    error = %KubeError(e),
                     "cannot list the backstop parameters (BackstopLimits); they stay as they were"
                 ),
             }
@@ -67,7 +68,11 @@ impl Writer {
         let table = self.store.snapshot();
         let policy = self.policy.clone();
         // Thousands of entries: built on the blocking pool, like the registry table itself.
-        let wanted = tokio::task::spawn_blocking(move || parameters(&table, &policy)).await.unwrap_or_default();
+        // (A computation that failed must not read as "no limits": that would delete them all.)
+        let Ok(wanted) = tokio::task::spawn_blocking(move || parameters(&table, &policy)).await else {
+            tracing::error!("computing the backstop parameters failed; they stay as they were");
+            return Ok(Pass::default());
+        };
         let all: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource());
         let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
         let existing: BTreeMap<String, serde_json::Value> = all
@@ -90,7 +95,7 @@ impl Writer {
                 Err(e) => {
                     pass.failed += 1;
                     // A registry entry for a namespace that does not exist yet is the usual one.
-                    tracing::warn!(namespace, error = %crate::limits::transport::error_chain(&e), "backstop parameters not written; retried on the next pass");
+                    tracing::warn!(namespace, error = %KubeError(e), "backstop parameters not written; retried on the next pass");
                 }
             }
         }
@@ -101,7 +106,7 @@ impl Writer {
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => {
                     pass.failed += 1;
-                    tracing::warn!(namespace, error = %crate::limits::transport::error_chain(&e), "stale backstop parameters not deleted");
+                    tracing::warn!(namespace, error = %KubeError(e), "stale backstop parameters not deleted");
                 }
             }
         }
