@@ -15,6 +15,11 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The two load tests take turns: each measures one server under a load of its own making, and on
+/// a 2-core machine the other's load would starve it (the uploads test then answered 1 review in
+/// 10 s instead of 20-30) — a race between tests, not a property of the server.
+static ONE_LOAD_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A TLS connection over which the test writes raw HTTP/1.1.
 async fn raw_tls(address: SocketAddr, ca: &str, alpn: &[u8]) -> tokio_rustls::client::TlsStream<TcpStream> {
     let tcp = TcpStream::connect(address).await.unwrap();
@@ -24,6 +29,7 @@ async fn raw_tls(address: SocketAddr, ca: &str, alpn: &[u8]) -> tokio_rustls::cl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_held_large_uploads_keep_the_process_within_its_memory_budget_while_reviews_are_answered() {
+    let _turn = ONE_LOAD_AT_A_TIME.lock().await;
     // The chart's defaults: maxBodyBytes 3 MiB, maxBufferedBytes 24 MiB, maxConnections 256.
     let server = ServeProcess::start("");
     let baseline_kib = server.memory_kib("VmRSS");
@@ -109,6 +115,7 @@ async fn a_thousand_held_large_uploads_keep_the_process_within_its_memory_budget
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_review_with_80000_added_labels_does_not_stall_other_clients() {
+    let _turn = ONE_LOAD_AT_A_TIME.lock().await;
     let server = TestServer::start("mode: enforce", REGISTRY).await;
     let mut review = fixture_json("deployment-redeploy-replicas-3-to-6-and-image.json");
     let labels: serde_json::Map<String, Value> = (0..80_000).map(|i| (format!("k{i}"), json!("v"))).collect();
