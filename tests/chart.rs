@@ -34,11 +34,14 @@ fn defaults_generate_tls_and_a_hardened_webhook() {
         kinds(&objects),
         vec![
             "ClusterRole/rg-replica-guard-audit",
+            "ClusterRole/rg-replica-guard-backstop-writer",
             "ClusterRole/rg-replica-guard-events",
             "ClusterRoleBinding/rg-replica-guard-audit",
+            "ClusterRoleBinding/rg-replica-guard-backstop-writer",
             "ClusterRoleBinding/rg-replica-guard-events",
             "ConfigMap/rg-replica-guard-config",
             "ConfigMap/rg-replica-guard-registry",
+            "CustomResourceDefinition/backstoplimits.replica-guard.io",
             "Deployment/rg-replica-guard",
             "Deployment/rg-replica-guard-audit",
             "PodDisruptionBudget/rg-replica-guard",
@@ -49,9 +52,11 @@ fn defaults_generate_tls_and_a_hardened_webhook() {
             "Service/rg-replica-guard-audit",
             "ServiceAccount/rg-replica-guard",
             "ServiceAccount/rg-replica-guard-audit",
+            "ValidatingAdmissionPolicy/rg-replica-guard-backstop",
+            "ValidatingAdmissionPolicyBinding/rg-replica-guard-backstop",
             "ValidatingWebhookConfiguration/rg-replica-guard",
         ],
-        "least privilege: the file source needs no RBAC; Events and the audit their own roles"
+        "least privilege: the file source needs no RBAC; Events, the audit and the backstop's writer their own roles"
     );
     // The audit: read-only on Deployments and HPAs, its own account, pods the webhook never selects.
     assert_eq!(
@@ -140,7 +145,8 @@ fn defaults_generate_tls_and_a_hardened_webhook() {
     assert_eq!(hook["name"], "validate.replica-guard.io");
     assert_eq!(hook["admissionReviewVersions"], serde_json::json!(["v1"]));
     assert_eq!(hook["sideEffects"], "NoneOnDryRun");
-    assert_eq!(hook["failurePolicy"], "Fail");
+    // The backstop is rendered by default: it enforces while no webhook pod answers.
+    assert_eq!(hook["failurePolicy"], "Ignore");
     assert_eq!(hook["timeoutSeconds"], 3);
     assert_eq!(hook["clientConfig"]["service"]["path"], "/validate");
     let rules: Vec<(String, String)> = hook["rules"]
