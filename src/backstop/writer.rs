@@ -28,6 +28,12 @@ pub struct Writer {
     pub metrics: Arc<Metrics>,
 }
 
+/// The parameters computed from one registry snapshot.
+pub struct Computed {
+    table: Arc<crate::limits::table::LimitTable>,
+    wanted: BTreeMap<String, BackstopSpec>,
+}
+
 /// What one pass did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Pass {
@@ -45,8 +51,9 @@ impl Writer {
     /// Runs until dropped.
     pub async fn run(self) {
         let mut changes = self.store.changes();
+        let mut computed = None;
         loop {
-            match self.pass().await {
+            match self.pass(&mut computed).await {
                 Ok(pass) if pass.applied + pass.deleted + pass.failed > 0 => {
                     tracing::info!(?pass, "backstop parameters written")
                 }
@@ -64,15 +71,22 @@ impl Writer {
     }
 
     /// One comparison of the cluster's parameters with the registry's, writing the difference.
-    pub async fn pass(&self) -> Result<Pass, kube::Error> {
+    /// `computed` keeps the parameters of the last snapshot seen, so a pass over an unchanged
+    /// registry (every `resync`) only lists and compares.
+    pub async fn pass(&self, computed: &mut Option<Computed>) -> Result<Pass, kube::Error> {
         let table = self.store.snapshot();
-        let policy = self.policy.clone();
-        // Thousands of entries: built on the blocking pool, like the registry table itself.
-        // (A computation that failed must not read as "no limits": that would delete them all.)
-        let Ok(wanted) = tokio::task::spawn_blocking(move || parameters(&table, &policy)).await else {
-            tracing::error!("computing the backstop parameters failed; they stay as they were");
-            return Ok(Pass::default());
-        };
+        if !computed.as_ref().is_some_and(|c| Arc::ptr_eq(&c.table, &table)) {
+            let policy = self.policy.clone();
+            let from = table.clone();
+            // Thousands of entries: built on the blocking pool, like the registry table itself.
+            // (A computation that failed must not read as "no limits": that would delete them all.)
+            let Ok(wanted) = tokio::task::spawn_blocking(move || parameters(&from, &policy)).await else {
+                tracing::error!("computing the backstop parameters failed; they stay as they were");
+                return Ok(Pass::default());
+            };
+            *computed = Some(Computed { table, wanted });
+        }
+        let Some(Computed { wanted, .. }) = computed.as_ref() else { return Ok(Pass::default()) };
         let all: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource());
         let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
         let existing: BTreeMap<String, serde_json::Value> = all
@@ -84,7 +98,7 @@ impl Writer {
             .filter_map(|o| Some((o.metadata.namespace?, o.data.get("spec").cloned().unwrap_or_default())))
             .collect();
         let mut pass = Pass::default();
-        for (namespace, spec) in &wanted {
+        for (namespace, spec) in wanted {
             let value = serde_json::to_value(spec).unwrap_or_default();
             if existing.get(namespace) == Some(&value) {
                 pass.unchanged += 1;
