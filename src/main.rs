@@ -4,7 +4,8 @@
 
 use clap::{Parser, Subcommand};
 use replica_guard::config::{Config, LogFormat};
-use replica_guard::run::offline::{AuditOutput, CheckOutput};
+use replica_guard::run::audit::{AuditArgs, AuditOutput};
+use replica_guard::run::offline::CheckOutput;
 use replica_guard::run::{self, offline};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,10 +72,11 @@ enum Command {
         #[arg(long)]
         fail_on_warn: bool,
     },
-    /// List every Deployment of a cluster (kubeconfig or in-cluster) with its replicas, its HPA's
-    /// maxReplicas, its registered maximum and its status, with the config's registry and
-    /// exemptions. Exit status: 0 nothing over its limit, 1 something is (status over or
-    /// ratchet-only), 3 the audit could not run.
+    /// List every Deployment of a cluster (kubeconfig or in-cluster), or of several
+    /// (--context, --all-contexts), with its replicas, its HPA's maxReplicas, its registered
+    /// maximum and its status, with the config's registry and exemptions. Exit status: 0
+    /// nothing over its limit, 1 something is (status over or ratchet-only), 3 the audit could
+    /// not run (with several clusters: none of them could be audited).
     Audit {
         /// The YAML config file whose registry and policy the workloads are judged by (the
         /// server's).
@@ -85,6 +87,13 @@ enum Command {
         namespaces: Vec<String>,
         #[arg(long, short = 'o', value_enum, default_value_t = AuditOutput::Table)]
         output: AuditOutput,
+        /// Audit the cluster of this kubeconfig context (repeatable): one report with a cluster
+        /// column; a cluster that cannot be reached is named and the others still reported.
+        #[arg(long = "context")]
+        contexts: Vec<String>,
+        /// Audit the cluster of every context in the kubeconfig.
+        #[arg(long, conflicts_with = "contexts")]
+        all_contexts: bool,
     },
     /// The continuous audit: watch every Deployment and HPA, export per-workload gauges on the
     /// admin listener's /metrics, and emit an Event when a workload goes over its limit or comes
@@ -112,8 +121,9 @@ fn main() -> ExitCode {
             offline::check(offline::CheckArgs { config, inputs, options, cluster, output, fail_on_warn })
                 .map_err(Into::into)
         }
-        Command::Audit { config, namespaces, output } => {
-            offline::audit(&config, &namespaces, output).map_err(Into::into)
+        Command::Audit { config, namespaces, output, contexts, all_contexts } => {
+            replica_guard::run::audit::audit(AuditArgs { config, namespaces, output, contexts, all_contexts })
+                .map_err(Into::into)
         }
     };
     match result {

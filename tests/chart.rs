@@ -21,8 +21,30 @@ fn b64(text: &str) -> Vec<u8> {
 #[test]
 #[ignore = "needs helm; .ci/run runs it"]
 fn lint_is_clean() {
-    let out = Command::new(helm()).args(["lint", "--strict"]).arg(chart()).output().unwrap();
+    // The one value a user must give (the usage records, on by default, name their cluster).
+    let out = Command::new(helm())
+        .args(["lint", "--strict", "--set", "cluster.name=prod-eu-1"])
+        .arg(chart())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+#[ignore = "needs helm; .ci/run runs it"]
+fn usage_records_need_a_cluster_name_and_say_so() {
+    let refused = helm::template_exactly("", &[]).unwrap_err();
+    assert!(refused.contains("cluster.name is required when audit.usage.enabled"), "{refused}");
+    assert!(refused.contains("--set cluster.name=prod-eu-1"), "the fix, in words: {refused}");
+    let mistyped = helm::template_exactly("cluster: {name: Prod EU}", &[]).unwrap_err();
+    assert!(mistyped.contains("/cluster/name"), "{mistyped}");
+    let without = helm::template_exactly("audit: {usage: {enabled: false}}", &[]).expect("no records, no name needed");
+    assert_eq!(rendered_config(&without).cluster.name, None);
+    let named =
+        helm::template_exactly("", &["--set", "cluster.name=prod-eu-1", "--set", "audit.reports=openreports"]).unwrap();
+    let config = rendered_config(&named);
+    assert_eq!(config.cluster.name.as_deref(), Some("prod-eu-1"));
+    assert_eq!(config.audit.reports, replica_guard::config::ReportsConfig::Openreports);
 }
 
 #[test]
@@ -64,7 +86,8 @@ fn defaults_generate_tls_and_a_hardened_webhook() {
         serde_json::json!([
             {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch"]},
             {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["list", "watch"]},
-            {"apiGroups": ["wgpolicyk8s.io"], "resources": ["policyreports"], "verbs": ["get", "create", "patch"]}
+            {"apiGroups": ["openreports.io"], "resources": ["reports"], "verbs": ["get", "create", "patch", "delete"]},
+            {"apiGroups": ["wgpolicyk8s.io"], "resources": ["policyreports"], "verbs": ["get", "create", "patch", "delete"]}
         ])
     );
     let audit = find(&objects, "Deployment", "rg-replica-guard-audit");
@@ -83,17 +106,24 @@ fn defaults_generate_tls_and_a_hardened_webhook() {
     let events_binding = find(&objects, "ClusterRoleBinding", "rg-replica-guard-events");
     assert_eq!(events_binding["subjects"].as_array().unwrap().len(), 2, "the audit emits Events too");
     assert_eq!(rendered_config(&objects).audit.interval_seconds, 30.0);
-    // Usage records: the day kept in one ConfigMap of the release namespace, and only that one.
-    let usage = rendered_config(&objects).audit.usage;
+    // Usage records: the day kept in ConfigMaps of the release namespace, and only those.
+    let config = rendered_config(&objects);
+    assert_eq!(config.cluster.name.as_deref(), Some("test-cluster"), "the records name their cluster");
+    assert_eq!(config.audit.reports, replica_guard::config::ReportsConfig::Auto);
+    let usage = config.audit.usage;
     assert!(usage.enabled);
     let state = usage.state.expect("a restart must not lose the day");
     assert_eq!((state.namespace.as_str(), state.name.as_str()), ("replica-guard", "rg-replica-guard-usage"));
+    let shards: Vec<String> = (0..replica_guard::cluster::usage_state::MAX_SHARDS)
+        .map(|i| replica_guard::cluster::usage_state::shard_name("rg-replica-guard-usage", i))
+        .collect();
     assert_eq!(
         find(&objects, "Role", "rg-replica-guard-audit-usage")["rules"],
         serde_json::json!([
-            {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["rg-replica-guard-usage"], "verbs": ["get", "patch"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": shards, "verbs": ["get", "patch", "delete"]},
             {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}
-        ])
+        ]),
+        "every shard the audit may write, by name"
     );
     assert_eq!(rendered_config(&objects).pricing, None, "no pricing unless given");
     let priced =

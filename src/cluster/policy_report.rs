@@ -1,37 +1,91 @@
-//! PolicyReports (`wgpolicyk8s.io/v1alpha2`, the Kubernetes Policy WG's format that Policy
-//! Reporter shows and notifies on), written by the continuous audit when the CRD is installed:
-//! one report per namespace, `replica-guard`, with one result per Deployment (`source:
-//! replica-guard`, policy `registered-max-replicas`), a summary of all results, and no more than
-//! `MAX_RESULTS` results (the summary still counts every workload). A report is written only
-//! when its results changed.
+//! Policy reports in the two formats Policy Reporter reads: `openreports.io/v1alpha1` Report
+//! (the Policy WG's API since it moved to OpenReports; Kyverno writes it since 1.15) and
+//! `wgpolicyk8s.io/v1alpha2` PolicyReport, written by the continuous audit into whichever the
+//! cluster serves (`audit.reports`): one report per namespace, `replica-guard`, with one result
+//! per Deployment (`source: replica-guard`, policy `registered-max-replicas`), a summary of all
+//! results, and no more than `MAX_RESULTS` results (the summary still counts every workload). A
+//! report is written only when its results changed. Both formats have the same results and
+//! summary; a Report also names its source at the top.
 
 use super::status::{Judged, Status};
+use crate::config::ReportsConfig;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 
 pub const NAME: &str = "replica-guard";
-const GROUP_VERSION: &str = "wgpolicyk8s.io/v1alpha2";
 /// Results per report at most: a report is one etcd object, limited to about 1.5 MB.
 pub const MAX_RESULTS: usize = 1000;
 
-fn resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"),
-        "policyreports",
-    )
+/// One of the report APIs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReportApi {
+    /// `openreports.io/v1alpha1` Report.
+    OpenReports,
+    /// `wgpolicyk8s.io/v1alpha2` PolicyReport.
+    PolicyReports,
 }
 
-/// Whether the PolicyReport CRD is installed.
-pub async fn crd_installed(client: &kube::Client) -> bool {
-    match client.list_api_group_resources(GROUP_VERSION).await {
-        Ok(list) => list.resources.iter().any(|r| r.name == "policyreports"),
-        Err(e) => {
-            tracing::debug!(error = %e, "no PolicyReport CRD; no reports written");
-            false
+impl ReportApi {
+    fn group_version(self) -> &'static str {
+        match self {
+            Self::OpenReports => "openreports.io/v1alpha1",
+            Self::PolicyReports => "wgpolicyk8s.io/v1alpha2",
         }
     }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Self::OpenReports => "Report",
+            Self::PolicyReports => "PolicyReport",
+        }
+    }
+
+    fn plural(self) -> &'static str {
+        match self {
+            Self::OpenReports => "reports",
+            Self::PolicyReports => "policyreports",
+        }
+    }
+
+    fn resource(self) -> ApiResource {
+        let (group, version) = self.group_version().split_once('/').unwrap_or_default();
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, self.kind()), self.plural())
+    }
+
+    /// Whether the cluster serves this report API (its CRD is installed).
+    async fn served(self, client: &kube::Client) -> bool {
+        match client.list_api_group_resources(self.group_version()).await {
+            Ok(list) => list.resources.iter().any(|r| r.name == self.plural()),
+            Err(e) => {
+                tracing::debug!(error = %e, api = self.group_version(), "report API not served");
+                false
+            }
+        }
+    }
+}
+
+/// The report APIs to write now: what `audit.reports` asks for, among what the cluster serves
+/// (asked every pass: a CRD installed later needs no restart). `auto` takes OpenReports when
+/// served, else PolicyReports, so that Policy Reporter does not show every result twice.
+pub async fn targets(client: &kube::Client, wanted: ReportsConfig) -> Vec<ReportApi> {
+    let candidates: &[ReportApi] = match wanted {
+        ReportsConfig::Off => &[],
+        ReportsConfig::Openreports => &[ReportApi::OpenReports],
+        ReportsConfig::Policyreports => &[ReportApi::PolicyReports],
+        ReportsConfig::Both | ReportsConfig::Auto => &[ReportApi::OpenReports, ReportApi::PolicyReports],
+    };
+    let mut served = vec![];
+    for api in candidates {
+        if api.served(client).await {
+            served.push(*api);
+            if wanted == ReportsConfig::Auto {
+                break;
+            }
+        }
+    }
+    served
 }
 
 /// pass, warn or fail for a status.
@@ -53,8 +107,8 @@ fn message(j: &Judged) -> String {
 }
 
 /// The reports' bodies by namespace (without timestamps, so that an unchanged state gives the
-/// same body and is not written again).
-pub fn reports(judged: &[Judged]) -> BTreeMap<String, Value> {
+/// same body and is not written again); each result names the cluster when `cluster` is set.
+pub fn reports(judged: &[Judged], cluster: Option<&str>) -> BTreeMap<String, Value> {
     let mut by_namespace: BTreeMap<&str, Vec<&Judged>> = BTreeMap::new();
     for j in judged {
         by_namespace.entry(&j.workload.namespace).or_default().push(j);
@@ -77,6 +131,10 @@ pub fn reports(judged: &[Judged]) -> BTreeMap<String, Value> {
                 .iter()
                 .take(MAX_RESULTS)
                 .map(|j| {
+                    let mut properties = json!({"status": j.status.as_str()});
+                    if let Some(cluster) = cluster {
+                        properties["cluster"] = json!(cluster);
+                    }
                     json!({
                         "source": "replica-guard",
                         "policy": "registered-max-replicas",
@@ -85,7 +143,7 @@ pub fn reports(judged: &[Judged]) -> BTreeMap<String, Value> {
                         "category": "PED replica limits",
                         "severity": if j.status.is_over() { "medium" } else { "info" },
                         "resources": [{"apiVersion": "apps/v1", "kind": "Deployment", "namespace": ns, "name": j.workload.deployment}],
-                        "properties": {"status": j.status.as_str()},
+                        "properties": properties,
                     })
                 })
                 .collect();
@@ -94,9 +152,12 @@ pub fn reports(judged: &[Judged]) -> BTreeMap<String, Value> {
         .collect()
 }
 
-/// Writes the reports whose body differs from the last one written; returns what is written now.
+/// Writes the reports of `api` whose body differs from the last one written; returns what is
+/// written now.
 pub async fn write(
     client: &kube::Client,
+    api_kind: ReportApi,
+    cluster: Option<&str>,
     wanted: BTreeMap<String, Value>,
     mut written: HashMap<String, Value>,
 ) -> HashMap<String, Value> {
@@ -112,15 +173,22 @@ pub async fn write(
         for r in report["results"].as_array_mut().into_iter().flatten() {
             r["timestamp"] = json!({"seconds": now.as_second(), "nanos": 0});
         }
-        let object = json!({
-            "apiVersion": GROUP_VERSION,
-            "kind": "PolicyReport",
-            "metadata": {"name": NAME, "namespace": ns, "labels": {"app.kubernetes.io/managed-by": "replica-guard"}},
+        let mut labels = json!({"app.kubernetes.io/managed-by": "replica-guard"});
+        if let Some(cluster) = cluster {
+            labels["replica-guard.io/cluster"] = json!(cluster);
+        }
+        let mut object = json!({
+            "apiVersion": api_kind.group_version(),
+            "kind": api_kind.kind(),
+            "metadata": {"name": NAME, "namespace": ns, "labels": labels},
             "scope": {"kind": "Namespace", "name": ns},
             "results": report["results"],
             "summary": report["summary"],
         });
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource());
+        if api_kind == ReportApi::OpenReports {
+            object["source"] = json!("replica-guard");
+        }
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &api_kind.resource());
         // A JSON merge patch replaces `results` whole; not server-side apply, which kube-apiserver
         // 1.20 answers by dropping the connection for a CRD that preserves unknown fields.
         let written_now = match api.patch(NAME, &PatchParams::default(), &Patch::Merge(&object)).await {
@@ -132,13 +200,42 @@ pub async fn write(
         };
         match written_now {
             Ok(_) => {
-                tracing::info!(namespace = %ns, "PolicyReport written");
+                tracing::info!(namespace = %ns, kind = api_kind.kind(), "report written");
                 written.insert(ns, body);
             }
+            Err(kube::Error::Api(e)) if e.code == 403 => {
+                // The account may not write this API (RBAC without it): one request a pass, not
+                // one per namespace, and a warning that says what to grant.
+                tracing::warn!(
+                    kind = api_kind.kind(),
+                    api = api_kind.group_version(),
+                    "the audit's account may not write {}: grant get/create/patch/delete on {} (the chart's audit ClusterRole does), or set audit.reports; retried next pass",
+                    api_kind.plural(),
+                    api_kind.plural(),
+                );
+                break;
+            }
             Err(e) => {
-                tracing::warn!(error = %e, namespace = %ns, "could not write the PolicyReport; retried next pass")
+                tracing::warn!(error = %e, namespace = %ns, kind = api_kind.kind(), "could not write the report; retried next pass")
             }
         }
     }
     written
+}
+
+/// Removes the reports of `api` written before (the audit now writes the other API: `auto` found
+/// OpenReports installed later), so that Policy Reporter does not keep showing stale results.
+pub async fn remove(client: &kube::Client, api_kind: ReportApi, written: HashMap<String, Value>) {
+    for ns in written.into_keys() {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &api_kind.resource());
+        match api.delete(NAME, &Default::default()).await {
+            Ok(_) => {
+                tracing::info!(namespace = %ns, kind = api_kind.kind(), "report removed: written to the other report API now")
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => {
+                tracing::warn!(error = %e, namespace = %ns, kind = api_kind.kind(), "could not remove the old report")
+            }
+        }
+    }
 }

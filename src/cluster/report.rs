@@ -1,5 +1,7 @@
-//! The `replica-guard audit` output. JSON is a stable, documented schema (README "Auditing what
-//! runs"): `apiVersion`, `workloads[]` and `summary`; absent values are `null`, never missing.
+//! The `replica-guard audit` output, of one cluster or many (`--context`, `--all-contexts`).
+//! JSON is a stable, documented schema (README "Auditing what runs"): `apiVersion`,
+//! `workloads[]` (each naming its cluster), `summary` over all, and `clusters[]` with each
+//! cluster's own summary or why it could not be audited; absent values are `null`, never missing.
 
 use super::pricing::Pricing;
 use super::status::{Judged, Status};
@@ -8,6 +10,8 @@ use serde::Serialize;
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Row<'a> {
+    /// The kubeconfig context audited, or `cluster.name` (null when neither is known).
+    pub cluster: Option<&'a str>,
     pub namespace: &'a str,
     pub deployment: &'a str,
     pub replicas: i32,
@@ -31,46 +35,98 @@ pub struct Summary {
     pub unregistered: usize,
 }
 
+impl Summary {
+    fn count(&mut self, status: Status) {
+        self.workloads += 1;
+        match status {
+            Status::Within => self.within += 1,
+            Status::OutOfBounds => self.out_of_bounds += 1,
+            Status::RatchetOnly => self.ratchet_only += 1,
+            Status::Over => self.over += 1,
+            Status::Unregistered => self.unregistered += 1,
+        }
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "{} workloads: {} over, {} ratchet-only, {} unregistered, {} out of platform bounds, {} within",
+            self.workloads, self.over, self.ratchet_only, self.unregistered, self.out_of_bounds, self.within
+        )
+    }
+}
+
+/// One cluster's audit: its workloads judged, or why it could not be read.
+pub struct Audited {
+    pub cluster: Option<String>,
+    pub judged: Result<Vec<Judged>, String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSummary<'a> {
+    pub name: Option<&'a str>,
+    /// Why the cluster could not be audited (null when it was).
+    pub error: Option<&'a str>,
+    pub summary: Option<Summary>,
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Report<'a> {
     pub api_version: &'static str,
     pub workloads: Vec<Row<'a>>,
     pub summary: Summary,
+    pub clusters: Vec<ClusterSummary<'a>>,
 }
 
 impl<'a> Report<'a> {
-    pub fn new(judged: &'a [Judged], pricing: Option<&Pricing>) -> Self {
-        let mut summary = Summary { workloads: judged.len(), ..Summary::default() };
-        let workloads = judged
-            .iter()
-            .map(|j| {
-                let w = &j.workload;
-                match j.status {
-                    Status::Within => summary.within += 1,
-                    Status::OutOfBounds => summary.out_of_bounds += 1,
-                    Status::RatchetOnly => summary.ratchet_only += 1,
-                    Status::Over => summary.over += 1,
-                    Status::Unregistered => summary.unregistered += 1,
+    pub fn new(audited: &'a [Audited], pricing: Option<&Pricing>) -> Self {
+        let mut summary = Summary::default();
+        let mut workloads = vec![];
+        let mut clusters = vec![];
+        for a in audited {
+            let cluster = a.cluster.as_deref();
+            let judged = match &a.judged {
+                Ok(judged) => judged,
+                Err(why) => {
+                    clusters.push(ClusterSummary { name: cluster, error: Some(why), summary: None });
+                    continue;
                 }
-                let max = j.limit.as_ref().map(|l| l.max_replicas);
-                Row {
-                    namespace: &w.namespace,
-                    deployment: &w.deployment,
-                    replicas: w.replicas,
-                    hpa: w.hpa.as_ref().map(|(name, _)| name.as_str()),
-                    hpa_max_replicas: w.hpa.as_ref().map(|(_, max)| *max),
-                    registered_max_replicas: max,
-                    scope: j.limit.as_ref().map(|l| l.scope.as_str()),
-                    mode: j.mode.map(|m| m.as_str()),
-                    status: j.status.as_str(),
-                    monthly_cost: pricing.zip(max).map(|(p, max)| {
-                        (p.monthly(w.cpu_requests, w.memory_requests_gib, max) * 100.0).round() / 100.0
-                    }),
-                }
-            })
-            .collect();
-        Self { api_version: "replica-guard.io/audit/v1", workloads, summary }
+            };
+            let mut own = Summary::default();
+            for j in judged {
+                own.count(j.status);
+                summary.count(j.status);
+                workloads.push(Self::row(cluster, j, pricing));
+            }
+            clusters.push(ClusterSummary { name: cluster, error: None, summary: Some(own) });
+        }
+        Self { api_version: "replica-guard.io/audit/v1", workloads, summary, clusters }
+    }
+
+    fn row(cluster: Option<&'a str>, j: &'a Judged, pricing: Option<&Pricing>) -> Row<'a> {
+        let w = &j.workload;
+        let max = j.limit.as_ref().map(|l| l.max_replicas);
+        Row {
+            cluster,
+            namespace: &w.namespace,
+            deployment: &w.deployment,
+            replicas: w.replicas,
+            hpa: w.hpa.as_ref().map(|(name, _)| name.as_str()),
+            hpa_max_replicas: w.hpa.as_ref().map(|(_, max)| *max),
+            registered_max_replicas: max,
+            scope: j.limit.as_ref().map(|l| l.scope.as_str()),
+            mode: j.mode.map(|m| m.as_str()),
+            status: j.status.as_str(),
+            monthly_cost: pricing
+                .zip(max)
+                .map(|(p, max)| (p.monthly(w.cpu_requests, w.memory_requests_gib, max) * 100.0).round() / 100.0),
+        }
+    }
+
+    /// More than one cluster asked for: the table gets a CLUSTER column and a line per cluster.
+    fn many(&self) -> bool {
+        self.clusters.len() > 1
     }
 
     pub fn json(&self) -> String {
@@ -79,10 +135,11 @@ impl<'a> Report<'a> {
 
     pub fn csv(&self) -> String {
         let mut out = String::from(
-            "namespace,deployment,replicas,hpa,hpaMaxReplicas,registeredMaxReplicas,scope,mode,status,monthlyCost\n",
+            "namespace,deployment,replicas,hpa,hpaMaxReplicas,registeredMaxReplicas,scope,mode,status,monthlyCost,cluster\n",
         );
         for r in &self.workloads {
-            let cells = self.cells(r);
+            let mut cells = self.cells(r);
+            cells.push(r.cluster.unwrap_or_default().to_string());
             out.push_str(&cells.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
             out.push('\n');
         }
@@ -91,7 +148,7 @@ impl<'a> Report<'a> {
 
     /// An aligned table, as kubectl prints one, then a one-line summary.
     pub fn table(&self) -> String {
-        let header = [
+        let mut header = vec![
             "NAMESPACE",
             "DEPLOYMENT",
             "REPLICAS",
@@ -103,7 +160,13 @@ impl<'a> Report<'a> {
             "STATUS",
             "COST/MONTH",
         ];
-        let rows: Vec<Vec<String>> = self.workloads.iter().map(|r| self.cells(r)).collect();
+        let mut rows: Vec<Vec<String>> = self.workloads.iter().map(|r| self.cells(r)).collect();
+        if self.many() {
+            header.insert(0, "CLUSTER");
+            for (row, r) in rows.iter_mut().zip(&self.workloads) {
+                row.insert(0, r.cluster.unwrap_or_default().to_string());
+            }
+        }
         let widths: Vec<usize> = (0..header.len())
             .map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0))
             .collect();
@@ -115,11 +178,19 @@ impl<'a> Report<'a> {
         for r in &rows {
             out.push_str(&line(r.iter().map(String::as_str).collect()));
         }
-        let s = &self.summary;
-        out.push_str(&format!(
-            "\n{} workloads: {} over, {} ratchet-only, {} unregistered, {} out of platform bounds, {} within\n",
-            s.workloads, s.over, s.ratchet_only, s.unregistered, s.out_of_bounds, s.within
-        ));
+        out.push('\n');
+        if self.many() {
+            for c in &self.clusters {
+                let name = c.name.unwrap_or("(unnamed)");
+                match (&c.summary, c.error) {
+                    (Some(s), _) => out.push_str(&format!("{name}: {}\n", s.line())),
+                    (None, why) => out.push_str(&format!("{name}: could not be audited: {}\n", why.unwrap_or(""))),
+                }
+            }
+            out.push_str("all clusters: ");
+        }
+        out.push_str(&self.summary.line());
+        out.push('\n');
         out
     }
 

@@ -113,9 +113,9 @@ impl Day {
         (today > self.date).then(|| std::mem::replace(self, Day::new(today)))
     }
 
-    /// The day's records, sorted by namespace and name, leaving out namespaces `keep` refuses
-    /// (the policy's exemptions).
-    pub fn records(&self, pricing: Option<&Pricing>, keep: impl Fn(&str) -> bool) -> Vec<UsageRecord> {
+    /// The day's records of cluster `cluster`, sorted by namespace and name, leaving out
+    /// namespaces `keep` refuses (the policy's exemptions).
+    pub fn records(&self, cluster: &str, pricing: Option<&Pricing>, keep: impl Fn(&str) -> bool) -> Vec<UsageRecord> {
         let days = f64::from(self.date.days_in_month());
         let per_day = |h: &High, max: i32| pricing.map(|p| round(p.monthly(h.cpu, h.memory_gib, max) / days));
         self.highs
@@ -124,6 +124,7 @@ impl Day {
             .map(|(key, h)| UsageRecord {
                 log: "replica-guard-usage",
                 date: self.date.to_string(),
+                cluster: cluster.to_string(),
                 namespace: key.namespace.clone(),
                 deployment: key.deployment.clone(),
                 owner: h.owner.clone(),
@@ -152,6 +153,8 @@ pub struct UsageRecord {
     pub log: &'static str,
     /// The UTC day, `YYYY-MM-DD`.
     pub date: String,
+    /// `cluster.name`: which cluster ran it (one table holds every cluster's lines).
+    pub cluster: String,
     pub namespace: String,
     pub deployment: String,
     /// The registry entry's owner, the team that is billed (null when the entry names none).
@@ -189,11 +192,12 @@ mod tests {
         let finished = day.roll(date(2026, 11, 22)).expect("midnight ends the day");
         assert_eq!(day.date, date(2026, 11, 22));
         assert!(day.highs.is_empty(), "the new day starts empty; the caller seeds what runs now");
-        let records = finished.records(Some(&PRICING), |_| true);
+        let records = finished.records("prod-eu-1", Some(&PRICING), |_| true);
         assert_eq!(records.len(), 1);
         let r = &records[0];
         assert_eq!((r.date.as_str(), r.max_replicas_seen, r.registered_max_replicas), ("2026-11-21", 6, Some(4)));
         assert_eq!(r.owner.as_deref(), Some("team-a@example.com"));
+        assert_eq!(r.cluster, "prod-eu-1", "one billing table holds many clusters' lines");
         // November has 30 days: 294 / 30 and 351 / 30.
         assert_eq!(r.day_cost, Some(9.8));
         assert_eq!(r.day_cost_at_max_seen, Some(11.7));
@@ -206,7 +210,7 @@ mod tests {
         day.observe_hpa("team-a", "api", 5);
         day.observe_deployment("team-a", "api", 2, 0.5, 1.0);
         day.observe_deployment("team-a", "api", 2, 1.0, 0.5);
-        let r = &day.records(None, |_| true)[0];
+        let r = &day.records("prod-eu-1", None, |_| true)[0];
         assert_eq!((r.hpa_max_replicas_seen, r.cpu_requests, r.memory_requests_gib), (Some(10), 1.0, 1.0));
         assert_eq!((r.day_cost, r.day_cost_at_max_seen), (None, None), "no pricing, no cost");
     }
@@ -215,7 +219,7 @@ mod tests {
     fn unregistered_workloads_have_no_billed_cost_but_a_cost_of_what_ran() {
         let mut day = Day::new(date(2026, 2, 1));
         day.observe_deployment("team-a", "legacy", 4, 2.0, 4.0);
-        let r = &day.records(Some(&PRICING), |_| true)[0];
+        let r = &day.records("prod-eu-1", Some(&PRICING), |_| true)[0];
         assert_eq!(r.day_cost, None);
         assert_eq!(r.day_cost_at_max_seen, Some(10.5), "294 over February's 28 days");
     }
@@ -228,7 +232,7 @@ mod tests {
         day.observe_deployment("team-a", "api", 4, 2.0, 4.0);
         day.observe_deployment("kube-system", "dns", 2, 0.1, 0.1);
         day.merge(saved);
-        let records = day.records(None, |ns| ns != "kube-system");
+        let records = day.records("prod-eu-1", None, |ns| ns != "kube-system");
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].max_replicas_seen, 6);
     }

@@ -1,8 +1,8 @@
 //! The continuous audit's usage records, end to end: feeds the day (`usage::Day`) from the watch,
 //! rolls it over at the first audit pass after UTC midnight, prints the finished day's lines to
 //! stdout (where the log sink picks them up by `"log": "replica-guard-usage"`), and keeps the day
-//! in its ConfigMap (`usage_state`) so a restart loses nothing. A restart after midnight prints
-//! the saved day on start. Delivery is at least once: a crash between printing a day and saving
+//! in its ConfigMaps (`usage_state`) so a restart loses nothing. A restart after midnight prints
+//! the saved day on start. Every line names the cluster (`cluster.name`). Delivery is at least once: a crash between printing a day and saving
 //! the next prints it again, so the README's queries take the highest per (date, namespace,
 //! deployment).
 
@@ -15,6 +15,7 @@ use crate::decision::policy::Policy;
 use crate::json_lines::JsonLines;
 
 pub struct UsageLog {
+    cluster: String,
     day: Day,
     state: Option<StateStore>,
     out: JsonLines,
@@ -24,25 +25,31 @@ pub struct UsageLog {
 
 impl UsageLog {
     /// Starts today's records, from the saved state when there is one.
-    pub async fn start(state: Option<StateStore>, out: JsonLines, pricing: Option<Pricing>, policy: Policy) -> Self {
-        let mut log = Self { day: Day::new(today()), state, out, pricing, policy };
-        let saved = match &log.state {
+    pub async fn start(
+        cluster: String,
+        mut state: Option<StateStore>,
+        out: JsonLines,
+        pricing: Option<Pricing>,
+        policy: Policy,
+    ) -> Self {
+        let saved = match state.as_mut() {
             Some(store) => store.load().await.unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "usage records: the saved day could not be read");
-                None
+                vec![]
             }),
             None => {
                 tracing::warn!("usage records without audit.usage.state: a restart loses the highs of the day so far");
-                None
+                vec![]
             }
         };
-        match saved {
-            Some(saved) if saved.date == log.day.date => log.day.merge(saved),
-            Some(saved) if saved.date < log.day.date => {
+        let mut log = Self { cluster, day: Day::new(today()), state, out, pricing, policy };
+        for saved in saved {
+            if saved.date == log.day.date {
+                log.day.merge(saved);
+            } else if saved.date < log.day.date {
                 tracing::info!(date = %saved.date, "usage records: printing the saved day (restarted after midnight)");
                 log.print(&saved);
             }
-            _ => {}
         }
         log
     }
@@ -81,7 +88,8 @@ impl UsageLog {
     }
 
     fn print(&self, day: &Day) {
-        let records = day.records(self.pricing.as_ref(), |ns| self.policy.exemption(ns, "", &[]).is_none());
+        let records =
+            day.records(&self.cluster, self.pricing.as_ref(), |ns| self.policy.exemption(ns, "", &[]).is_none());
         for record in &records {
             self.out.write(record);
         }
@@ -90,7 +98,7 @@ impl UsageLog {
 
     /// Saves the day when something changed since the last save.
     pub async fn save(&mut self) {
-        let Some(store) = &self.state else { return };
+        let Some(store) = self.state.as_mut() else { return };
         if !self.day.dirty {
             return;
         }

@@ -156,11 +156,16 @@ pub struct Audit {
     pub ready: Arc<AtomicBool>,
     /// The daily usage records, when on.
     pub usage: Option<UsageLog>,
+    /// Which report APIs to write (`audit.reports`).
+    pub reports: crate::config::ReportsConfig,
+    /// `cluster.name`, carried by the reports.
+    pub cluster: Option<String>,
 }
 
 /// Runs the continuous audit until the future is dropped.
 pub async fn run(audit: Audit) {
-    let Audit { client, limits, policy, events, metrics, interval, ready, mut usage } = audit;
+    let Audit { client, limits, policy, events, metrics, interval, ready, mut usage, reports: reports_wanted, cluster } =
+        audit;
     let report_client = client.clone();
     let deployments = watcher::watcher(kube::Api::<Deployment>::all(client.clone()), watcher::Config::default())
         .default_backoff()
@@ -172,7 +177,7 @@ pub async fn run(audit: Audit) {
     let mut hpas = hpas.fuse();
     let mut known = Known::default();
     let mut previous: HashMap<WorkloadKey, Status> = HashMap::new();
-    let mut reports: HashMap<String, serde_json::Value> = HashMap::new();
+    let mut reports: HashMap<policy_report::ReportApi, HashMap<String, serde_json::Value>> = HashMap::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -198,6 +203,7 @@ pub async fn run(audit: Audit) {
                 if !(known.synced() && limits.is_ready()) {
                     continue;
                 }
+                let started = std::time::Instant::now();
                 let first = !ready.load(Ordering::Acquire);
                 let workloads = known.workloads();
                 if let Some(usage) = usage.as_mut() {
@@ -212,10 +218,23 @@ pub async fn run(audit: Audit) {
                     }
                     usage.save().await;
                 }
-                // PolicyReports only where their CRD is installed (asked every pass: it may come later).
-                if policy_report::crd_installed(&report_client).await {
-                    reports = policy_report::write(&report_client, policy_report::reports(&judged), reports).await;
+                // Reports only where their CRD is installed (asked every pass: it may come later).
+                let apis = policy_report::targets(&report_client, reports_wanted).await;
+                // Switched to the other API (not merely a failed discovery, which finds neither).
+                let dropped: Vec<_> =
+                    reports.keys().filter(|api| !apis.is_empty() && !apis.contains(api)).copied().collect();
+                for api in dropped {
+                    policy_report::remove(&report_client, api, reports.remove(&api).unwrap_or_default()).await;
                 }
+                if !apis.is_empty() {
+                    let wanted = policy_report::reports(&judged, cluster.as_deref());
+                    for api in apis {
+                        let written = reports.remove(&api).unwrap_or_default();
+                        let written = policy_report::write(&report_client, api, cluster.as_deref(), wanted.clone(), written).await;
+                        reports.insert(api, written);
+                    }
+                }
+                metrics.audit_pass(started.elapsed().as_secs_f64());
             }
         }
     }

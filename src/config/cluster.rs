@@ -1,7 +1,52 @@
-//! The sections of the cluster-facing features: `events:` (Kubernetes Events), `audit:` (the
-//! continuous audit, `replica-guard watch`) and `pricing:` (the cost formula of its records).
+//! The sections of the cluster-facing features: `cluster:` (which cluster this is), `events:`
+//! (Kubernetes Events), `audit:` (the continuous audit, `replica-guard watch`) and `pricing:` (the
+//! cost formula of its records).
 
 use serde::Deserialize;
+
+/// `cluster:` the name every record read by other systems carries (usage records, audit output,
+/// reports, Events' reporting instance), so that one billing table holds many clusters' lines.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl ClusterConfig {
+    /// A name as it goes into a BigQuery column and a Kubernetes label value: 1 to 63 lowercase
+    /// letters, digits, `-`, `.` or `_`, starting and ending with a letter or digit.
+    pub fn validate(&self, usage_on: bool) -> Result<(), (&'static str, String)> {
+        let Some(name) = &self.name else {
+            return if usage_on {
+                Err((
+                    "cluster.name",
+                    "is required when audit.usage.enabled: the usage records name their cluster, so that \
+                     one billing table holds many (e.g. cluster: {name: prod-eu-1})"
+                        .into(),
+                ))
+            } else {
+                Ok(())
+            };
+        };
+        let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let valid = (1..=63).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b))
+            && edge(name.chars().next())
+            && edge(name.chars().last());
+        if valid {
+            Ok(())
+        } else {
+            Err((
+                "cluster.name",
+                format!(
+                    "{name:?} is not a cluster name: use 1 to 63 lowercase letters, digits, '-', '.' or '_', \
+                     starting and ending with a letter or digit (e.g. prod-eu-1)"
+                ),
+            ))
+        }
+    }
+}
 
 /// The continuous audit (`replica-guard watch`).
 #[derive(Debug, Clone, Deserialize)]
@@ -13,6 +58,25 @@ pub struct AuditConfig {
     /// The daily usage records (`crate::cluster::usage`).
     #[serde(default)]
     pub usage: UsageConfig,
+    /// Which policy report API to write (`crate::cluster::policy_report`).
+    #[serde(default)]
+    pub reports: ReportsConfig,
+}
+
+/// `audit.reports`: where the audit's results go for Policy Reporter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportsConfig {
+    /// OpenReports when the cluster serves it, else PolicyReports when served, else none.
+    #[default]
+    Auto,
+    /// `openreports.io/v1alpha1` Reports only (when served).
+    Openreports,
+    /// `wgpolicyk8s.io/v1alpha2` PolicyReports only (when served).
+    Policyreports,
+    /// Both, where served (Policy Reporter then shows each result twice).
+    Both,
+    Off,
 }
 
 /// `backstop`: whether `watch` writes the backstop policy's parameters (`crate::backstop`). The
@@ -49,7 +113,11 @@ fn default_audit_interval() -> f64 {
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { interval_seconds: default_audit_interval(), usage: UsageConfig::default() }
+        Self {
+            interval_seconds: default_audit_interval(),
+            usage: UsageConfig::default(),
+            reports: ReportsConfig::default(),
+        }
     }
 }
 

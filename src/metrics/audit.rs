@@ -2,7 +2,7 @@
 //! Events of admission and the audit.
 
 use super::{Exposition, Metrics, counter, gauge};
-use prometheus::{IntCounterVec, IntGauge, Registry};
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Registry};
 use std::sync::Arc;
 
 pub(super) struct Families {
@@ -11,6 +11,11 @@ pub(super) struct Families {
     events: IntCounterVec,
     backstop_writes: IntCounterVec,
     backstop_namespaces: IntGauge,
+    pass_seconds: Gauge,
+    usage_writes: IntCounterVec,
+    usage_bytes_written: IntCounter,
+    usage_shards: IntGauge,
+    usage_bytes: IntGauge,
 }
 
 impl Families {
@@ -43,6 +48,29 @@ impl Families {
                 "replica_guard_backstop_namespaces",
                 "Namespaces with enforce-mode limits the backstop policy's parameters should carry.",
             ),
+            pass_seconds: super::register(
+                r,
+                Gauge::new("replica_guard_audit_pass_seconds", "Seconds the last continuous audit pass took."),
+            ),
+            usage_writes: counter(
+                r,
+                "replica_guard_usage_state_writes_total",
+                "Writes of the usage records' day to its ConfigMaps, by result (written, deleted, failed).",
+                &["result"],
+            ),
+            usage_bytes_written: super::register(
+                r,
+                IntCounter::new(
+                    "replica_guard_usage_state_written_bytes_total",
+                    "Bytes of the usage records' day written to its ConfigMaps (only shards that changed).",
+                ),
+            ),
+            usage_shards: gauge(
+                r,
+                "replica_guard_usage_state_shards",
+                "ConfigMaps the usage records' day is kept in (one per about 256 KiB).",
+            ),
+            usage_bytes: gauge(r, "replica_guard_usage_state_bytes", "Size of the usage records' day as last saved."),
         }
     }
 }
@@ -61,6 +89,29 @@ impl Metrics {
             self.audit.backstop_writes.with_label_values(&[result]).inc_by(n as u64);
         }
         self.audit.backstop_namespaces.set(namespaces as i64);
+    }
+
+    /// How long the last audit pass took.
+    pub fn audit_pass(&self, seconds: f64) {
+        self.audit.pass_seconds.set(seconds);
+    }
+
+    /// One save of the usage day: shards written (and their bytes), deleted, failed; the layout.
+    pub fn usage_saved(
+        &self,
+        written: usize,
+        bytes: usize,
+        deleted: usize,
+        failed: usize,
+        shards: usize,
+        total: usize,
+    ) {
+        for (result, n) in [("written", written), ("deleted", deleted), ("failed", failed)] {
+            self.audit.usage_writes.with_label_values(&[result]).inc_by(n as u64);
+        }
+        self.audit.usage_bytes_written.inc_by(bytes as u64);
+        self.audit.usage_shards.set(shards as i64);
+        self.audit.usage_bytes.set(total as i64);
     }
 
     /// An Event's fate.

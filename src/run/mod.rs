@@ -5,6 +5,7 @@
 //! Only this layer knows both the admission side (`server`, `webhook`) and the cluster side
 //! (`cluster`, `events`); they never import each other.
 
+pub mod audit;
 pub mod lifecycle;
 pub mod offline;
 pub mod serve;
@@ -37,6 +38,10 @@ pub enum RunError {
     Client { needed_by: &'static str, error: KubeError },
     #[error("{0}")]
     Inventory(#[from] crate::cluster::inventory::InventoryError),
+    #[error("--all-contexts: the kubeconfig has no contexts")]
+    NoContexts,
+    #[error("did not answer within {0} s")]
+    ClusterTimeout(u64),
     #[error("--cluster: cannot read the live objects: {0}")]
     Live(crate::cluster::inventory::InventoryError),
     #[error("{0}")]
@@ -68,7 +73,20 @@ fn event_queue(
     lifecycle: &mut lifecycle::Lifecycle,
 ) -> Option<EventQueue> {
     let client = client.filter(|_| config.events.enabled)?;
-    let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
+    // The reporting instance names the cluster too, so that Events forwarded from many clusters
+    // into one sink tell them apart: `prod-eu-1/replica-guard-7d9f-abcde`.
+    let pod = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
+    let instance = match (&config.cluster.name, pod) {
+        (Some(cluster), Some(pod)) => Some(format!("{cluster}/{pod}")),
+        (Some(cluster), None) => Some(cluster.clone()),
+        (None, pod) => pod,
+    }
+    .map(|mut i| {
+        while i.len() > 128 {
+            i.pop();
+        }
+        i
+    });
     let reporter = kube::runtime::events::Reporter { controller: "replica-guard".into(), instance };
     let (queue, publisher) = crate::events::start(client.clone(), reporter, config.events.queue_size, metrics.clone());
     lifecycle.spawn(publisher);

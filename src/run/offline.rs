@@ -1,5 +1,5 @@
 //! The commands that run once and exit: `check` (manifests before deploying), `audit` (what runs
-//! over its limit now) and `certs` (development certificates). Their exit status is what
+//! over its limit now, `audit.rs`) and `certs` (development certificates). Their exit status is what
 //! pipelines branch on: 0 fine, 1 denied / over its limit, 2 warnings only (`check
 //! --fail-on-warn`), 3 could not run.
 
@@ -30,13 +30,6 @@ pub enum CheckOutput {
     Junit,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum AuditOutput {
-    Table,
-    Json,
-    Csv,
-}
-
 /// What `check` was asked to do.
 pub struct CheckArgs {
     pub config: PathBuf,
@@ -59,7 +52,7 @@ pub fn print_out(text: &str) -> Result<(), RunError> {
 }
 
 /// A runtime on this thread, for a command that talks to a registry or an API server once.
-fn runtime() -> Result<tokio::runtime::Runtime, RunError> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, RunError> {
     tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RunError::Runtime)
 }
 
@@ -143,55 +136,29 @@ fn open_registry(
     metrics: &Arc<Metrics>,
     kube: Option<kube::Client>,
 ) -> Result<Arc<dyn LimitSource>, RunError> {
-    let opened = runtime.block_on(crate::limits::open(
-        &config.registry,
-        config.policy.platform_bounds,
-        metrics.clone(),
-        kube,
-    ))?;
+    runtime.block_on(read_registry(config, metrics, kube))
+}
+
+/// `open_registry` inside a runtime (the audit reads one per cluster at once).
+pub(super) async fn read_registry(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    kube: Option<kube::Client>,
+) -> Result<Arc<dyn LimitSource>, RunError> {
+    let opened = crate::limits::open(&config.registry, config.policy.platform_bounds, metrics.clone(), kube).await?;
     let first_read_in_background =
         matches!(config.registry.source(), Source::ConfigMap(_) | Source::Firestore(_) | Source::BigQuery(_));
     if let Some(refresher) = opened.refresher.filter(|_| first_read_in_background) {
-        runtime.block_on(async {
-            let refreshing = tokio::spawn(refresher);
-            let loaded = tokio::time::timeout(Duration::from_secs(10), opened.source.first_load()).await;
-            refreshing.abort();
-            match loaded {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(why)) => Err(RunError::RegistryNotRead(why)),
-                Err(_) => Err(RunError::RegistryTimeout),
-            }
-        })?;
+        let refreshing = tokio::spawn(refresher);
+        let loaded = tokio::time::timeout(Duration::from_secs(10), opened.source.first_load()).await;
+        refreshing.abort();
+        match loaded {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => return Err(RunError::RegistryNotRead(why)),
+            Err(_) => return Err(RunError::RegistryTimeout),
+        }
     }
     Ok(opened.source)
-}
-
-/// `replica-guard audit`: every Deployment with its status, as a table, JSON or CSV.
-pub fn audit(config: &Path, namespaces: &[String], output: AuditOutput) -> Result<u8, RunError> {
-    use crate::cluster::{inventory, report::Report, status};
-    let config = Config::load(config)?;
-    let metrics = Arc::new(Metrics::new());
-    let runtime = runtime()?;
-    let kube = runtime.block_on(client(kube::Client::try_default, "the audit"))?;
-    let limits = open_registry(&config, &runtime, &metrics, Some(kube.clone()))?;
-    let judged: Vec<status::Judged> = runtime.block_on(async {
-        let workloads = inventory::workloads(kube, namespaces).await?;
-        let mut judged = Vec::with_capacity(workloads.len());
-        for w in workloads {
-            let lookup = limits.lookup(&w.namespace, &w.deployment).await;
-            judged.extend(status::judge(w, lookup, &config.policy));
-        }
-        Ok::<_, RunError>(judged)
-    })?;
-    let report = Report::new(&judged, config.pricing.as_ref());
-    let text = match output {
-        AuditOutput::Table => report.table(),
-        AuditOutput::Json => report.json(),
-        AuditOutput::Csv => report.csv(),
-    };
-    print_out(text.trim_end())?;
-    let over = judged.iter().any(|j| j.status.is_over());
-    Ok(if over { EXIT_DENIED } else { 0 })
 }
 
 /// `replica-guard certs`: a development CA and a serving certificate in `out_dir`.

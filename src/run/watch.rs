@@ -50,8 +50,11 @@ pub async fn start_with(
     let events = event_queue(config, Some(&kube), &metrics, &mut lifecycle);
     let usage = match &config.audit.usage {
         usage if usage.enabled => {
-            let state = usage.state.as_ref().map(|s| StateStore::new(kube.clone(), &s.namespace, &s.name));
-            Some(UsageLog::start(state, JsonLines::stdout(), config.pricing, config.policy.clone()).await)
+            let state =
+                usage.state.as_ref().map(|s| StateStore::new(kube.clone(), &s.namespace, &s.name, metrics.clone()));
+            // Validated: usage records need a cluster name.
+            let cluster = config.cluster.name.clone().unwrap_or_default();
+            Some(UsageLog::start(cluster, state, JsonLines::stdout(), config.pricing, config.policy.clone()).await)
         }
         _ => None,
     };
@@ -81,6 +84,8 @@ pub async fn start_with(
         interval: seconds(config.audit.interval_seconds),
         ready: first_pass,
         usage,
+        reports: config.audit.reports,
+        cluster: config.cluster.name.clone(),
     }));
     let admin_address = lifecycle.admin(config.server.admin_address, &metrics).await?;
     tracing::info!(%admin_address, "replica-guard audit is watching the cluster");

@@ -19,8 +19,19 @@ pub fn template(values: &str) -> Result<Vec<Value>, String> {
     template_with(values, &[])
 }
 
+/// The cluster name every render gets unless its values name one (the chart requires it while
+/// the usage records are on, as they are by default).
+pub const CLUSTER: &str = "cluster: {name: test-cluster}\n";
+
 /// `template` with extra `helm template` arguments (`--set` as a user types it).
 pub fn template_with(values: &str, args: &[&str]) -> Result<Vec<Value>, String> {
+    let named = values.lines().any(|l| l.starts_with("cluster:")) || args.iter().any(|a| a.contains("cluster.name"));
+    let values = if named { values.to_string() } else { format!("{CLUSTER}{values}") };
+    template_exactly(&values, args)
+}
+
+/// `helm template` with these values and arguments and nothing added.
+pub fn template_exactly(values: &str, args: &[&str]) -> Result<Vec<Value>, String> {
     let mut child = Command::new(helm())
         .args(["template", "rg"])
         .arg(chart())

@@ -7,7 +7,117 @@ use crate::cluster::{Cluster, Ran};
 use crate::webhook::deployment;
 
 pub fn all() -> Vec<Scenario> {
-    vec![("audit: what runs over its limit now, as a table, JSON and CSV", audit_lists_what_runs_over)]
+    vec![
+        ("audit: what runs over its limit now, as a table, JSON and CSV", audit_lists_what_runs_over),
+        (
+            "audit across clusters: two real API servers in one report with a cluster column; one that cannot be reached is named, the rest reported",
+            audit_across_clusters,
+        ),
+    ]
+}
+
+/// A kubeconfig whose contexts `east` and `west` are two clusters (as admin), and `gone` a server
+/// that is not there.
+fn two_clusters_kubeconfig(east: &Cluster, west: &Cluster, at: &std::path::Path) {
+    let mut text = String::from("apiVersion: v1\nkind: Config\nclusters:\n");
+    let both = [("east", east), ("west", west)];
+    for (name, c) in both {
+        text.push_str(&format!(
+            "- name: {name}\n  cluster: {{server: 'https://{}', certificate-authority: '{}'}}\n",
+            c.api,
+            c.dir.join("pki/ca.crt").display()
+        ));
+    }
+    // Nothing listens on port 1 of this machine: refused at once.
+    text.push_str(&format!(
+        "- name: gone\n  cluster: {{server: 'https://127.0.0.1:1', certificate-authority: '{}'}}\nusers:\n",
+        east.dir.join("pki/ca.crt").display()
+    ));
+    for (name, c) in both {
+        text.push_str(&format!(
+            "- name: {name}\n  user: {{client-certificate: '{}', client-key: '{}'}}\n",
+            c.dir.join("pki/admin.crt").display(),
+            c.dir.join("pki/admin.key").display()
+        ));
+    }
+    text.push_str("contexts:\n");
+    for name in ["east", "west"] {
+        text.push_str(&format!("- name: {name}\n  context: {{cluster: {name}, user: {name}}}\n"));
+    }
+    text.push_str("- name: gone\n  context: {cluster: gone, user: east}\ncurrent-context: east\n");
+    std::fs::write(at, text).unwrap();
+}
+
+fn audit_across_clusters(c: &Cluster) {
+    let ns = "s-audit-many";
+    let tools = crate::cluster::Tools::find().expect("the same tools start a second cluster");
+    let west = Cluster::start(tools).expect("a second control plane");
+    for (cluster, replicas) in [(c, 7), (&west, 2)] {
+        cluster.namespace(ns);
+        cluster.apply("admin", &deployment(ns, "payments-api", replicas, "nginx:1"), &[]).success();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    two_clusters_kubeconfig(c, &west, &kubeconfig);
+    std::fs::write(dir.path().join("limits.yaml"), registry(ns, 4)).unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "registry: {file: {path: limits.yaml}}\n").unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_replica-guard"))
+            .args(["audit", "--config"])
+            .arg(&config)
+            .args(["-n", ns])
+            .args(args)
+            .env("KUBECONFIG", &kubeconfig)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, json, stderr) = run(&["--context", "east", "--context", "west", "-o", "json"]);
+    assert_eq!(code, Some(1), "east runs payments-api over its limit\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let rows: Vec<(String, i64, String)> = report["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["cluster"].as_str().unwrap().into(),
+                r["replicas"].as_i64().unwrap(),
+                r["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(rows, vec![("east".into(), 7, "over".into()), ("west".into(), 2, "within".into())]);
+    assert_eq!(report["summary"]["workloads"], 2);
+    assert_eq!(report["clusters"][1]["name"], "west");
+    assert_eq!(report["clusters"][1]["summary"]["within"], 1);
+    assert_eq!(report["clusters"][0]["error"], serde_json::Value::Null);
+
+    let (code, table, stderr) = run(&["--all-contexts"]);
+    assert_eq!(code, Some(1), "the reachable clusters still decide the exit status\n{stderr}");
+    assert!(table.starts_with("CLUSTER"), "{table}");
+    assert!(
+        table.lines().any(|l| l.starts_with("east") && l.contains("payments-api") && l.contains("over")),
+        "{table}"
+    );
+    assert!(table.contains("west: 1 workloads: 0 over"), "{table}");
+    assert!(table.contains("gone: could not be audited"), "{table}");
+    assert!(table.contains("all clusters: 2 workloads: 1 over"), "{table}");
+    assert!(stderr.contains("error: cluster gone:"), "the unreachable cluster is named: {stderr}");
+
+    let (code, csv, _) = run(&["--context", "west", "--context", "gone", "-o", "csv"]);
+    assert_eq!(code, Some(0), "west is within; gone is named, not fatal");
+    assert!(csv.contains(&format!("{ns},payments-api,2,,,4,deployment,enforce,within,,west")), "{csv}");
+
+    let (code, _, stderr) = run(&["--context", "gone"]);
+    assert_eq!(code, Some(3), "no cluster could be audited: {stderr}");
+    assert!(stderr.contains("gone"), "{stderr}");
 }
 
 fn registry(ns: &str, cart_max: i32) -> String {
@@ -90,9 +200,12 @@ fn audit_lists_what_runs_over(c: &Cluster) {
     std::fs::write(dir.path().join("limits.yaml"), registry(ns, 1)).unwrap();
     let (_, csv) = audit(c, &config, "csv");
     assert!(csv.stdout.starts_with(
-        "namespace,deployment,replicas,hpa,hpaMaxReplicas,registeredMaxReplicas,scope,mode,status,monthlyCost\n"
+        "namespace,deployment,replicas,hpa,hpaMaxReplicas,registeredMaxReplicas,scope,mode,status,monthlyCost,cluster\n"
     ));
-    assert!(csv.stdout.contains(&format!("{ns},cart-api,2,,,1,deployment,warn,over,")), "{}", csv.stdout);
+    // No --context: the kubeconfig's current context names the cluster.
+    let cart = csv.stdout.lines().find(|l| l.starts_with(&format!("{ns},cart-api,"))).unwrap_or_default();
+    assert!(cart.starts_with(&format!("{ns},cart-api,2,,,1,deployment,warn,over,")), "{}", csv.stdout);
+    assert!(cart.ends_with(",admin"), "{}", csv.stdout);
 }
 
 /// `replica-guard watch` as a process, killed when dropped.
@@ -189,7 +302,89 @@ pub fn continuous() -> Vec<Scenario> {
             "continuous audit: SIGTERM drains like the webhook (not ready, still live, exits 0); a second signal exits at once",
             continuous_audit_drains,
         ),
+        (
+            "continuous audit: OpenReports Reports where the cluster serves them, PolicyReports too when asked",
+            open_reports,
+        ),
     ]
+}
+
+/// Installs a report CRD from the test data and waits until it is served.
+fn install_crd(c: &Cluster, file: &str, name: &str) {
+    let crd = format!("{}/tests/e2e/data/{file}", env!("CARGO_MANIFEST_DIR"));
+    c.kubectl("admin", &["apply", "-f", &crd]).success();
+    c.kubectl("admin", &["wait", "--for=condition=Established", &format!("crd/{name}"), "--timeout=30s"]).success();
+}
+
+/// replica-guard's report of `kind` (`reports.openreports.io`, `policyreports.wgpolicyk8s.io`) in `ns`.
+fn report_of(c: &Cluster, kind: &str, ns: &str) -> Option<serde_json::Value> {
+    let ran = c.kubectl("admin", &["get", kind, "replica-guard", "-n", ns, "-o", "json", "--ignore-not-found"]);
+    serde_json::from_str(&ran.stdout).ok()
+}
+
+fn open_reports(c: &Cluster) {
+    let ns = "s-openreports";
+    c.namespace(ns);
+    // Both APIs served, as on a cluster with Kyverno 1.15 and an older Policy Reporter.
+    install_crd(c, "policyreport-crd.yaml", "policyreports.wgpolicyk8s.io");
+    install_crd(c, "openreports-crd.yaml", "reports.openreports.io");
+    // Leave the API server as the other stories expect it, PolicyReports only, pass or fail.
+    struct Removed<'a>(&'a Cluster);
+    impl Drop for Removed<'_> {
+        fn drop(&mut self) {
+            self.0.kubectl("admin", &["delete", "crd", "reports.openreports.io", "--wait=true", "--timeout=60s"]);
+        }
+    }
+    let _removed = Removed(c);
+    c.apply("admin", &deployment(ns, "payments-api", 7, "nginx:1"), &[]).success();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("limits.yaml"), registry(ns, 4)).unwrap();
+    let kinds = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"];
+    let (_, kubeconfig) = c.chart_account("rg-openreports", "", &kinds, "rg-replica-guard-audit");
+    let watch_with = |reports: &str| {
+        let config = dir.path().join("config.yaml");
+        std::fs::write(
+            &config,
+            format!("server: {{adminAddress: '127.0.0.1:0'}}\nregistry: {{file: {{path: limits.yaml}}}}\ncluster: {{name: e2e-east}}\naudit: {{intervalSeconds: 0.5, reports: {reports}}}\nlogging: {{format: json}}\n"),
+        )
+        .unwrap();
+        start_watch(&kubeconfig, &config)
+    };
+    let wait_for_report = |kind: &str| {
+        for _ in 0..100 {
+            if let Some(r) = report_of(c, kind, ns).filter(|r| r["summary"]["fail"] == 1) {
+                return r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("no {kind} with the failing result in {ns}");
+    };
+
+    let w = watch_with("auto");
+    let report = wait_for_report("reports.openreports.io");
+    assert_eq!(report["apiVersion"], "openreports.io/v1alpha1");
+    assert_eq!(report["source"], "replica-guard", "a Report names its source at the top");
+    assert_eq!(report["metadata"]["labels"]["replica-guard.io/cluster"], "e2e-east");
+    let result = &report["results"][0];
+    assert_eq!((result["policy"].as_str(), result["result"].as_str()), (Some("registered-max-replicas"), Some("fail")));
+    assert_eq!(result["message"], "replicas 7, PED max 4: over");
+    assert_eq!(result["properties"], serde_json::json!({"status": "over", "cluster": "e2e-east"}));
+    assert_eq!(result["resources"][0]["name"], "payments-api");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(report_of(c, "policyreports.wgpolicyk8s.io", ns), None, "auto writes one API, not each result twice");
+    drop(w);
+
+    let w = watch_with("both");
+    let policy_report = wait_for_report("policyreports.wgpolicyk8s.io");
+    let untimed = |mut r: serde_json::Value| {
+        for result in r["results"].as_array_mut().unwrap() {
+            result.as_object_mut().unwrap().remove("timestamp");
+        }
+        r["results"].take()
+    };
+    assert_eq!(untimed(policy_report.clone()), untimed(wait_for_report("reports.openreports.io")), "the same results");
+    assert_eq!(policy_report["source"], serde_json::Value::Null, "a PolicyReport has no top-level source");
+    drop(w);
 }
 
 /// The kubelet stops the audit pod (a rollout, a node drain): it says it is not ready at once,

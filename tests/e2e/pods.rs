@@ -144,7 +144,9 @@ impl Rendered {
 pub fn render_chart(cluster: &Cluster, namespace: &str, values: &str) -> Rendered {
     let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/replica-guard");
     let values_file = cluster.dir.join(format!("values-{namespace}.yaml"));
-    write(&values_file, values);
+    // The chart needs the cluster's name while usage records are on (its default).
+    let named = values.lines().any(|l| l.starts_with("cluster:"));
+    write(&values_file, &if named { values.to_string() } else { format!("cluster: {{name: e2e}}\n{values}") });
     let ran = cluster
         .helm(&[
             "template",

@@ -9,7 +9,13 @@ use crate::webhook::deployment;
 use std::time::{Duration, Instant};
 
 pub fn all() -> Vec<Scenario> {
-    vec![("usage records: a day of 3 -> 6 -> 4 replicas is recorded as 6, across a restart at midnight", day_of_3_6_4)]
+    vec![
+        ("usage records: a day of 3 -> 6 -> 4 replicas is recorded as 6, across a restart at midnight", day_of_3_6_4),
+        (
+            "usage records: a day too large for one ConfigMap is sharded, a change rewrites one shard, and a restart at midnight loses no high",
+            sharded_day_across_midnight,
+        ),
+    ]
 }
 
 /// The chart's names with `fullnameOverride: usage-rg` in release namespace `rg-usage`.
@@ -55,7 +61,7 @@ fn day_of_3_6_4(c: &Cluster) {
     std::fs::write(
         &config,
         format!(
-            "server: {{adminAddress: '127.0.0.1:0'}}\nregistry: {{file: {{path: limits.yaml}}}}\npricing: {{base: 180, perVcpu: 19, perGib: 19, divisor: 4}}\naudit: {{intervalSeconds: 0.5, usage: {{enabled: true, state: {{namespace: {RELEASE_NS}, name: {STATE}}}}}}}\nlogging: {{format: json}}\n"
+            "server: {{adminAddress: '127.0.0.1:0'}}\nregistry: {{file: {{path: limits.yaml}}}}\npricing: {{base: 180, perVcpu: 19, perGib: 19, divisor: 4}}\naudit: {{intervalSeconds: 0.5, usage: {{enabled: true, state: {{namespace: {RELEASE_NS}, name: {STATE}}}}}}}\ncluster: {{name: e2e-east}}\nlogging: {{format: json}}\n"
         ),
     )
     .unwrap();
@@ -90,7 +96,7 @@ fn day_of_3_6_4(c: &Cluster) {
     assert_eq!(
         record,
         serde_json::json!({
-            "log": "replica-guard-usage", "date": yesterday.to_string(), "namespace": ns, "deployment": "api",
+            "log": "replica-guard-usage", "date": yesterday.to_string(), "cluster": "e2e-east", "namespace": ns, "deployment": "api",
             "owner": "payments-team", "registeredMaxReplicas": 4, "maxReplicasSeen": 6, "hpaMaxReplicasSeen": null,
             "cpuRequests": 2.0, "memoryRequestsGib": 4.0,
             "dayCost": per_day(294.0), "dayCostAtMaxSeen": per_day(351.0),
@@ -99,4 +105,124 @@ fn day_of_3_6_4(c: &Cluster) {
     // Today starts with what runs now.
     let date = wait_for_saved(c, ns, "api", serde_json::json!([4, null, 2.0, 4.0, 4, "payments-team"]));
     assert_eq!(date, today);
+}
+
+/// Every shard of the saved day `state` in `release_ns`: (its name, date, rows).
+fn shards(c: &Cluster, release_ns: &str, state: &str) -> Vec<(String, String, Vec<serde_json::Value>)> {
+    let read = |name: &str| -> Option<serde_json::Value> {
+        let ran = c.kubectl("admin", &["get", "configmap", name, "-n", release_ns, "-o", "json"]);
+        serde_json::from_str(&ran.stdout).ok()
+    };
+    let Some(first) = read(state) else { return vec![] };
+    let count: usize = first["data"]["shards"].as_str().and_then(|n| n.parse().ok()).unwrap_or(1);
+    (0..count)
+        .filter_map(|i| {
+            let name = replica_guard::cluster::usage_state::shard_name(state, i);
+            let cm = if i == 0 { first.clone() } else { read(&name)? };
+            let rows = serde_json::from_str(cm["data"]["workloads"].as_str()?).ok()?;
+            Some((name, cm["data"]["date"].as_str()?.to_string(), rows))
+        })
+        .collect()
+}
+
+/// The saved replicas high of every Deployment of `ns`, over all shards.
+fn saved_highs(c: &Cluster, release_ns: &str, state: &str, ns: &str) -> std::collections::HashMap<String, i64> {
+    shards(c, release_ns, state)
+        .into_iter()
+        .flat_map(|(_, _, rows)| rows)
+        .filter(|r| r[0] == ns)
+        .map(|r| (r[1].as_str().unwrap().to_string(), r[2].as_i64().unwrap()))
+        .collect()
+}
+
+fn metric(w: &crate::audit_stories::Watching, name: &str) -> f64 {
+    let text = crate::webhook::http_get(w.admin, "/metrics");
+    text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0.0)
+}
+
+fn sharded_day_across_midnight(c: &Cluster) {
+    let (ns, release_ns, state) = ("s-usage-shards", "rg-usage-shards", "shards-rg-usage");
+    c.namespace(ns);
+    // 1,000 Deployments with 230-character names: some 290 KB of state, more than one shard holds.
+    let name = |i: usize| format!("app-{i:04}-{}", "x".repeat(221));
+    let manifests: Vec<String> = (0..1_000)
+        .map(|i| {
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {}, namespace: {ns}}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: shard}}}}\n  template:\n    metadata: {{labels: {{app: shard}}}}\n    spec: {{containers: [{{name: api, image: 'nginx:1', resources: {{requests: {{cpu: 250m, memory: 256Mi}}}}}}]}}\n",
+                name(i)
+            )
+        })
+        .collect();
+    c.apply("admin", &manifests.join("---\n"), &[]).success();
+    let kinds = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
+    let (_, kubeconfig) = c.chart_account(release_ns, "fullnameOverride: shards-rg\n", &kinds, "shards-rg-audit");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("limits.yaml"), format!("entries:\n  - {{namespace: {ns}, maxReplicas: 4}}\n"))
+        .unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server: {{adminAddress: '127.0.0.1:0'}}\nregistry: {{file: {{path: limits.yaml}}}}\ncluster: {{name: e2e-east}}\naudit: {{intervalSeconds: 0.5, usage: {{enabled: true, state: {{namespace: {release_ns}, name: {state}}}}}}}\nlogging: {{format: json}}\n"
+        ),
+    )
+    .unwrap();
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "never: {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+
+    let watching = start_watch(&kubeconfig, &config);
+    wait_for("the whole day saved", &|| saved_highs(c, release_ns, state, ns).len() == 1_000);
+    let saved = shards(c, release_ns, state);
+    assert!(saved.len() >= 2, "more than one ConfigMap: {} shard(s)", saved.len());
+    let today = replica_guard::cluster::usage::today().to_string();
+    for (shard, date, rows) in &saved {
+        assert_eq!(date, &today, "{shard}");
+        assert!(!rows.is_empty(), "{shard} holds part of the day");
+    }
+    // One Deployment goes up to 5 and back: its shard is rewritten, no other.
+    std::thread::sleep(Duration::from_secs(1));
+    let written_before = metric(&watching, "replica_guard_usage_state_writes_total{result=\"written\"}");
+    for n in [5, 2] {
+        c.kubectl("admin", &["scale", &format!("deploy/{}", name(7)), "-n", ns, &format!("--replicas={n}")]).success();
+    }
+    wait_for("the high of 5 saved", &|| saved_highs(c, release_ns, state, ns).get(&name(7)) == Some(&5));
+    std::thread::sleep(Duration::from_secs(1));
+    let written = metric(&watching, "replica_guard_usage_state_writes_total{result=\"written\"}") - written_before;
+    assert_eq!(written, 1.0, "one changed Deployment rewrites one shard of {}", saved.len());
+    drop(watching);
+
+    // Down over midnight: every shard's day is yesterday's now.
+    let yesterday = replica_guard::cluster::usage::today().yesterday().unwrap();
+    for (shard, _, _) in &saved {
+        let patch = format!("{{\"data\":{{\"date\":\"{yesterday}\"}}}}");
+        c.kubectl("admin", &["patch", "configmap", shard, "-n", release_ns, "--type=merge", "-p", &patch]).success();
+    }
+    let watching = start_watch(&kubeconfig, &config);
+    let mut printed = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while printed.len() < 1_000 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(record) = watching.usage.recv_timeout(left) else { break };
+        if record["namespace"] == ns && record["date"] == yesterday.to_string() {
+            assert_eq!(record["cluster"], "e2e-east");
+            printed.insert(
+                record["deployment"].as_str().unwrap().to_string(),
+                record["maxReplicasSeen"].as_i64().unwrap(),
+            );
+        }
+    }
+    assert_eq!(printed.len(), 1_000, "every Deployment of the day before the restart has its line");
+    assert_eq!(printed[&name(7)], 5, "the high of the day survived the restart");
+    assert!(printed.iter().filter(|(k, _)| **k != name(7)).all(|(_, r)| *r == 2));
+    // Today starts with what runs now, in every shard.
+    wait_for("today saved afresh", &|| {
+        let now = shards(c, release_ns, state);
+        !now.is_empty() && now.iter().all(|(_, date, _)| *date == today)
+    });
+    assert_eq!(saved_highs(c, release_ns, state, ns)[&name(7)], 2);
 }
