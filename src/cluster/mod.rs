@@ -5,9 +5,10 @@
 //! - `report`: the `replica-guard audit` output (table, JSON, CSV).
 //! - `pricing`: the platform's monthly cost formula.
 //! - `watch`: the continuous audit (`replica-guard watch`): what watches the cluster.
-//! - `policy_report`: PolicyReports for Policy Reporter, written by the continuous audit.
+//! - `policy_report`: OpenReports Reports and PolicyReports for Policy Reporter, written by the
+//!   continuous audit.
 //! - `usage`: the daily usage records (pure); `usage_log` prints them, `usage_state` keeps the
-//!   day in a ConfigMap across restarts.
+//!   day in ConfigMaps (sharded) across restarts.
 
 pub mod inventory;
 pub mod policy_report;
