@@ -17,23 +17,23 @@ pub enum InventoryError {
 
 const PAGE: u32 = 500;
 
-/// Every item of a list, page by page.
-pub async fn list_all<K>(api: Api<K>, what: &'static str) -> Result<Vec<K>, InventoryError>
+/// Every item of a list, page by page, each handed to `each` as it arrives: what the caller
+/// keeps of 50,000 Deployments is its business, never all the objects at once.
+pub async fn list_each<K>(api: Api<K>, what: &'static str, mut each: impl FnMut(K)) -> Result<(), InventoryError>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let mut items = vec![];
     let mut params = ListParams::default().limit(PAGE);
     // Bounded: a million pages is far beyond any cluster; the API server ends the list sooner.
     for _ in 0..1_000_000 {
         let page = api.list(&params).await.map_err(|e| InventoryError::List { what, error: e.into() })?;
-        items.extend(page.items);
+        page.items.into_iter().for_each(&mut each);
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => params = params.continue_token(&token),
             None => break,
         }
     }
-    Ok(items)
+    Ok(())
 }
 
 /// The Deployments of `namespaces` (all namespaces when empty), each with the largest
@@ -41,31 +41,27 @@ where
 pub async fn workloads(client: kube::Client, namespaces: &[String]) -> Result<Vec<RunningWorkload>, InventoryError> {
     let scopes: Vec<Option<&str>> =
         if namespaces.is_empty() { vec![None] } else { namespaces.iter().map(|n| Some(n.as_str())).collect() };
-    let mut deployments = vec![];
-    let mut hpas = vec![];
+    let mut out: Vec<RunningWorkload> = vec![];
+    let mut hpa_of: HashMap<WorkloadKey, (String, i32)> = HashMap::new();
     for scope in scopes {
         let (d, h): (Api<Deployment>, Api<HorizontalPodAutoscaler>) = match scope {
             Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
             None => (Api::all(client.clone()), Api::all(client.clone())),
         };
-        deployments.extend(list_all(d, "Deployments").await?);
-        hpas.extend(list_all(h, "HorizontalPodAutoscalers").await?);
-    }
-    let mut hpa_of: HashMap<WorkloadKey, (String, i32)> = HashMap::new();
-    for (target, (name, max)) in hpas.into_iter().filter_map(hpa_target) {
-        let entry = hpa_of.entry(target).or_insert((name.clone(), max));
-        if max > entry.1 {
-            *entry = (name, max);
-        }
-    }
-    let mut out: Vec<RunningWorkload> = deployments
-        .into_iter()
-        .filter_map(|d| {
-            let key = WorkloadKey { namespace: d.metadata.namespace.clone()?, deployment: d.metadata.name.clone()? };
-            let hpa = hpa_of.remove(&key);
-            workload(d, hpa)
+        list_each(d, "Deployments", |d| out.extend(workload(d, None))).await?;
+        list_each(h, "HorizontalPodAutoscalers", |h| {
+            if let Some((target, (name, max))) = hpa_target(h) {
+                let entry = hpa_of.entry(target).or_insert((name.clone(), max));
+                if max > entry.1 {
+                    *entry = (name, max);
+                }
+            }
         })
-        .collect();
+        .await?;
+    }
+    for w in &mut out {
+        w.hpa = hpa_of.remove(&WorkloadKey::new(&w.namespace, &w.deployment));
+    }
     out.sort_by(|a, b| (&a.namespace, &a.deployment).cmp(&(&b.namespace, &b.deployment)));
     Ok(out)
 }
