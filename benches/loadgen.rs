@@ -111,6 +111,9 @@ enum Command {
         max_body_bytes: usize,
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// Only the bodies whose name contains this (to profile one).
+        #[arg(long, default_value = "")]
+        only: String,
     },
 }
 
@@ -137,7 +140,7 @@ fn main() {
             runtime.block_on(snapshot_fakes::serve(&kind, entries, address))
         }
         Command::Cost { iterations, rounds } => cost(iterations, rounds),
-        Command::Worst { max_body_bytes, rounds } => worst::run(max_body_bytes, rounds),
+        Command::Worst { max_body_bytes, rounds, only } => worst::run(max_body_bytes, rounds, &only),
     }
 }
 

@@ -21,6 +21,7 @@ fn subject(operation: Operation, old: Option<i32>, new: i32) -> Subject {
         groups: vec!["team-a-devs".into(), "system:authenticated".into()],
         dry_run: false,
         changes: vec![],
+        unlisted_changes: Default::default(),
     }
 }
 

@@ -75,7 +75,8 @@ pub fn audit_annotations(subject: &Subject, decision: &Decision) -> HashMap<Stri
 
 /// The distinct classified fields a request changed, in `Field` order.
 pub fn changed_fields(subject: &Subject) -> Vec<&'static str> {
-    let mut fields: Vec<_> = subject.changes.iter().map(|c| c.field).collect();
+    let mut fields: Vec<_> =
+        subject.changes.iter().map(|c| c.field).chain(subject.unlisted_changes.fields.iter().copied()).collect();
     fields.sort();
     fields.dedup();
     fields.into_iter().map(|f| f.as_str()).collect()

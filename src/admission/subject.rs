@@ -3,7 +3,7 @@
 
 use super::ReviewError;
 use super::decode::{KubernetesObject, Request, parse};
-use crate::decision::changes::{self, FieldChange, ObjectView};
+use crate::decision::changes::{self, ObjectView};
 use crate::decision::{Operation, Path, Subject};
 use k8s_openapi::api::autoscaling::v1::ScaleSpec;
 use k8s_openapi::api::autoscaling::v2::CrossVersionObjectReference;
@@ -104,7 +104,7 @@ pub fn target(req: &Request<'_>, override_annotation: &str) -> Result<Target, Re
     };
     let changes = match old {
         Some(old) => spec_changes(old, new)?,
-        None => vec![],
+        None => changes::Diff::default(),
     };
     let override_reason = new
         .metadata
@@ -125,13 +125,14 @@ pub fn target(req: &Request<'_>, override_annotation: &str) -> Result<Target, Re
         user: req.user_info.username.clone().unwrap_or_default(),
         groups: req.user_info.groups.clone().unwrap_or_default(),
         dry_run: req.dry_run,
-        changes,
+        changes: changes.listed,
+        unlisted_changes: changes.unlisted,
     }))
 }
 
 /// The classified changes from `old` to `new`. Byte-identical specs (a controller touching
 /// metadata, a server-side-apply migration) are not parsed at all.
-fn spec_changes(old: &KubernetesObject<'_>, new: &KubernetesObject<'_>) -> Result<Vec<FieldChange>, ReviewError> {
+fn spec_changes(old: &KubernetesObject<'_>, new: &KubernetesObject<'_>) -> Result<changes::Diff, ReviewError> {
     let tree = |object: &KubernetesObject<'_>, which: &'static str| -> Result<Option<Value>, ReviewError> {
         object
             .spec

@@ -1,5 +1,7 @@
-//! What a change changed: a json-patch diff of the old and new object, classified into the
-//! fields people ask about (replicas, image, resources, env, volumes, strategy, other).
+//! What a change changed: a diff of the old and new object, classified into the fields people
+//! ask about (replicas, image, resources, env, volumes, strategy, other). One walk over both
+//! trees, leaf by leaf, in the places a JSON patch would name; only the first `MAX_LISTED`
+//! changes get a path (the rest are counted), so a hostile body costs about what parsing it does.
 //!
 //! Only `spec`, labels and annotations are compared: status, managedFields, resourceVersion,
 //! generation and the like change on every write and say nothing about what the user did, and
@@ -58,19 +60,163 @@ pub struct ObjectView<'a> {
     pub annotations: Option<&'a BTreeMap<String, String>>,
 }
 
-/// The classified changes from `old` to `new`, in a stable order (spec first, in diff order).
-pub fn between(old: ObjectView<'_>, new: ObjectView<'_>) -> Vec<FieldChange> {
+/// Most changes listed with their path; beyond, a change is only counted with its field, so that
+/// a request rewriting 100,000 keys costs a walk of its trees, not 100,000 paths nobody reads (a
+/// record lists 50, a message names 6).
+pub const MAX_LISTED: usize = 1_000;
+
+/// What a change changed: the first `MAX_LISTED` changes with their paths, and the rest counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diff {
+    pub listed: Vec<FieldChange>,
+    pub unlisted: Unlisted,
+}
+
+/// The changes beyond `MAX_LISTED`: how many, and which fields they touched (in `Field` order).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unlisted {
+    pub count: usize,
+    pub fields: Vec<Field>,
+}
+
+impl Diff {
+    fn push(&mut self, change: impl FnOnce() -> FieldChange, field: Field) {
+        if self.listed.len() < MAX_LISTED {
+            self.listed.push(change());
+        } else {
+            self.unlisted.count += 1;
+            if let Err(at) = self.unlisted.fields.binary_search(&field) {
+                self.unlisted.fields.insert(at, field);
+            }
+        }
+    }
+}
+
+/// The classified changes from `old` to `new`, in a stable order (spec first, in key order; for
+/// each object the keys of the old one, then those only the new one has).
+pub fn between(old: ObjectView<'_>, new: ObjectView<'_>) -> Diff {
     let null = Value::Null;
     let (old_spec, new_spec) = (old.spec.unwrap_or(&null), new.spec.unwrap_or(&null));
-    let mut changes: Vec<FieldChange> = json_patch::diff(old_spec, new_spec)
-        .0
-        .iter()
-        .flat_map(|op| per_key(op.path().as_str(), old_spec, new_spec))
-        .map(|path| classify_spec_path(&path, old_spec, new_spec))
-        .collect();
-    changed_keys(old.labels, new.labels, &[], "/metadata/labels", &mut changes);
-    changed_keys(old.annotations, new.annotations, &NOISE_ANNOTATIONS, "/metadata/annotations", &mut changes);
-    changes
+    let mut walk = Walk { old_spec, new_spec, at: vec![], diff: Diff::default() };
+    walk.compare(old_spec, new_spec);
+    let mut diff = walk.diff;
+    changed_keys(old.labels, new.labels, &[], "/metadata/labels", &mut diff);
+    changed_keys(old.annotations, new.annotations, &NOISE_ANNOTATIONS, "/metadata/annotations", &mut diff);
+    diff
+}
+
+/// One step of a path below `spec`.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// A walk over the old and the new spec at once: equal leaves cost a comparison, and a path is
+/// only written out for a change that is listed.
+struct Walk<'a> {
+    old_spec: &'a Value,
+    new_spec: &'a Value,
+    at: Vec<Step<'a>>,
+    diff: Diff,
+}
+
+impl<'a> Walk<'a> {
+    fn compare(&mut self, old: &'a Value, new: &'a Value) {
+        match (old, new) {
+            (Value::Object(o), Value::Object(n)) => {
+                for (key, old_value) in o {
+                    self.at.push(Step::Key(key));
+                    match n.get(key) {
+                        Some(new_value) => self.compare(old_value, new_value),
+                        None => self.added_or_removed(old_value),
+                    }
+                    self.at.pop();
+                }
+                for (key, new_value) in n.iter().filter(|(k, _)| !o.contains_key(*k)) {
+                    self.at.push(Step::Key(key));
+                    self.added_or_removed(new_value);
+                    self.at.pop();
+                }
+            }
+            (Value::Array(o), Value::Array(n)) => {
+                for i in 0..o.len().max(n.len()) {
+                    self.at.push(Step::Index(i));
+                    match (o.get(i), n.get(i)) {
+                        (Some(old_value), Some(new_value)) => self.compare(old_value, new_value),
+                        _ => self.change(),
+                    }
+                    self.at.pop();
+                }
+            }
+            _ if old == new => {}
+            _ => self.change(),
+        }
+    }
+
+    /// A whole value added or removed. A labels/annotations map added or removed (the pod
+    /// template had none before a `kubectl rollout restart`, say) is one change per key, so
+    /// the summary can name the key.
+    fn added_or_removed(&mut self, value: &'a Value) {
+        let is_map = matches!(self.at.as_slice(), [.., Step::Key("metadata"), Step::Key("labels" | "annotations")]);
+        match value.as_object().filter(|m| is_map && !m.is_empty()) {
+            Some(map) => {
+                for key in map.keys() {
+                    self.at.push(Step::Key(key));
+                    self.change();
+                    self.at.pop();
+                }
+            }
+            None => self.change(),
+        }
+    }
+
+    fn change(&mut self) {
+        let (field, list_index) = classify(&self.at);
+        let (at, old_spec, new_spec) = (&self.at, self.old_spec, self.new_spec);
+        let change = || FieldChange {
+            field,
+            path: pointer(at),
+            container: list_index
+                .and_then(|(list, i)| container_name(new_spec, list, i).or_else(|| container_name(old_spec, list, i))),
+        };
+        self.diff.push(change, field);
+    }
+}
+
+/// The JSON pointer of `at` below `/spec`.
+fn pointer(at: &[Step<'_>]) -> String {
+    use std::fmt::Write;
+    let mut path = String::from("/spec");
+    for step in at {
+        let _ = match step {
+            Step::Key(key) => write!(path, "/{}", escape(key)),
+            Step::Index(i) => write!(path, "/{i}"),
+        };
+    }
+    path
+}
+
+/// The field a change below `spec` is about, and the container list and index it is in.
+fn classify(at: &[Step<'_>]) -> (Field, Option<(&'static str, usize)>) {
+    use Step::{Index, Key};
+    match at {
+        [Key("replicas" | "maxReplicas" | "minReplicas"), ..] => (Field::Replicas, None),
+        [Key("strategy" | "minReadySeconds" | "progressDeadlineSeconds"), ..] => (Field::Strategy, None),
+        [Key("template"), Key("spec"), Key("volumes"), ..] => (Field::Volumes, None),
+        [Key("template"), Key("spec"), Key(list @ ("containers" | "initContainers")), index, rest @ ..] => {
+            let field = match rest.first() {
+                Some(Key("image")) => Field::Image,
+                Some(Key("resources")) => Field::Resources,
+                Some(Key("env" | "envFrom")) => Field::Env,
+                Some(Key("volumeMounts" | "volumeDevices")) => Field::Volumes,
+                _ => Field::Other,
+            };
+            let list: &'static str = if *list == "containers" { "containers" } else { "initContainers" };
+            (field, if let Index(i) = index { Some((list, *i)) } else { None })
+        }
+        _ => (Field::Other, None),
+    }
 }
 
 fn changed_keys(
@@ -78,14 +224,16 @@ fn changed_keys(
     new: Option<&BTreeMap<String, String>>,
     ignore: &[&str],
     prefix: &str,
-    out: &mut Vec<FieldChange>,
+    out: &mut Diff,
 ) {
     let empty = BTreeMap::new();
     let (old, new) = (old.unwrap_or(&empty), new.unwrap_or(&empty));
     let keys = old.keys().chain(new.keys().filter(|k| !old.contains_key(*k)));
     for key in keys.filter(|k| !ignore.contains(&k.as_str())) {
         if old.get(key) != new.get(key) {
-            out.push(FieldChange { field: Field::Other, path: format!("{prefix}/{}", escape(key)), container: None });
+            let change =
+                || FieldChange { field: Field::Other, path: format!("{prefix}/{}", escape(key)), container: None };
+            out.push(change, Field::Other);
         }
     }
 }
@@ -95,47 +243,8 @@ fn escape(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
-/// A whole labels/annotations map added or removed (the pod template had none before a
-/// `kubectl rollout restart`, say) becomes one change per key, so the summary can name the key.
-fn per_key(path: &str, old_spec: &Value, new_spec: &Value) -> Vec<String> {
-    if !(path.ends_with("/metadata/annotations") || path.ends_with("/metadata/labels")) {
-        return vec![path.to_string()];
-    }
-    let empty = serde_json::Map::new();
-    let [old, new] = [old_spec, new_spec].map(|spec| spec.pointer(path).and_then(Value::as_object).unwrap_or(&empty));
-    let keys = old.keys().chain(new.keys().filter(|k| !old.contains_key(*k)));
-    let changed: Vec<String> =
-        keys.filter(|k| old.get(*k) != new.get(*k)).map(|k| format!("{path}/{}", escape(k))).collect();
-    if changed.is_empty() { vec![path.to_string()] } else { changed }
-}
-
-/// `path` is a JSON pointer below `spec`, e.g. `/template/spec/containers/0/image`.
-fn classify_spec_path(path: &str, old_spec: &Value, new_spec: &Value) -> FieldChange {
-    // Only the tokens matched below are compared, none of which contains `~` or `/`: no decoding needed.
-    let t: Vec<&str> = path.split('/').skip(1).collect();
-    let (field, container) = match t.as_slice() {
-        ["replicas" | "maxReplicas" | "minReplicas", ..] => (Field::Replicas, None),
-        ["strategy" | "minReadySeconds" | "progressDeadlineSeconds", ..] => (Field::Strategy, None),
-        ["template", "spec", "volumes", ..] => (Field::Volumes, None),
-        ["template", "spec", list @ ("containers" | "initContainers"), index, rest @ ..] => {
-            let name = container_name(new_spec, list, index).or_else(|| container_name(old_spec, list, index));
-            let field = match rest.first() {
-                Some(&"image") => Field::Image,
-                Some(&"resources") => Field::Resources,
-                Some(&("env" | "envFrom")) => Field::Env,
-                Some(&("volumeMounts" | "volumeDevices")) => Field::Volumes,
-                _ => Field::Other,
-            };
-            (field, name)
-        }
-        _ => (Field::Other, None),
-    };
-    FieldChange { field, path: format!("/spec{path}"), container }
-}
-
-fn container_name(spec: &Value, list: &str, index: &str) -> Option<String> {
-    let i: usize = index.parse().ok()?;
-    spec.get("template")?.get("spec")?.get(list)?.get(i)?.get("name")?.as_str().map(str::to_string)
+fn container_name(spec: &Value, list: &str, index: usize) -> Option<String> {
+    spec.get("template")?.get("spec")?.get(list)?.get(index)?.get("name")?.as_str().map(str::to_string)
 }
 
 #[cfg(test)]
@@ -148,6 +257,7 @@ mod tests {
             ObjectView { spec: Some(&old), ..Default::default() },
             ObjectView { spec: Some(&new), ..Default::default() },
         )
+        .listed
         .into_iter()
         .map(|c| (c.field, c.path, c.container))
         .collect()
@@ -209,8 +319,38 @@ mod tests {
             ObjectView { spec: Some(&spec), labels: None, annotations: Some(&old_a) },
             ObjectView { spec: Some(&spec), labels: Some(&labels), annotations: Some(&new_a) },
         );
-        let paths: Vec<&str> = got.iter().map(|c| c.path.as_str()).collect();
+        let paths: Vec<&str> = got.listed.iter().map(|c| c.path.as_str()).collect();
         assert_eq!(paths, vec!["/metadata/labels/app", "/metadata/annotations/team~1x"]);
+    }
+
+    #[test]
+    fn beyond_the_listed_changes_they_are_counted_with_their_fields() {
+        let n = MAX_LISTED + 500;
+        let old = json!({"template": {"spec": {"x": (0..n).collect::<Vec<_>>(), "containers": [{"name": "api", "image": "a:1"}]}}});
+        let new = json!({"template": {"spec": {"x": (1..n + 1).collect::<Vec<_>>(), "containers": [{"name": "api", "image": "a:2"}]}}});
+        let diff = between(
+            ObjectView { spec: Some(&old), ..Default::default() },
+            ObjectView { spec: Some(&new), ..Default::default() },
+        );
+        assert_eq!(diff.listed.len(), MAX_LISTED);
+        assert_eq!(diff.listed.len() + diff.unlisted.count, n + 1, "every change counted once");
+        assert_eq!(diff.listed[0].path, "/spec/template/spec/containers/0/image", "keys in order: containers before x");
+        assert_eq!(diff.unlisted.fields, vec![Field::Other]);
+    }
+
+    #[test]
+    fn a_labels_map_added_whole_is_one_change_per_key() {
+        let old = json!({"template": {"metadata": {}}});
+        let new =
+            json!({"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "now", "b": "1"}}}});
+        let got: Vec<String> = spec_changes(old, new).into_iter().map(|c| c.1).collect();
+        assert_eq!(
+            got,
+            vec![
+                "/spec/template/metadata/annotations/b",
+                "/spec/template/metadata/annotations/kubectl.kubernetes.io~1restartedAt"
+            ]
+        );
     }
 
     #[test]

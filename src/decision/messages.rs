@@ -225,6 +225,7 @@ fn describe_changes(s: &Subject, with_replicas: bool) -> Option<String> {
     if named.is_empty() {
         return None;
     }
+    more += s.unlisted_changes.count;
     let mut text = named.join(", ");
     if more > 0 {
         text.push_str(&format!(" and {more} more"));

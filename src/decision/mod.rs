@@ -57,8 +57,11 @@ pub struct Subject {
     pub user: String,
     pub groups: Vec<String>,
     pub dry_run: bool,
-    /// Classified field changes (UPDATE only; empty for CREATE).
+    /// Classified field changes (UPDATE only; empty for CREATE), the first
+    /// `changes::MAX_LISTED` of them.
     pub changes: Vec<FieldChange>,
+    /// The changes beyond those, counted with their fields.
+    pub unlisted_changes: changes::Unlisted,
 }
 
 /// A workload as users and the registry name it: a Deployment in a namespace. The key of every
