@@ -4,12 +4,12 @@
 use super::ReviewError;
 use super::decode::{KubernetesObject, Request, parse};
 use crate::decision::changes::{self, ObjectView};
+use crate::decision::tree::Node;
 use crate::decision::{Operation, Path, Subject};
 use k8s_openapi::api::autoscaling::v1::ScaleSpec;
 use k8s_openapi::api::autoscaling::v2::CrossVersionObjectReference;
 use kube::core::admission::Operation as KubeOperation;
 use serde::Deserialize;
-use serde_json::Value;
 use serde_json::value::RawValue;
 
 /// What the webhook makes of a request.
@@ -132,11 +132,11 @@ pub fn target(req: &Request<'_>, override_annotation: &str) -> Result<Target, Re
 
 /// The classified changes from `old` to `new`. Byte-identical specs (a controller touching
 /// metadata, a server-side-apply migration) are not parsed at all.
-fn spec_changes(old: &KubernetesObject<'_>, new: &KubernetesObject<'_>) -> Result<changes::Diff, ReviewError> {
-    let tree = |object: &KubernetesObject<'_>, which: &'static str| -> Result<Option<Value>, ReviewError> {
+fn spec_changes<'a>(old: &KubernetesObject<'a>, new: &KubernetesObject<'a>) -> Result<changes::Diff, ReviewError> {
+    let tree = |object: &KubernetesObject<'a>, which: &'static str| -> Result<Option<Node<'a>>, ReviewError> {
         object
             .spec
-            .map(|raw| serde_json::from_str(raw.get()))
+            .map(|raw| Node::parse(raw.get()))
             .transpose()
             .map_err(|e| ReviewError::NotJson(format!("request.{which}.spec: {e}")))
     };
@@ -145,7 +145,7 @@ fn spec_changes(old: &KubernetesObject<'_>, new: &KubernetesObject<'_>) -> Resul
     Ok(changes::between(view(old, old_spec.as_ref()), view(new, new_spec.as_ref())))
 }
 
-fn view<'a>(object: &'a KubernetesObject<'_>, spec: Option<&'a Value>) -> ObjectView<'a> {
+fn view<'a>(object: &'a KubernetesObject<'_>, spec: Option<&'a Node<'a>>) -> ObjectView<'a> {
     ObjectView { spec, labels: object.metadata.labels.as_ref(), annotations: object.metadata.annotations.as_ref() }
 }
 

@@ -7,7 +7,8 @@
 //! generation and the like change on every write and say nothing about what the user did, and
 //! `last-applied-configuration` / revision annotations are copies or counters of other fields.
 
-use serde_json::Value;
+use super::tree::Node;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,7 +56,7 @@ pub const NOISE_ANNOTATIONS: [&str; 2] =
 /// The parts of an object that are compared.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ObjectView<'a> {
-    pub spec: Option<&'a Value>,
+    pub spec: Option<&'a Node<'a>>,
     pub labels: Option<&'a BTreeMap<String, String>>,
     pub annotations: Option<&'a BTreeMap<String, String>>,
 }
@@ -95,7 +96,7 @@ impl Diff {
 /// The classified changes from `old` to `new`, in a stable order (spec first, in key order; for
 /// each object the keys of the old one, then those only the new one has).
 pub fn between(old: ObjectView<'_>, new: ObjectView<'_>) -> Diff {
-    let null = Value::Null;
+    let null = Node::Null;
     let (old_spec, new_spec) = (old.spec.unwrap_or(&null), new.spec.unwrap_or(&null));
     let mut walk = Walk { old_spec, new_spec, at: vec![], diff: Diff::default() };
     walk.compare(old_spec, new_spec);
@@ -115,31 +116,39 @@ enum Step<'a> {
 /// A walk over the old and the new spec at once: equal leaves cost a comparison, and a path is
 /// only written out for a change that is listed.
 struct Walk<'a> {
-    old_spec: &'a Value,
-    new_spec: &'a Value,
+    old_spec: &'a Node<'a>,
+    new_spec: &'a Node<'a>,
     at: Vec<Step<'a>>,
     diff: Diff,
 }
 
 impl<'a> Walk<'a> {
-    fn compare(&mut self, old: &'a Value, new: &'a Value) {
+    fn compare(&mut self, old: &'a Node<'a>, new: &'a Node<'a>) {
         match (old, new) {
-            (Value::Object(o), Value::Object(n)) => {
+            (Node::Object(o), Node::Object(n)) => {
+                // Both sorted by key: one merge for the old keys, one for the keys only new has.
+                let mut rest = n.as_slice();
                 for (key, old_value) in o {
+                    rest = skip_below(rest, key);
                     self.at.push(Step::Key(key));
-                    match n.get(key) {
-                        Some(new_value) => self.compare(old_value, new_value),
-                        None => self.added_or_removed(old_value),
+                    match rest.first() {
+                        Some((k, new_value)) if k == key => self.compare(old_value, new_value),
+                        _ => self.added_or_removed(old_value),
                     }
                     self.at.pop();
                 }
-                for (key, new_value) in n.iter().filter(|(k, _)| !o.contains_key(*k)) {
+                let mut rest = o.as_slice();
+                for (key, new_value) in n {
+                    rest = skip_below(rest, key);
+                    if rest.first().is_some_and(|(k, _)| k == key) {
+                        continue;
+                    }
                     self.at.push(Step::Key(key));
                     self.added_or_removed(new_value);
                     self.at.pop();
                 }
             }
-            (Value::Array(o), Value::Array(n)) => {
+            (Node::Array(o), Node::Array(n)) => {
                 for i in 0..o.len().max(n.len()) {
                     self.at.push(Step::Index(i));
                     match (o.get(i), n.get(i)) {
@@ -157,17 +166,17 @@ impl<'a> Walk<'a> {
     /// A whole value added or removed. A labels/annotations map added or removed (the pod
     /// template had none before a `kubectl rollout restart`, say) is one change per key, so
     /// the summary can name the key.
-    fn added_or_removed(&mut self, value: &'a Value) {
+    fn added_or_removed(&mut self, value: &'a Node<'a>) {
         let is_map = matches!(self.at.as_slice(), [.., Step::Key("metadata"), Step::Key("labels" | "annotations")]);
-        match value.as_object().filter(|m| is_map && !m.is_empty()) {
-            Some(map) => {
-                for key in map.keys() {
+        match value {
+            Node::Object(map) if is_map && !map.is_empty() => {
+                for (key, _) in map {
                     self.at.push(Step::Key(key));
                     self.change();
                     self.at.pop();
                 }
             }
-            None => self.change(),
+            _ => self.change(),
         }
     }
 
@@ -182,6 +191,12 @@ impl<'a> Walk<'a> {
         };
         self.diff.push(change, field);
     }
+}
+
+/// The pairs of a sorted object from the first whose key is not below `key`.
+fn skip_below<'p, 'a>(pairs: &'p [(Cow<'a, str>, Node<'a>)], key: &str) -> &'p [(Cow<'a, str>, Node<'a>)] {
+    let below = pairs.iter().take_while(|(k, _)| k.as_ref() < key).count();
+    &pairs[below..]
 }
 
 /// The JSON pointer of `at` below `/spec`.
@@ -243,24 +258,26 @@ fn escape(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
-fn container_name(spec: &Value, list: &str, index: usize) -> Option<String> {
-    spec.get("template")?.get("spec")?.get(list)?.get(index)?.get("name")?.as_str().map(str::to_string)
+fn container_name(spec: &Node<'_>, list: &str, index: usize) -> Option<String> {
+    spec.get("template")?.get("spec")?.get(list)?.at(index)?.get("name")?.as_str().map(str::to_string)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
-    fn spec_changes(old: Value, new: Value) -> Vec<(Field, String, Option<String>)> {
+    fn spec_diff(old: Value, new: Value) -> Diff {
+        let (old, new) = (old.to_string(), new.to_string());
+        let (old, new) = (Node::parse(&old).unwrap(), Node::parse(&new).unwrap());
         between(
             ObjectView { spec: Some(&old), ..Default::default() },
             ObjectView { spec: Some(&new), ..Default::default() },
         )
-        .listed
-        .into_iter()
-        .map(|c| (c.field, c.path, c.container))
-        .collect()
+    }
+
+    fn spec_changes(old: Value, new: Value) -> Vec<(Field, String, Option<String>)> {
+        spec_diff(old, new).listed.into_iter().map(|c| (c.field, c.path, c.container)).collect()
     }
 
     fn containers(image: &str, memory: &str, env: &str) -> Value {
@@ -314,7 +331,7 @@ mod tests {
             ("team/x".to_string(), "y".to_string()),
         ]);
         let labels = BTreeMap::from([("app".to_string(), "a".to_string())]);
-        let spec = json!({"replicas": 1});
+        let spec = Node::parse(r#"{"replicas": 1}"#).unwrap();
         let got = between(
             ObjectView { spec: Some(&spec), labels: None, annotations: Some(&old_a) },
             ObjectView { spec: Some(&spec), labels: Some(&labels), annotations: Some(&new_a) },
@@ -328,10 +345,7 @@ mod tests {
         let n = MAX_LISTED + 500;
         let old = json!({"template": {"spec": {"x": (0..n).collect::<Vec<_>>(), "containers": [{"name": "api", "image": "a:1"}]}}});
         let new = json!({"template": {"spec": {"x": (1..n + 1).collect::<Vec<_>>(), "containers": [{"name": "api", "image": "a:2"}]}}});
-        let diff = between(
-            ObjectView { spec: Some(&old), ..Default::default() },
-            ObjectView { spec: Some(&new), ..Default::default() },
-        );
+        let diff = spec_diff(old, new);
         assert_eq!(diff.listed.len(), MAX_LISTED);
         assert_eq!(diff.listed.len() + diff.unlisted.count, n + 1, "every change counted once");
         assert_eq!(diff.listed[0].path, "/spec/template/spec/containers/0/image", "keys in order: containers before x");

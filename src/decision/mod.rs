@@ -6,6 +6,7 @@ pub mod changes;
 pub mod limit;
 pub mod messages;
 pub mod policy;
+pub mod tree;
 
 pub use changes::{Field, FieldChange};
 pub use limit::{Limit, Lookup, Scope};
