@@ -7,37 +7,11 @@
 //! generation and the like change on every write and say nothing about what the user did, and
 //! `last-applied-configuration` / revision annotations are copies or counters of other fields.
 
+pub use super::field::Field;
+use super::field::{Step, classify, escape, pointer};
 use super::tree::Node;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Field {
-    Replicas,
-    Image,
-    Resources,
-    Env,
-    Volumes,
-    Strategy,
-    Other,
-}
-
-impl Field {
-    pub const ALL: [Field; 7] =
-        [Field::Replicas, Field::Image, Field::Resources, Field::Env, Field::Volumes, Field::Strategy, Field::Other];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Field::Replicas => "replicas",
-            Field::Image => "image",
-            Field::Resources => "resources",
-            Field::Env => "env",
-            Field::Volumes => "volumes",
-            Field::Strategy => "strategy",
-            Field::Other => "other",
-        }
-    }
-}
 
 /// One changed place in the object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,13 +78,6 @@ pub fn between(old: ObjectView<'_>, new: ObjectView<'_>) -> Diff {
     changed_keys(old.labels, new.labels, &[], "/metadata/labels", &mut diff);
     changed_keys(old.annotations, new.annotations, &NOISE_ANNOTATIONS, "/metadata/annotations", &mut diff);
     diff
-}
-
-/// One step of a path below `spec`.
-#[derive(Clone, Copy)]
-enum Step<'a> {
-    Key(&'a str),
-    Index(usize),
 }
 
 /// A walk over the old and the new spec at once: equal leaves cost a comparison, and a path is
@@ -199,41 +166,6 @@ fn skip_below<'p, 'a>(pairs: &'p [(Cow<'a, str>, Node<'a>)], key: &str) -> &'p [
     &pairs[below..]
 }
 
-/// The JSON pointer of `at` below `/spec`.
-fn pointer(at: &[Step<'_>]) -> String {
-    use std::fmt::Write;
-    let mut path = String::from("/spec");
-    for step in at {
-        let _ = match step {
-            Step::Key(key) => write!(path, "/{}", escape(key)),
-            Step::Index(i) => write!(path, "/{i}"),
-        };
-    }
-    path
-}
-
-/// The field a change below `spec` is about, and the container list and index it is in.
-fn classify(at: &[Step<'_>]) -> (Field, Option<(&'static str, usize)>) {
-    use Step::{Index, Key};
-    match at {
-        [Key("replicas" | "maxReplicas" | "minReplicas"), ..] => (Field::Replicas, None),
-        [Key("strategy" | "minReadySeconds" | "progressDeadlineSeconds"), ..] => (Field::Strategy, None),
-        [Key("template"), Key("spec"), Key("volumes"), ..] => (Field::Volumes, None),
-        [Key("template"), Key("spec"), Key(list @ ("containers" | "initContainers")), index, rest @ ..] => {
-            let field = match rest.first() {
-                Some(Key("image")) => Field::Image,
-                Some(Key("resources")) => Field::Resources,
-                Some(Key("env" | "envFrom")) => Field::Env,
-                Some(Key("volumeMounts" | "volumeDevices")) => Field::Volumes,
-                _ => Field::Other,
-            };
-            let list: &'static str = if *list == "containers" { "containers" } else { "initContainers" };
-            (field, if let Index(i) = index { Some((list, *i)) } else { None })
-        }
-        _ => (Field::Other, None),
-    }
-}
-
 fn changed_keys(
     old: Option<&BTreeMap<String, String>>,
     new: Option<&BTreeMap<String, String>>,
@@ -251,11 +183,6 @@ fn changed_keys(
             out.push(change, Field::Other);
         }
     }
-}
-
-/// A map key as a JSON pointer token.
-fn escape(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
 }
 
 fn container_name(spec: &Node<'_>, list: &str, index: usize) -> Option<String> {

@@ -3,6 +3,7 @@
 //! `tests/decision_rules.rs` and the same code can run in an offline CLI.
 
 pub mod changes;
+pub mod field;
 pub mod limit;
 pub mod messages;
 pub mod policy;
