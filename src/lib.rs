@@ -11,9 +11,10 @@
 //! - `run`: how each process is put together, and `run::shutdown` (what happens on SIGTERM).
 //! - `server`: the HTTPS and admin listeners, health, TLS, connection and body bounds.
 //! - `check`: `replica-guard check` (manifests before deploying).
-//! - `config`, `metrics`, `events`, `certs`, `file_change`, `json_lines`, `words`: configuration,
-//!   Prometheus metrics, Kubernetes Events, development certificates, noticing changed files,
-//!   JSON lines on stdout, and serde's messages in a user's words.
+//! - `config`, `logging`, `metrics`, `events`, `certs`, `file_change`, `json_lines`, `words`:
+//!   configuration, the process's logs, Prometheus metrics, Kubernetes Events, development
+//!   certificates, noticing changed files, JSON lines on stdout, and serde's messages in a user's
+//!   words.
 
 pub mod admission;
 pub mod backstop;
@@ -26,6 +27,7 @@ pub mod events;
 pub mod file_change;
 pub mod json_lines;
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod run;
 pub mod server;

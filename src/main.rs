@@ -3,7 +3,7 @@
 //! A command line that makes no sense exits 3, like every other failure.
 
 use clap::{Parser, Subcommand};
-use replica_guard::config::{Config, LogFormat};
+use replica_guard::config::Config;
 use replica_guard::run::audit::{AuditArgs, AuditOutput};
 use replica_guard::run::offline::CheckOutput;
 use replica_guard::run::{self, offline};
@@ -141,7 +141,7 @@ fn long_running(
     run: impl AsyncFnOnce(&Config) -> Result<(), run::RunError>,
 ) -> anyhow::Result<u8> {
     let config = Config::load(config)?;
-    init_logging(&config);
+    replica_guard::logging::init(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run(&config))?;
     Ok(0)
@@ -192,15 +192,4 @@ fn error_chain(e: &anyhow::Error) -> String {
         }
     }
     text
-}
-
-fn init_logging(config: &Config) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.logging.level));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout).with_ansi(ansi);
-    match config.logging.format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
-        LogFormat::Text => builder.init(),
-    }
 }
