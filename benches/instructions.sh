@@ -16,12 +16,7 @@ command -v valgrind >/dev/null && command -v callgrind_control >/dev/null \
 
 source benches/setup.sh
 "$LOADGEN" registry --entries 10 --out "$work/limits-10.yaml"
-cat > "$work/config.yaml" <<YAML
-server: {address: "127.0.0.1:38443", adminAddress: "127.0.0.1:38080", tls: {certFile: "$work/certs/tls.crt", keyFile: "$work/certs/tls.key"}}
-policy: {mode: enforce}
-registry: {file: {path: "$work/limits-10.yaml"}}
-logging: {format: json, level: info}
-YAML
+config=$(guard_config "$work/limits-10.yaml" 38443 38080)
 
 RATE=100 # requests/s: under callgrind a server is ~50x slower; it keeps up with this
 counted() { # label protocol -> prints {"label", "protocol", "requests", "instructions"}
@@ -34,7 +29,7 @@ counted() { # label protocol -> prints {"label", "protocol", "requests", "instru
   else
     port=38443
     valgrind --tool=callgrind --callgrind-out-file="$work/cg-$label-$proto.%p" \
-      "$BIN" serve --config "$work/config.yaml" >/dev/null 2>"$work/valgrind.err" & pid=$!
+      "$BIN" serve --config "$config" >/dev/null 2>"$work/valgrind.err" & pid=$!
   fi
   pids+=("$pid")
   for _ in $(seq 1 600); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done

@@ -30,17 +30,11 @@ fi
 source benches/setup.sh
 results="$work/results.jsonl"
 "$LOADGEN" registry --entries 10 --out "$work/limits.yaml"
-cat > "$work/config.yaml" <<YAML
-server: {address: "127.0.0.1:18443", adminAddress: "127.0.0.1:18080", tls: {certFile: "$work/certs/tls.crt", keyFile: "$work/certs/tls.key"}}
-policy: {mode: enforce}
-registry: {file: {path: "$work/limits.yaml"}}
-logging: {format: json, level: info}
-YAML
 mkdir "$work/peer"
 cp "$work/certs/tls.crt" "$work/peer/admission-controller-tls.crt"
 cp "$work/certs/tls.key" "$work/peer/admission-controller-tls.key"
 
-"$BIN" serve --config "$work/config.yaml" >/dev/null 2>&1 & pids+=($!)
+"$BIN" serve --config "$(guard_config "$work/limits.yaml" 18443 18080)" >/dev/null 2>&1 & pids+=($!)
 "$LOADGEN" floor --address 127.0.0.1:19443 --cert "$work/certs/tls.crt" --key "$work/certs/tls.key" 2>/dev/null & pids+=($!)
 # The example logs every request at info (its own default); RUST_LOG=warn keeps it comparable.
 (cd "$work/peer" && ADMISSION_PRIVATE_IP=127.0.0.1 RUST_LOG=warn exec "$PEER") >/dev/null 2>&1 & pids+=($!)

@@ -13,21 +13,10 @@ results="$work/results.jsonl"
 "$LOADGEN" registry --entries 10 --out "$work/limits-10.yaml"
 "$LOADGEN" registry --entries 100000 --out "$work/limits-100k.yaml"
 
-config() { # registry file, https port, admin port
-  cat > "$work/config-$2.yaml" <<YAML
-server: {address: "127.0.0.1:$2", adminAddress: "127.0.0.1:$3", tls: {certFile: "$work/certs/tls.crt", keyFile: "$work/certs/tls.key"}}
-policy: {mode: enforce}
-registry: {file: {path: "$1"}}
-logging: {format: json, level: info}
-YAML
-  echo "$work/config-$2.yaml"
-}
-
-wait_ready() { for _ in $(seq 1 3000); do curl -sf "http://127.0.0.1:$1/readyz" >/dev/null && return; sleep 0.01; done; echo "not ready" >&2; exit 1; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
 # The webhook's logs and audit records go to /dev/null: written, as in production, but not shown.
-"$BIN" serve --config "$(config "$work/limits-10.yaml" 18443 18080)" >/dev/null 2>&1 & guard=$!; pids+=($guard)
+"$BIN" serve --config "$(guard_config "$work/limits-10.yaml" 18443 18080)" >/dev/null 2>&1 & guard=$!; pids+=($guard)
 "$LOADGEN" floor --address 127.0.0.1:19443 --cert "$work/certs/tls.crt" --key "$work/certs/tls.key" 2>/dev/null & floor=$!; pids+=($floor)
 wait_ready 18080; sleep 0.5
 idle_rss_10=$(rss_kib $guard)
@@ -71,7 +60,7 @@ done
 kill $guard; wait $guard 2>/dev/null || true
 
 # 100,000 registry entries: RSS idle and under load, and start-up time.
-"$BIN" serve --config "$(config "$work/limits-100k.yaml" 28443 28080)" >/dev/null 2>&1 & big=$!; pids+=($big)
+"$BIN" serve --config "$(guard_config "$work/limits-100k.yaml" 28443 28080)" >/dev/null 2>&1 & big=$!; pids+=($big)
 wait_ready 28080; sleep 0.5
 idle_rss_100k=$(rss_kib $big)
 load "guard-100k h1 max" 127.0.0.1:28443 h1 0 "$big" & l=$!

@@ -13,15 +13,9 @@ command -v perf >/dev/null || { echo "perf is needed (linux-perf)" >&2; exit 1; 
 
 source benches/setup.sh
 "$LOADGEN" registry --entries 10 --out "$work/limits-10.yaml"
-cat > "$work/config.yaml" <<YAML
-server: {address: "127.0.0.1:48443", adminAddress: "127.0.0.1:48080", tls: {certFile: "$work/certs/tls.crt", keyFile: "$work/certs/tls.key"}}
-policy: {mode: enforce}
-registry: {file: {path: "$work/limits-10.yaml"}}
-logging: {format: json, level: info}
-YAML
-"$BIN" serve --config "$work/config.yaml" >/dev/null 2>&1 & guard=$!; pids+=($guard)
+"$BIN" serve --config "$(guard_config "$work/limits-10.yaml" 48443 48080)" >/dev/null 2>&1 & guard=$!; pids+=($guard)
 "$LOADGEN" floor --address 127.0.0.1:49443 --cert "$work/certs/tls.crt" --key "$work/certs/tls.key" 2>/dev/null & floor=$!; pids+=($floor)
-for _ in $(seq 1 300); do curl -sf http://127.0.0.1:48080/readyz >/dev/null && break; sleep 0.05; done
+wait_ready 48080
 
 recorded() { # label port server-pid
   perf sched record -o "$work/sched.data" -- sleep $((SECONDS_PER_RUN + 3)) >/dev/null 2>&1 & local rec=$!
