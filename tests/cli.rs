@@ -46,6 +46,30 @@ async fn serve_answers_over_tls_and_exits_0_on_sigterm_after_in_flight_requests(
     assert!(log.iter().any(|l| l.contains("all connections drained")), "{log:?}");
 }
 
+#[tokio::test]
+async fn a_requests_log_line_names_its_uid_namespace_object_and_operation() {
+    let server = ServeProcess::start("");
+    let mut hpa: serde_json::Value = serde_json::from_slice(&fixture("hpa-apply-create-max-12.json")).unwrap();
+    hpa["request"]["object"]["spec"]["scaleTargetRef"]["kind"] = "StatefulSet".into();
+    let mut client = Client::connect(server.https, &server.ca_pem, Protocol::Http1).await;
+    let response = client.review(serde_json::to_vec(&hpa).unwrap()).await;
+    assert_eq!(response["allowed"], true, "an HPA of a StatefulSet is not replica-guard's to judge");
+
+    server.signal("TERM");
+    let (_, log) = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(30))).await.unwrap();
+    let line = log
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "not a replica path; allowed")
+        .unwrap_or_else(|| panic!("no log line for the HPA: {log:?}"));
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["span"]["name"], "admission");
+    assert_eq!(line["span"]["uid"], "5973228a-712a-4680-af31-d69ad51cdc37");
+    assert_eq!(line["span"]["namespace"], "team-a");
+    assert_eq!(line["span"]["object_name"], "orders-api");
+    assert_eq!(line["span"]["operation"], "CREATE");
+}
+
 /// A minimal HTTP/1.1 GET on the admin port; returns the raw response.
 async fn http_get(address: SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
