@@ -37,11 +37,10 @@ pub struct SpanFields;
 
 impl<'writer> FormatFields<'writer> for SpanFields {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'writer>, fields: R) -> fmt::Result {
-        let mut object = JsonObject { out: String::with_capacity(128), result: Ok(()) };
+        let mut object = JsonObject { out: Vec::with_capacity(128), result: Ok(()) };
         fields.record(&mut object);
-        object.result?;
         writer.write_char('{')?;
-        writer.write_str(&object.out)?;
+        writer.write_str(object.text()?)?;
         writer.write_char('}')
     }
 
@@ -52,10 +51,10 @@ impl<'writer> FormatFields<'writer> for SpanFields {
         current: &'writer mut FormattedFields<Self>,
         fields: &tracing::span::Record<'_>,
     ) -> fmt::Result {
-        let mut object = JsonObject { out: String::new(), result: Ok(()) };
+        let mut object = JsonObject { out: Vec::new(), result: Ok(()) };
         fields.record(&mut object);
-        object.result?;
-        if object.out.is_empty() {
+        let members = object.text()?;
+        if members.is_empty() {
             return Ok(());
         }
         match current.fields.pop() {
@@ -63,35 +62,39 @@ impl<'writer> FormatFields<'writer> for SpanFields {
             Some('}') => {}
             _ => current.fields.push('{'),
         }
-        current.fields.push_str(&object.out);
+        current.fields.push_str(members);
         current.fields.push('}');
         Ok(())
     }
 }
 
-/// The members of a JSON object, comma-separated, without the braces.
+/// The members of a JSON object, comma-separated, without the braces, written by serde_json
+/// straight into one buffer (no string per name or value).
 struct JsonObject {
-    out: String,
+    out: Vec<u8>,
     result: fmt::Result,
 }
 
 impl JsonObject {
     fn member(&mut self, field: &Field, value: impl serde::Serialize) {
         if !self.out.is_empty() {
-            self.out.push(',');
+            self.out.push(b',');
         }
-        // Writing JSON into a String fails only for values that cannot be JSON (none here: names
+        // Writing JSON into a Vec fails only for values that cannot be JSON (none here: names
         // are strings, values strings, numbers and booleans).
-        let written = serde_json::to_string(field.name())
-            .and_then(|name| Ok((name, serde_json::to_string(&value)?)))
-            .map(|(name, value)| {
-                self.out.push_str(&name);
-                self.out.push(':');
-                self.out.push_str(&value);
-            });
+        let written = serde_json::to_writer(&mut self.out, field.name()).and_then(|()| {
+            self.out.push(b':');
+            serde_json::to_writer(&mut self.out, &value)
+        });
         if written.is_err() {
             self.result = Err(fmt::Error);
         }
+    }
+
+    /// The members written; serde_json writes only UTF-8.
+    fn text(&self) -> Result<&str, fmt::Error> {
+        self.result?;
+        std::str::from_utf8(&self.out).map_err(|_| fmt::Error)
     }
 }
 
