@@ -131,7 +131,7 @@ pub fn run(max: usize, rounds: usize, only: &str) {
             review.push(thread_cpu_us() - before);
             verdict = match answer {
                 Ok(a) if a.response.allowed => "allowed".into(),
-                Ok(a) => format!("denied ({} bytes of message)", a.response.result.message.len()),
+                Ok(a) => format!("denied ({} bytes of message)", a.response.status.message.len()),
                 Err(e) => format!("400: {e}"),
             };
         }

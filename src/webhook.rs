@@ -13,7 +13,6 @@ use crate::events::{EventQueue, WorkloadEvent};
 use crate::json_lines::JsonLines;
 use crate::limits::LimitSource;
 use crate::metrics::{Metrics, RequestKind, WorkloadLabels};
-use kube::core::admission::AdmissionResponse;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
@@ -200,7 +199,7 @@ fn operation_name(operation: &kube::core::admission::Operation) -> &'static str 
 /// serialises only the response).
 #[derive(Debug)]
 pub struct Answer {
-    pub response: AdmissionResponse,
+    pub response: respond::Response,
     pub decided: Option<Decided>,
 }
 
@@ -213,7 +212,6 @@ pub struct Decided {
 impl Answer {
     /// The AdmissionReview to send back, as JSON.
     pub fn into_json(self) -> Vec<u8> {
-        // Serializing our own response types cannot fail: no maps with non-string keys, no floats.
-        serde_json::to_vec(&self.response.into_review()).unwrap_or_default()
+        self.response.into_review_json()
     }
 }
