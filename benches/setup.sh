@@ -2,6 +2,7 @@
 # release binary and the load generator, gives a scratch folder with development certificates, and
 # `guard_config` and `wait_ready` for a replica-guard on 127.0.0.1. Processes added to `pids` are
 # stopped, and the folder removed, when the script ends, also on failure.
+cargo build --release --quiet --bin replica-guard --bench loadgen
 BIN=target/release/replica-guard
 LOADGEN=$(ls -t target/release/deps/loadgen-* | grep -v '\.d$' | head -1)
 work=$(mktemp -d)
