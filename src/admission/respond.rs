@@ -52,11 +52,6 @@ impl AuditAnnotations {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
-    /// The value of `key`, if it was added.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_ref())
-    }
 }
 
 impl Serialize for AuditAnnotations {
