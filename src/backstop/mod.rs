@@ -9,6 +9,7 @@
 //! `edit` and `admin` roles do not aggregate.
 
 pub mod parameters;
+pub mod scope;
 pub mod writer;
 
 /// The name of every namespace's parameters object, which the chart's binding names.

@@ -3,17 +3,19 @@
 //! edited or deleted, and writes one for a namespace created after the last pass). An object is
 //! written only when it differs, so an unchanged registry costs one list per `resync`. A registry
 //! sync that fails or is held back does not replace the snapshot, so the parameters stay as they
-//! were.
+//! were. With a `scope` (the chart always gives one), only the namespaces it selects get
+//! parameters, and a change of those namespaces (a new one, an opt-out label) starts a pass.
 
 use super::parameters::{BackstopSpec, parameters};
+use super::scope::Scope;
 use super::{GROUP, KIND, PARAMETERS_NAME, PLURAL, VERSION};
 use crate::decision::policy::Policy;
 use crate::limits::store::SnapshotStore;
 use crate::metrics::Metrics;
 use crate::words::KubeError;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
-use std::collections::BTreeMap;
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind, Selector};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +28,8 @@ pub struct Writer {
     pub policy: Policy,
     pub resync: Duration,
     pub metrics: Arc<Metrics>,
+    /// The namespaces in scope (`backstop.namespaceSelector`); `None`: every namespace.
+    pub scope: Option<Selector>,
 }
 
 /// The parameters computed from one registry snapshot.
@@ -52,8 +56,13 @@ impl Writer {
     pub async fn run(self) {
         let mut changes = self.store.changes();
         let mut computed = None;
+        let mut scope = self.scope.as_ref().map(|s| Scope::watch(self.client.clone(), s));
+        if let Some(scope) = &scope {
+            scope.ready().await;
+        }
         loop {
-            match self.pass(&mut computed).await {
+            let in_scope = scope.as_ref().map(Scope::namespaces);
+            match self.pass(&mut computed, in_scope.as_ref()).await {
                 Ok(pass) if pass.applied + pass.deleted + pass.failed > 0 => {
                     tracing::info!(?pass, "backstop parameters written")
                 }
@@ -66,14 +75,20 @@ impl Writer {
             tokio::select! {
                 _ = changes.changed() => {}
                 () = tokio::time::sleep(self.resync) => {}
+                () = async { if let Some(s) = scope.as_mut() { s.changed().await } else { std::future::pending().await } } => {}
             }
         }
     }
 
     /// One comparison of the cluster's parameters with the registry's, writing the difference.
     /// `computed` keeps the parameters of the last snapshot seen, so a pass over an unchanged
-    /// registry (every `resync`) only lists and compares.
-    pub async fn pass(&self, computed: &mut Option<Computed>) -> Result<Pass, kube::Error> {
+    /// registry (every `resync`) only lists and compares. `in_scope`: the namespaces that may have
+    /// parameters (`None`: any); the others' are deleted.
+    pub async fn pass(
+        &self,
+        computed: &mut Option<Computed>,
+        in_scope: Option<&BTreeSet<String>>,
+    ) -> Result<Pass, kube::Error> {
         let table = self.store.snapshot();
         if !computed.as_ref().is_some_and(|c| Arc::ptr_eq(&c.table, &table)) {
             let policy = self.policy.clone();
@@ -87,6 +102,8 @@ impl Writer {
             *computed = Some(Computed { table, wanted });
         }
         let Some(Computed { wanted, .. }) = computed.as_ref() else { return Ok(Pass::default()) };
+        let wanted: BTreeMap<&String, &BackstopSpec> =
+            wanted.iter().filter(|(namespace, _)| in_scope.is_none_or(|s| s.contains(*namespace))).collect();
         let all: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource());
         let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
         let existing: BTreeMap<String, serde_json::Value> = all
@@ -98,7 +115,7 @@ impl Writer {
             .filter_map(|o| Some((o.metadata.namespace?, o.data.get("spec").cloned().unwrap_or_default())))
             .collect();
         let mut pass = Pass::default();
-        for (namespace, spec) in wanted {
+        for (&namespace, &spec) in &wanted {
             let value = serde_json::to_value(spec).unwrap_or_default();
             if existing.get(namespace) == Some(&value) {
                 pass.unchanged += 1;
@@ -108,12 +125,13 @@ impl Writer {
                 Ok(()) => pass.applied += 1,
                 Err(e) => {
                     pass.failed += 1;
-                    // A registry entry for a namespace that does not exist yet is the usual one.
+                    // Without a scope, a registry entry for a namespace that does not exist yet is the
+                    // usual one.
                     tracing::warn!(namespace, error = %KubeError(e), "backstop parameters not written; retried on the next pass");
                 }
             }
         }
-        for namespace in existing.keys().filter(|n| !wanted.contains_key(*n)) {
+        for namespace in existing.keys().filter(|n| !wanted.contains_key(n)) {
             let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &resource());
             match api.delete(PARAMETERS_NAME, &DeleteParams::default()).await {
                 Ok(_) => pass.deleted += 1,

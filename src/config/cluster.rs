@@ -2,6 +2,8 @@
 //! (Kubernetes Events), `audit:` (the continuous audit, `replica-guard watch`) and `pricing:` (the
 //! cost formula of its records).
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::core::Selector;
 use serde::Deserialize;
 
 /// `cluster:` the name every record read by other systems carries (usage records, audit output,
@@ -86,6 +88,38 @@ pub enum ReportsConfig {
 pub struct BackstopConfig {
     #[serde(default)]
     pub enabled: bool,
+    /// The namespaces in scope: the very `namespaceSelector` of the webhook and the policy's
+    /// binding (the chart renders all three from one definition). Only namespaces it selects get
+    /// parameters, so `kubectl get backstoplimits -A` lists what is enforced. Absent: every
+    /// namespace with enforce-mode entries (but the exempt ones).
+    #[serde(default)]
+    pub namespace_selector: Option<LabelSelector>,
+}
+
+impl BackstopConfig {
+    /// The scope's namespace selector as a label selector the API server filters a watch by.
+    pub fn scope(&self) -> Result<Option<Selector>, (&'static str, String)> {
+        let Some(selector) = &self.namespace_selector else { return Ok(None) };
+        let problem = |what: String| {
+            Err((
+                "backstop.namespaceSelector",
+                format!("{what}: use matchLabels and matchExpressions with In, NotIn, Exists or DoesNotExist"),
+            ))
+        };
+        for e in selector.match_expressions.iter().flatten() {
+            let needs_values = matches!(e.operator.as_str(), "In" | "NotIn");
+            if needs_values && e.values.as_ref().is_none_or(Vec::is_empty) {
+                return problem(format!("{}: a {} needs values", e.key, e.operator));
+            }
+            if e.key.is_empty() {
+                return problem("a matchExpression without a key".into());
+            }
+        }
+        match Selector::try_from(selector.clone()) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) => problem(e.0.trim_end_matches('.').to_string()),
+        }
+    }
 }
 
 /// `audit.usage`: one JSON line per Deployment per UTC day.

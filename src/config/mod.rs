@@ -154,6 +154,7 @@ impl Config {
             return Err(("events.queueSize", format!("must be between 1 and 1000000, got {}", self.events.queue_size)));
         }
         self.registry.validate()?;
+        self.backstop.scope()?;
         let b = &self.policy.platform_bounds;
         if b.min_replicas < 0 || b.min_replicas > b.max_replicas {
             return Err((

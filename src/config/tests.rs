@@ -119,6 +119,16 @@ fn errors_name_the_key() {
             "server.maxBufferedBytes",
             "at least server.maxBodyBytes",
         ),
+        (
+            "registry: {file: {path: l.yaml}}\nbackstop: {namespaceSelector: {matchExpressions: [{key: a, operator: Absent}]}}",
+            "backstop.namespaceSelector",
+            "Invalid expression operator: use matchLabels and matchExpressions with In, NotIn, Exists or DoesNotExist",
+        ),
+        (
+            "registry: {file: {path: l.yaml}}\nbackstop: {namespaceSelector: {matchExpressions: [{key: a, operator: NotIn}]}}",
+            "backstop.namespaceSelector",
+            "a NotIn needs values",
+        ),
     ];
     for (yaml, key, problem) in cases {
         let (k, p) = Config::parse(yaml).unwrap_err();
@@ -177,4 +187,24 @@ fn a_config_that_is_not_a_mapping_is_said_in_words() {
         assert!(problem.contains(want), "{yaml}: {key}: {problem}");
         assert!(!problem.contains("struct"), "{yaml}: {problem}");
     }
+}
+
+#[test]
+fn the_backstop_scope_is_a_label_selector_for_the_namespaces() {
+    let c = Config::parse(
+        "registry: {file: {path: l.yaml}}\nbackstop:\n  enabled: true\n  namespaceSelector:\n    matchExpressions:\n    - {key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, replica-guard]}\n    - {key: replica-guard.io/ignore, operator: DoesNotExist}\n",
+    )
+    .unwrap();
+    let scope = c.backstop.scope().unwrap().expect("a selector");
+    assert_eq!(
+        scope.to_string(),
+        "kubernetes.io/metadata.name notin (kube-system,replica-guard),!replica-guard.io/ignore",
+        "what the namespace watch asks the API server for"
+    );
+    use kube::core::SelectorExt;
+    let labels = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    assert!(scope.matches(&labels(&[("kubernetes.io/metadata.name", "team-a")])));
+    assert!(!scope.matches(&labels(&[("kubernetes.io/metadata.name", "replica-guard")])));
+    assert!(!scope.matches(&labels(&[("kubernetes.io/metadata.name", "team-c"), ("replica-guard.io/ignore", "")])));
+    assert!(Config::parse(MINIMAL).unwrap().backstop.scope().unwrap().is_none(), "no selector: every namespace");
 }

@@ -67,6 +67,8 @@ pub async fn start_with(
                     policy: config.policy.clone(),
                     resync: seconds(config.audit.interval_seconds),
                     metrics: metrics.clone(),
+                    // Validated with the config.
+                    scope: config.backstop.scope().ok().flatten(),
                 }
                 .run(),
             ),

@@ -27,7 +27,7 @@ fn registry(max: i32) -> String {
 }
 
 /// What the user reads when the API server's own policy refuses.
-fn refused_by_backstop(ran: &Ran, text: &str) -> bool {
+pub fn refused_by_backstop(ran: &Ran, text: &str) -> bool {
     !ran.ok
         && ran.stderr.contains("ValidatingAdmissionPolicy 'rg-replica-guard-backstop'")
         && ran.stderr.contains(text)

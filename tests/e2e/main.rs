@@ -19,6 +19,7 @@ mod latency;
 mod pods;
 mod registry_stories;
 mod scale;
+mod scope_stories;
 mod stories;
 mod usage_stories;
 mod webhook;
@@ -81,6 +82,7 @@ fn main() -> ExitCode {
         registry_stories::all(),
         chart_stories::all(),
         backstop_stories::all(),
+        scope_stories::all(),
     ]
     .concat();
     let chosen: Vec<&Scenario> = scenarios

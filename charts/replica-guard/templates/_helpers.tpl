@@ -132,3 +132,39 @@ Ignore
 Fail
 {{- end -}}
 {{- end -}}
+
+{{/*
+The one scope of replica-guard (README "Scope"): what the API server sends to the webhook and
+what the backstop policy judges, rendered from here into the ValidatingWebhookConfiguration, the
+policy and its binding, and the config of the audit pod (which writes the policy's parameters
+only for namespaces in it). A YAML map:
+  namespaceSelector  leaves out kube-system, kube-public, kube-node-lease, the release namespace,
+                     webhook.excludeNamespaces, policy.exemptions.namespaces (with skipExempt)
+                     and every namespace labelled webhook.optOutLabel (any value)
+  objectSelector     webhook.objectSelector, when set
+  matchConditions    with skipExempt, policy.exemptions' users and groups; then
+                     webhook.matchConditions
+*/}}
+{{- define "rg.scope" -}}
+{{- $skipped := concat (list "kube-system" "kube-public" "kube-node-lease" .Release.Namespace) .Values.webhook.excludeNamespaces }}
+{{- $conditions := list }}
+{{- if .Values.webhook.skipExempt }}
+{{- $skipped = concat $skipped .Values.policy.exemptions.namespaces }}
+{{- with .Values.policy.exemptions.users }}
+{{- $conditions = append $conditions (dict "name" "not-exempt-user" "expression" (printf "!(request.userInfo.username in %s)" (toJson .))) }}
+{{- end }}
+{{- with .Values.policy.exemptions.groups }}
+{{- $conditions = append $conditions (dict "name" "not-exempt-group" "expression" (printf "!(has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in %s))" (toJson .))) }}
+{{- end }}
+{{- end }}
+{{- $conditions = concat $conditions .Values.webhook.matchConditions }}
+{{- $expressions := list (dict "key" "kubernetes.io/metadata.name" "operator" "NotIn" "values" ($skipped | uniq)) (dict "key" .Values.webhook.optOutLabel "operator" "DoesNotExist") }}
+{{- $scope := dict "namespaceSelector" (dict "matchExpressions" $expressions) }}
+{{- with .Values.webhook.objectSelector }}
+{{- $_ := set $scope "objectSelector" . }}
+{{- end }}
+{{- with $conditions }}
+{{- $_ := set $scope "matchConditions" . }}
+{{- end }}
+{{- toYaml $scope }}
+{{- end }}
