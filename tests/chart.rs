@@ -21,21 +21,24 @@ fn b64(text: &str) -> Vec<u8> {
 #[test]
 #[ignore = "needs helm; .ci/run runs it"]
 fn lint_is_clean() {
-    // The one value a user must give (the usage records, on by default, name their cluster).
-    let out = Command::new(helm())
-        .args(["lint", "--strict", "--set", "cluster.name=prod-eu-1"])
-        .arg(chart())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    // With no value at all (a first install), and with the cluster named.
+    for args in [&[][..], &["--set", "cluster.name=prod-eu-1"][..]] {
+        let out = Command::new(helm()).args(["lint", "--strict"]).args(args).arg(chart()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    }
 }
 
 #[test]
 #[ignore = "needs helm; .ci/run runs it"]
-fn usage_records_need_a_cluster_name_and_say_so() {
-    let refused = helm::template_exactly("", &[]).unwrap_err();
-    assert!(refused.contains("cluster.name is required when audit.usage.enabled"), "{refused}");
-    assert!(refused.contains("--set cluster.name=prod-eu-1"), "the fix, in words: {refused}");
+fn a_first_install_needs_no_cluster_name_and_a_set_one_is_checked() {
+    // No values at all: the audit pod names the cluster by kube-system's UID (and may read it).
+    let defaults = helm::template_exactly("", &[]).expect("a first install needs no value");
+    assert_eq!(rendered_config(&defaults).cluster.name, None);
+    let audit = find(&defaults, "ClusterRole", "rg-replica-guard-audit");
+    assert!(audit["rules"].to_string().contains(r#""resourceNames":["kube-system"]"#), "{audit}");
+    let named = helm::template_exactly("cluster: {name: prod-eu-1}", &[]).unwrap();
+    let audit = find(&named, "ClusterRole", "rg-replica-guard-audit");
+    assert!(!audit["rules"].to_string().contains("namespaces"), "a named cluster reads no namespace: {audit}");
     let mistyped = helm::template_exactly("cluster: {name: Prod EU}", &[]).unwrap_err();
     assert!(mistyped.contains("/cluster/name"), "{mistyped}");
     let without = helm::template_exactly("audit: {usage: {enabled: false}}", &[]).expect("no records, no name needed");

@@ -17,20 +17,10 @@ pub struct ClusterConfig {
 
 impl ClusterConfig {
     /// A name as it goes into a BigQuery column and a Kubernetes label value: 1 to 63 lowercase
-    /// letters, digits, `-`, `.` or `_`, starting and ending with a letter or digit.
-    pub fn validate(&self, usage_on: bool) -> Result<(), (&'static str, String)> {
-        let Some(name) = &self.name else {
-            return if usage_on {
-                Err((
-                    "cluster.name",
-                    "is required when audit.usage.enabled: the usage records name their cluster, so that \
-                     one billing table holds many (e.g. cluster: {name: prod-eu-1})"
-                        .into(),
-                ))
-            } else {
-                Ok(())
-            };
-        };
+    /// letters, digits, `-`, `.` or `_`, starting and ending with a letter or digit. Optional:
+    /// without one, `watch` names the cluster by its `kube-system` namespace's UID (and says so).
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let Some(name) = &self.name else { return Ok(()) };
         let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
         let valid = (1..=63).contains(&name.len())
             && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b))

@@ -149,7 +149,7 @@ impl Config {
         }
         check_log_level(&self.logging.level)?;
         check_seconds("audit.intervalSeconds", self.audit.interval_seconds, 0.1, 86_400.0)?;
-        self.cluster.validate(self.audit.usage.enabled)?;
+        self.cluster.validate()?;
         if !(1..=1_000_000).contains(&self.events.queue_size) {
             return Err(("events.queueSize", format!("must be between 1 and 1000000, got {}", self.events.queue_size)));
         }

@@ -33,11 +33,6 @@ fn errors_name_the_key() {
             "not a valid annotation key",
         ),
         ("registry: {htp: {}}", "registry.htp", "unknown field `htp`"),
-        (
-            "registry: {file: {path: x}}\naudit: {usage: {enabled: true}}",
-            "cluster.name",
-            "is required when audit.usage.enabled",
-        ),
         ("registry: {file: {path: x}}\ncluster: {name: Prod_EU}", "cluster.name", "is not a cluster name"),
         ("registry: {file: {path: x}}\ncluster: {name: prod-}", "cluster.name", "starting and ending"),
         ("registry: {file: {path: x}}\ncluster: {nmae: prod}", "cluster.nmae", "unknown field `nmae`"),

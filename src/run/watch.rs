@@ -38,6 +38,9 @@ pub async fn start_with(
 ) -> Result<Running, RunError> {
     let metrics = Arc::new(Metrics::new());
     let kube = client(kube_client, "the continuous audit").await?;
+    let mut config = config.clone();
+    config.cluster.name = cluster_name(&config, &kube).await;
+    let config = &config;
     let opened =
         limits::open(&config.registry, config.policy.platform_bounds, metrics.clone(), Some(kube.clone())).await?;
     let first_pass = Arc::new(AtomicBool::new(false));
@@ -52,7 +55,6 @@ pub async fn start_with(
         usage if usage.enabled => {
             let state =
                 usage.state.as_ref().map(|s| StateStore::new(kube.clone(), &s.namespace, &s.name, metrics.clone()));
-            // Validated: usage records need a cluster name.
             let cluster = config.cluster.name.clone().unwrap_or_default();
             Some(UsageLog::start(cluster, state, JsonLines::stdout(), config.pricing, config.policy.clone()).await)
         }
@@ -92,6 +94,34 @@ pub async fn start_with(
     let admin_address = lifecycle.admin(config.server.admin_address, &metrics).await?;
     tracing::info!(%admin_address, "replica-guard audit is watching the cluster");
     Ok(Running { admin_address, lifecycle })
+}
+
+/// `cluster.name`, or when none is set, the `kube-system` namespace's UID: unique and stable for
+/// the cluster's life and readable everywhere (the chart grants `get` on that one namespace), so a
+/// first install needs no name and its usage records still tell clusters apart. Said loudly: a
+/// readable name is what a billing table wants.
+async fn cluster_name(config: &Config, kube: &kube::Client) -> Option<String> {
+    if let Some(name) = &config.cluster.name {
+        return Some(name.clone());
+    }
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(kube.clone());
+    match namespaces.get_metadata("kube-system").await {
+        Ok(ns) => {
+            let uid = ns.metadata.uid?;
+            tracing::warn!(
+                cluster = %uid,
+                "cluster.name is not set: usage records, reports and Events name this cluster by its kube-system namespace's UID; set cluster.name (e.g. prod-eu-1) for a readable name"
+            );
+            Some(uid)
+        }
+        Err(e) => {
+            tracing::warn!(
+                error = %crate::words::KubeError(e),
+                "cluster.name is not set and the kube-system namespace cannot be read: records carry no cluster name; set cluster.name"
+            );
+            None
+        }
+    }
 }
 
 /// Runs the continuous audit until SIGTERM or SIGINT, then drains.
