@@ -6,7 +6,12 @@
 #   kube-MINOR/kube-controller-manager
 #                                module tests/e2e/kube/MINOR/ requires k8s.io/kubernetes at one
 #                                version and pins every staging module with `replace`; its go.sum
-#                                is committed, so the build is the same on every machine
+#                                is committed, so the build is the same on every machine. Every
+#                                command its tools.go imports is built: the newest minor's also
+#                                lists kubelet, kube-scheduler and kube-proxy (the real node)
+#   the node's runtime           Debian's containerd, runc, containernetworking-plugins (CNI
+#                                bridge, host-local, loopback), catatonit (the pause image) and
+#                                iptables (kube-proxy), for a minor whose build module has kubelet
 #   etcd/etcd                    etcd 3.5 from Debian trixie's etcd-server package, fetched with
 #                                `apt-get download` through an apt configuration of its own under
 #                                the cache (the machine's apt sources stay as they are) and unpacked
@@ -81,6 +86,9 @@ install_etcd() {
   "$dir/etcd" --version 2>&1 | sed -n 1p >&2
 }
 
+# The commands a build module's tools.go imports (kube-apiserver kube-controller-manager ...).
+kube_commands() { sed -n 's|^\s*_ "k8s.io/kubernetes/cmd/\([a-z-]*\)"|\1|p' "$here/kube/$1/tools.go"; }
+
 # The k8s.io/kubernetes version a build module requires.
 kube_version() { awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$here/kube/$1/go.mod"; }
 
@@ -90,10 +98,13 @@ install_control_plane() {
   local version; version=$(kube_version "$minor")
   [ -n "$version" ] || fail "$module/go.mod requires no k8s.io/kubernetes"
   local out="$tools/kube-$minor"
+  local commands; commands=$(kube_commands "$minor" | tr '\n' ' ')
   # What the cached build must have been made from; anything else is rebuilt.
   local mark; mark="k8s.io/kubernetes $version, go.sum $(sha256sum "$module/go.sum" | cut -c1-16)"
-  if "$out/kube-apiserver" --version >/dev/null 2>&1 && "$out/kube-controller-manager" --version >/dev/null 2>&1 \
-    && [ "$(cat "$out/BUILD" 2>/dev/null)" = "$mark" ]; then
+  [ "${commands% }" = "kube-apiserver kube-controller-manager" ] || mark+=", ${commands% }"
+  local built=1 c
+  for c in $commands; do [ -x "$out/$c" ] || built=""; done
+  if [ -n "$built" ] && "$out/kube-apiserver" --version >/dev/null 2>&1 && [ "$(cat "$out/BUILD" 2>/dev/null)" = "$mark" ]; then
     return
   fi
   command -v go >/dev/null || fail "go is missing: kube-apiserver is built from the Go module proxy with the machine's Go (https://go.dev/doc/install, or Debian's golang-go if it is new enough for $module/go.mod)"
@@ -104,19 +115,28 @@ install_control_plane() {
   local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$version"
   ldflags+=" -X k8s.io/component-base/version.gitMajor=$major -X k8s.io/component-base/version.gitMinor=${minor#*.}"
   ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
-  log "building kube-apiserver and kube-controller-manager $version from the Go module proxy with $(go version | cut -d' ' -f3) (about 5 minutes on 2 cores)"
+  log "building ${commands% } $version from the Go module proxy with $(go version | cut -d' ' -f3) (about 5 minutes on 2 cores for the control plane, 12 with the node)"
   local started=$SECONDS
   # A module cache and build cache of its own, removed afterwards: only the binaries are kept.
   (cd "$module" && GOTOOLCHAIN=local GOFLAGS="-mod=readonly -modcacherw -buildvcs=false" \
     GOMODCACHE="$build/mod" GOCACHE="$build/cache" \
     go build -trimpath -ldflags "$ldflags" -o "$build/bin/" \
-      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager >"$build/build.log" 2>&1) \
+      $(for c in $commands; do echo "k8s.io/kubernetes/cmd/$c"; done) >"$build/build.log" 2>&1) \
     || { tail -40 "$build/build.log" >&2; rm -rf "$build"; fail "the Kubernetes $version build failed (log above)"; }
   rm -rf "$out"; mkdir -p "$out"
-  mv "$build/bin/kube-apiserver" "$build/bin/kube-controller-manager" "$out/"
+  for c in $commands; do mv "$build/bin/$c" "$out/"; done
   echo "$mark" >"$out/BUILD"
   rm -rf "$build"
   log "built $("$out/kube-apiserver" --version) in $((SECONDS - started)) s: $(du -sh "$out" | cut -f1) in $out"
+}
+
+# The real node's runtime (tests/e2e/node.rs), for a minor whose build module has kubelet.
+install_node() {
+  kube_commands "$1" | grep -qx kubelet || return 0
+  apt_install containerd runc containernetworking-plugins catatonit iptables
+  for f in /usr/bin/containerd /usr/bin/ctr /usr/sbin/runc /usr/lib/cni/bridge /usr/lib/cni/host-local /usr/lib/cni/loopback /usr/bin/catatonit; do
+    [ -x "$f" ] || fail "$f is missing after installing the node's packages"
+  done
 }
 
 newest_minor() { ls "$here/kube" | sort -t. -k1,1n -k2,2n | tail -n 1; }
@@ -129,12 +149,13 @@ case "${1:-}" in
     [ $# -gt 0 ] || set -- "$(newest_minor)"
     apt_install iproute2
     install_etcd
-    for minor in "$@"; do install_control_plane "$minor"; done
+    for minor in "$@"; do install_control_plane "$minor"; install_node "$minor"; done
     ;;
   "")
     apt_install iproute2
     install_etcd
     install_control_plane "$(newest_minor)"
+    install_node "$(newest_minor)"
     ;;
   *) fail "unknown argument '$1' (usage: install-tools.sh [helm | kube MINOR...])" ;;
 esac
