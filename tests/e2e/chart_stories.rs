@@ -120,7 +120,7 @@ fn chart_for_real(c: &Cluster) {
 
 /// Bounded writers: Deployment patches through the API server (replicas 2 and 3 in turn, each
 /// admitted by the webhook) until stopped; counts the ones that failed.
-struct Writers {
+pub struct Writers {
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicUsize>,
     failed: Arc<Mutex<Vec<String>>>,
@@ -130,7 +130,7 @@ struct Writers {
 use std::sync::Mutex;
 
 impl Writers {
-    fn start(c: &Cluster, ns: &str, names: &[&str]) -> Self {
+    pub fn start(c: &Cluster, ns: &str, names: &[&str]) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicUsize::new(0));
         let failed: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -173,7 +173,7 @@ impl Writers {
         Self { stop, ok, failed, threads }
     }
 
-    fn stop(self) -> (usize, Vec<String>) {
+    pub fn stop(self) -> (usize, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
             t.join().unwrap();

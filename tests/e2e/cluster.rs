@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 pub const SERVICE_RANGE: &str = "198.19.255.0/24";
 
 /// Where the installed tools are.
+#[derive(Clone)]
 pub struct Tools {
     /// The Kubernetes minor they are of (`1.37`).
     pub minor: String,
@@ -135,6 +136,26 @@ impl Drop for Process {
     }
 }
 
+/// What the controller manager runs on a node: Deployments, ReplicaSets, EndpointSlices, service
+/// accounts and their tokens, the CA ConfigMap of projected tokens, PodDisruptionBudgets, node
+/// taints (a new node is tainted not-ready until this controller sees it Ready), pod GC, and what
+/// the host cluster runs.
+pub const NODE_CONTROLLERS: &str = "garbage-collector-controller,namespace-controller,clusterrole-aggregation-controller,deployment-controller,replicaset-controller,endpointslice-controller,endpoints-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,disruption-controller,node-lifecycle-controller,pod-garbage-collector-controller,taint-eviction-controller";
+
+/// `program`, started inside the placement's network namespace when there is one (`nsenter`
+/// execs it, so the process is the program itself; `ip netns exec` would remount /sys and hide
+/// the cgroup v1 mounts a kubelet needs).
+pub fn in_placement(placement: &Option<Placement>, program: &Path) -> Command {
+    match placement {
+        Some(p) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{}", p.netns)).arg("--").arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -185,6 +206,15 @@ pub fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+/// Where the control plane runs: on 127.0.0.1 (the default), or inside a network namespace of the
+/// suite at a node's address (`crate::node`: the kubelet, its pods and kube-proxy reach it there).
+#[derive(Clone)]
+pub struct Placement {
+    /// The network namespace (`/run/netns/NAME`); every process is started in it with `nsenter`.
+    pub netns: String,
+    pub address: std::net::Ipv4Addr,
+}
+
 /// The running control plane.
 pub struct Cluster {
     pub tools: Tools,
@@ -192,6 +222,8 @@ pub struct Cluster {
     pub api: SocketAddr,
     pub kubeconfig: PathBuf,
     pub pki: Pki,
+    /// `None`: on 127.0.0.1.
+    pub placement: Option<Placement>,
     etcd_url: String,
     /// Behind a lock so that a scenario (which borrows the cluster) can restart the API server.
     processes: Mutex<Vec<Process>>,
@@ -236,15 +268,34 @@ impl Cluster {
     /// Starts etcd, kube-apiserver and kube-controller-manager and waits until the API server is
     /// ready; an error says which part did not start and where its log is.
     pub fn start(tools: Tools) -> Result<Self, String> {
+        Self::start_at(tools, None)
+    }
+
+    /// `start`, in `placement`'s network namespace when given: etcd and the API server then listen
+    /// on its address (fixed ports: the namespace is new), the API server keeps the `kubernetes`
+    /// Service's endpoints and reaches kubelets, and the controller manager runs what a node's
+    /// workloads need (`NODE_CONTROLLERS`).
+    pub fn start_at(tools: Tools, placement: Option<Placement>) -> Result<Self, String> {
         let keep = tempfile::Builder::new().prefix("replica-guard-e2e-").tempdir().unwrap();
         let dir = keep.path().to_path_buf();
         let pki = Pki::new("replica-guard e2e CA");
-        let (etcd_client, etcd_peer, api_port) = (free_port(), free_port(), free_port());
-        let etcd_url = format!("http://127.0.0.1:{etcd_client}");
-        let api = SocketAddr::from(([127, 0, 0, 1], api_port));
+        let (host, etcd_client, etcd_peer, api_port) = match &placement {
+            Some(p) => (p.address.to_string(), 2379, 2380, 6443),
+            None => ("127.0.0.1".to_string(), free_port(), free_port(), free_port()),
+        };
+        let etcd_url = format!("http://{host}:{etcd_client}");
+        let api = SocketAddr::new(host.parse().unwrap(), api_port);
 
         let (cert, key) = pki.sign(
-            &["127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "198.19.255.1"],
+            &[
+                "127.0.0.1",
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "198.19.255.1",
+                &host,
+            ],
             None,
         );
         write(&dir.join("pki/ca.crt"), &pki.ca_pem);
@@ -273,7 +324,7 @@ impl Cluster {
         let p = |f: &str| dir.join(f).display().to_string();
         processes.push(Process::spawn(
             "etcd",
-            Command::new(&tools.etcd).args([
+            in_placement(&placement, &tools.etcd).args([
                 "--name",
                 "e2e",
                 "--data-dir",
@@ -283,11 +334,11 @@ impl Cluster {
                 "--advertise-client-urls",
                 &etcd_url,
                 "--listen-peer-urls",
-                &format!("http://127.0.0.1:{etcd_peer}"),
+                &format!("http://{host}:{etcd_peer}"),
                 "--initial-advertise-peer-urls",
-                &format!("http://127.0.0.1:{etcd_peer}"),
+                &format!("http://{host}:{etcd_peer}"),
                 "--initial-cluster",
-                &format!("e2e=http://127.0.0.1:{etcd_peer}"),
+                &format!("e2e=http://{host}:{etcd_peer}"),
             ]),
             &dir.join("etcd.log"),
         ));
@@ -297,21 +348,29 @@ impl Cluster {
             api,
             kubeconfig,
             pki,
+            placement,
             etcd_url,
             processes: Mutex::new(processes),
             _keep: Some(keep),
         };
         cluster.start_apiserver()?;
         cluster.wait_ready(Duration::from_secs(90))?;
+        let mut args = vec![
+            format!("--kubeconfig={}", dir.join("controller-manager.kubeconfig").display()),
+            "--controllers=garbage-collector-controller,namespace-controller,clusterrole-aggregation-controller"
+                .to_string(),
+            "--leader-elect=false".to_string(),
+            "--secure-port=0".to_string(),
+            "--use-service-account-credentials=false".to_string(),
+        ];
+        if cluster.placement.is_some() {
+            args[1] = format!("--controllers={NODE_CONTROLLERS}");
+            args.push(format!("--root-ca-file={}", p("pki/ca.crt")));
+            args.push(format!("--service-account-private-key-file={}", p("pki/sa.key")));
+        }
         let cm = Process::spawn(
             "kube-controller-manager",
-            Command::new(&cluster.tools.kube_controller_manager).args([
-                &format!("--kubeconfig={}", dir.join("controller-manager.kubeconfig").display()),
-                "--controllers=garbage-collector-controller,namespace-controller,clusterrole-aggregation-controller",
-                "--leader-elect=false",
-                "--secure-port=0",
-                "--use-service-account-credentials=false",
-            ]),
+            in_placement(&cluster.placement, &cluster.tools.kube_controller_manager).args(&args),
             &dir.join("kube-controller-manager.log"),
         );
         cluster.processes.lock().unwrap().push(cm);
@@ -341,12 +400,24 @@ impl Cluster {
     /// Starts kube-apiserver.
     fn start_apiserver(&self) -> Result<(), String> {
         let p = |f: &str| self.dir.join(f).display().to_string();
+        let host = self.api.ip().to_string();
+        // On a node: real endpoints for the `kubernetes` Service (in-cluster clients reach the API
+        // server through it and kube-proxy), service account tokens for pods, and the kubelet's
+        // address and a client certificate (logs, the pod proxy).
+        let node_args: Vec<String> = match &self.placement {
+            Some(_) => vec![
+                "--kubelet-preferred-address-types=InternalIP".into(),
+                format!("--kubelet-client-certificate={}", p("pki/controller-manager.crt")),
+                format!("--kubelet-client-key={}", p("pki/controller-manager.key")),
+            ],
+            None => vec!["--endpoint-reconciler-type=none".into(), "--disable-admission-plugins=ServiceAccount".into()],
+        };
         let process = Process::spawn(
             "kube-apiserver",
-            Command::new(&self.tools.kube_apiserver).args([
+            in_placement(&self.placement, &self.tools.kube_apiserver).args(node_args).args([
                 &format!("--etcd-servers={}", self.etcd_url),
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                &format!("--bind-address={host}"),
+                &format!("--advertise-address={host}"),
                 &format!("--secure-port={}", self.api.port()),
                 &format!("--tls-cert-file={}", p("pki/apiserver.crt")),
                 &format!("--tls-private-key-file={}", p("pki/apiserver.key")),
@@ -357,10 +428,8 @@ impl Cluster {
                 "--api-audiences=https://kubernetes.default.svc",
                 "--authorization-mode=RBAC",
                 &format!("--service-cluster-ip-range={SERVICE_RANGE}"),
-                "--endpoint-reconciler-type=none",
-                // `service:` webhook calls go to the Service's EndpointSlices (no kube-proxy here).
+                // `service:` webhook calls go to the Service's EndpointSlices (no kube-proxy needed).
                 "--enable-aggregator-routing=true",
-                "--disable-admission-plugins=ServiceAccount",
             ]),
             &self.dir.join("kube-apiserver.log"),
         );

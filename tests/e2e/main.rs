@@ -16,6 +16,8 @@ mod check_stories;
 mod cluster;
 mod events_stories;
 mod latency;
+mod node;
+mod node_stories;
 mod pods;
 mod registry_stories;
 mod scale;
@@ -45,6 +47,9 @@ fn main() -> ExitCode {
         }
     };
     let started = Instant::now();
+    if !(capture || bench || bench_scale) {
+        return play_stories(tools, &filter, started);
+    }
     let cluster = match cluster::Cluster::start(tools) {
         Ok(cluster) => cluster,
         Err(e) => {
@@ -71,6 +76,13 @@ fn main() -> ExitCode {
         latency::run(&cluster, number(0, 5), number(1, 300));
         return ExitCode::SUCCESS;
     }
+    ExitCode::SUCCESS
+}
+
+/// The user stories: those on the control plane of 127.0.0.1, then those on the real node
+/// (`node_stories`, named `node: ...`; their own control plane, inside the node's network
+/// namespace), each cluster started only when a chosen story needs it.
+fn play_stories(tools: cluster::Tools, filter: &[String], started: Instant) -> ExitCode {
     let scenarios: Vec<Scenario> = [
         stories::all(),
         audit_stories::all(),
@@ -85,21 +97,83 @@ fn main() -> ExitCode {
         scope_stories::all(),
     ]
     .concat();
-    let chosen: Vec<&Scenario> = scenarios
-        .iter()
-        .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
-        .collect();
+    let chosen = |list: Vec<Scenario>| -> Vec<Scenario> {
+        list.into_iter()
+            .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
+            .collect()
+    };
+    let mut on_host = chosen(scenarios);
+    let mut on_node = chosen(node_stories::all());
+    if !on_node.is_empty() && !node_stories::available(&tools) {
+        // Said, not skipped silently: the real node is built for the newest minor only.
+        eprintln!(
+            "e2e: the {} node stories run on the newest Kubernetes only (tests/e2e/kube/{}/tools.go builds no kubelet)",
+            on_node.len(),
+            tools.minor
+        );
+        if filter.iter().any(|f| f.starts_with("node")) {
+            return ExitCode::FAILURE;
+        }
+        on_node.clear();
+    }
+    if !on_node.is_empty() {
+        // Where the real node runs, the stand-in's pods (the binary in a network namespace, the
+        // harness playing the kubelet) are retired from what the node stories replay for real.
+        let before = on_host.len();
+        on_host.retain(|(name, _)| !node_stories::REPLACED_STAND_INS.contains(name));
+        if on_host.len() < before {
+            eprintln!(
+                "e2e: {} stand-in chart stories replaced by the real node's (node_stories::REPLACED_STAND_INS)",
+                before - on_host.len()
+            );
+        }
+    }
     let (mut passed, mut failed) = (0, vec![]);
-    for (name, play) in chosen {
+    if !on_host.is_empty() {
+        let cluster = match cluster::Cluster::start(tools.clone()) {
+            Ok(cluster) => cluster,
+            Err(e) => {
+                eprintln!("e2e: the control plane did not start: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        eprintln!(
+            "e2e: Kubernetes {} control plane ready at https://{} in {:.1} s",
+            cluster.tools.server_version(),
+            cluster.api,
+            started.elapsed().as_secs_f64()
+        );
+        play(&cluster, &on_host, &mut passed, &mut failed);
+    }
+    if !on_node.is_empty() {
+        match node_stories::Environment::start(tools) {
+            Ok(env) => play(&env.cluster, &on_node, &mut passed, &mut failed),
+            Err(e) => {
+                eprintln!("e2e: the real node did not start: {e}");
+                failed.extend(on_node.iter().map(|(name, _)| *name));
+            }
+        }
+    }
+    if !failed.is_empty() {
+        println!("\nfailures:\n    {}", failed.join("\n    "));
+    }
+    println!("\ne2e: {passed} passed, {} failed ({:.0} s)", failed.len(), started.elapsed().as_secs_f64());
+    println!("{passed} passed, {} failed", failed.len());
+    if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Plays `scenarios` on `cluster`, counting.
+fn play(cluster: &cluster::Cluster, scenarios: &[Scenario], passed: &mut usize, failed: &mut Vec<&'static str>) {
+    for (name, story) in scenarios {
         if let Err(e) = cluster.check_alive() {
             eprintln!("e2e: the control plane broke down: {e}");
             failed.push(*name);
             break;
         }
         let t = Instant::now();
-        match std::panic::catch_unwind(AssertUnwindSafe(|| play(&cluster))) {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| story(cluster))) {
             Ok(()) => {
-                passed += 1;
+                *passed += 1;
                 println!("test {name} ... ok ({:.1} s)", t.elapsed().as_secs_f64());
             }
             Err(_) => {
@@ -108,11 +182,4 @@ fn main() -> ExitCode {
             }
         }
     }
-    drop(cluster);
-    if !failed.is_empty() {
-        println!("\nfailures:\n    {}", failed.join("\n    "));
-    }
-    println!("\ne2e: {passed} passed, {} failed ({:.0} s)", failed.len(), started.elapsed().as_secs_f64());
-    println!("{passed} passed, {} failed", failed.len());
-    if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The end-to-end suite under a real kube-apiserver: installs the control plane and the tools once
 # per machine (tests/e2e/install-tools.sh, cached under ~/.cache/replica-guard-tools), then runs
-# the scenarios. Arguments are name filters: `bash tests/e2e/run.sh scale helm`.
+# the scenarios. Arguments are name filters: `bash tests/e2e/run.sh scale helm`; `node` runs only
+# the real node's stories (the chart's image on a kubelet; newest Kubernetes only).
 #   --kube MINOR                  the Kubernetes minor to run against (a build module under
 #                                 tests/e2e/kube/: 1.34 or 1.37); default: the newest
 #   --bench-latency [ROUNDS] [WRITES]   the added-latency benchmark instead (BENCHMARKS.md)
@@ -29,5 +30,14 @@ case "${args[0]:-}" in
     # The benchmark measures the release binary.
     cargo build --release --bin replica-guard
     export REPLICA_GUARD_BIN="$PWD/target/release/replica-guard" ;;
+  --*) ;;
+  *)
+    # The real node's stories (`node: ...`, where the minor builds a kubelet) run the image of the
+    # release binary, as users do.
+    if grep -q 'k8s.io/kubernetes/cmd/kubelet' "tests/e2e/kube/$minor/tools.go" \
+      && { [ ${#args[@]} -eq 0 ] || printf '%s\n' "${args[@]}" | grep -q node; }; then
+      cargo build --release --locked --bin replica-guard
+      export REPLICA_GUARD_RELEASE_BIN="$PWD/target/release/replica-guard"
+    fi ;;
 esac
 RUST_BACKTRACE="${RUST_BACKTRACE:-0}" cargo test --test e2e -- ${args[@]+"${args[@]}"}

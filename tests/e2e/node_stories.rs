@@ -1,0 +1,690 @@
+//! The chart as users run it: its image built from the release binary (`tests/e2e/image.sh`),
+//! `helm install` of the unchanged chart on a real node (`crate::node`: kubelet, containerd,
+//! kube-scheduler, kube-proxy, the controller manager's workload controllers), the pods started by
+//! the kubelet, probed by it, reached through the chart's Service, the audit pod's in-cluster
+//! client on its projected token. Every story asserts what a user sees.
+
+use crate::Scenario;
+use crate::cluster::{Cluster, Placement, Ran, Tools};
+use crate::node::{self, Node};
+use crate::pods::Host;
+use crate::webhook::deployment;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub fn all() -> Vec<Scenario> {
+    vec![
+        (
+            "node: the image starts as the Dockerfile says, and building it twice gives the same digest",
+            image_is_the_dockerfiles,
+        ),
+        (
+            "node: helm install of the unchanged chart: pods Ready through the kubelet's probes, a denial through the Service, parameters written by the audit pod's in-cluster client",
+            helm_install_on_a_real_node,
+        ),
+        (
+            "node: every webhook pod gone, the backstop refuses over-limit changes; pods back, the webhook's warnings return",
+            every_webhook_pod_gone,
+        ),
+        (
+            "node: kubectl rollout restart of the webhook under steady writes: 0 failed admissions, failurePolicy Ignore (the default) and Fail",
+            rollout_restart_under_writes,
+        ),
+        (
+            "node: a registry edit in the chart's ConfigMap reaches the pods through the kubelet's volume update (the file source's delay, measured)",
+            registry_edit_through_the_kubelet,
+        ),
+        (
+            "node: the TLS Secret updated: the kubelet swaps the files, every pod serves the new certificate without a restart, no failed admission",
+            certificate_rotation_through_the_kubelet,
+        ),
+        (
+            "node: a thousand held 3 MiB uploads against a webhook pod: no OOM kill, no restart, memory inside the chart's limit as the kernel counts it, reviews still answered",
+            hostile_load_within_the_memory_limit,
+        ),
+        ("node: kubectl drain of the node stops at the PodDisruptionBudget", drain_respects_the_budget),
+    ]
+}
+
+/// The stand-in's stories (`chart_stories`: the binary in a network namespace, the harness playing
+/// the kubelet and the EndpointSlice controller) that these stories replay on the real node, and
+/// that are not run where the node runs. The stand-in stays for the oldest minor (no node is
+/// built for it) and for what the node does not replay: the API server's own selection of
+/// requests (`scope_stories`, the exempt-group matchConditions story, the backstop story's
+/// registry edits), which no kubelet takes part in.
+pub const REPLACED_STAND_INS: [&str; 2] = [
+    "chart: through its own Service, certificate and rules, kubectl sees the denial",
+    "chart: zero failed admissions while a pod is replaced and the certificate rotated",
+];
+
+/// Whether the minor's build module builds a kubelet: the node stories run where it does (the
+/// newest minor; the oldest is covered by the stories on 127.0.0.1).
+pub fn available(tools: &Tools) -> bool {
+    let module = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/e2e/kube/{}/tools.go", tools.minor));
+    std::fs::read_to_string(module).unwrap_or_default().contains("k8s.io/kubernetes/cmd/kubelet")
+}
+
+/// The release namespace of the stories' install, and a team's namespace.
+const RELEASE: &str = "replica-guard";
+const TEAM: &str = "team-a";
+/// The chart's image as the chart names it by default (repository and appVersion).
+const IMAGE: &str = "ghcr.io/example/replica-guard:0.1.0";
+
+/// The node, its control plane and its network, removed in that order.
+pub struct Environment {
+    node: Option<Node>,
+    pub cluster: Cluster,
+    _host: Host,
+    _images: tempfile::TempDir,
+}
+
+impl Drop for Environment {
+    fn drop(&mut self) {
+        // The node's containers and runtime before the API server they report to.
+        self.node.take();
+    }
+}
+
+/// The image archives: (replica-guard, pause), built once per run.
+fn images(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let binary = std::env::var("REPLICA_GUARD_RELEASE_BIN").map_err(|_| {
+        "REPLICA_GUARD_RELEASE_BIN is not set: the image holds the release binary (tests/e2e/run.sh builds it)"
+            .to_string()
+    })?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/image.sh");
+    let build = |args: &[&str], out: &Path| -> Result<String, String> {
+        let ran =
+            std::process::Command::new("bash").arg(&script).args(args).arg(out).output().map_err(|e| e.to_string())?;
+        if !ran.status.success() {
+            return Err(format!("image.sh {}: {}", args.join(" "), String::from_utf8_lossy(&ran.stderr)));
+        }
+        Ok(String::from_utf8_lossy(&ran.stdout).trim().to_string())
+    };
+    let image = dir.join("replica-guard.tar");
+    let digest = build(&["--binary", &binary], &image)?;
+    let pause = dir.join("pause.tar");
+    build(&["--pause"], &pause)?;
+    std::fs::write(dir.join("digest"), &digest).map_err(|e| e.to_string())?;
+    eprintln!(
+        "e2e: image {IMAGE} {digest}, {:.1} MB (tests/e2e/image.sh)",
+        std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0) as f64 / 1e6
+    );
+    Ok((image, pause))
+}
+
+impl Environment {
+    pub fn start(tools: Tools) -> Result<Self, String> {
+        crate::pods::remove_leftovers();
+        node::remove_leftovers();
+        let dir = tempfile::Builder::new().prefix("replica-guard-images-").tempdir().map_err(|e| e.to_string())?;
+        let (image, pause) = images(dir.path())?;
+        let started = Instant::now();
+        let (host, placement): (Host, Placement) = node::network()?;
+        let cluster = Cluster::start_at(tools, Some(placement))?;
+        let node = Node::start(&cluster, &[pause, image])?;
+        eprintln!(
+            "e2e: Kubernetes {} control plane and node {} ready at https://{} in {:.1} s",
+            cluster.tools.server_version(),
+            node::NAME,
+            cluster.api,
+            started.elapsed().as_secs_f64()
+        );
+        Ok(Self { node: Some(node), cluster, _host: host, _images: dir })
+    }
+}
+
+/// The image archive's runtime config.
+fn image_config(archive: &Path) -> serde_json::Value {
+    let mut files = std::collections::HashMap::new();
+    let listing = std::process::Command::new("tar").arg("tf").arg(archive).output().unwrap();
+    for name in String::from_utf8_lossy(&listing.stdout).lines().filter(|n| !n.ends_with('/')) {
+        let data = std::process::Command::new("tar").arg("xOf").arg(archive).arg(name).output().unwrap().stdout;
+        if data.len() < 1 << 20 {
+            files.insert(name.to_string(), data);
+        }
+    }
+    let json = |name: &str| -> serde_json::Value { serde_json::from_slice(&files[name]).unwrap() };
+    let index = json("index.json");
+    let blob = |digest: &str| format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+    let manifest = json(&blob(index["manifests"][0]["digest"].as_str().unwrap()));
+    json(&blob(manifest["config"]["digest"].as_str().unwrap()))
+}
+
+/// The Dockerfile's final stage, as the Docker image would start: (user, ports, entrypoint, cmd).
+fn dockerfile_final_stage() -> (String, Vec<String>, serde_json::Value, serde_json::Value) {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let last = lines.iter().rposition(|l| l.starts_with("FROM ")).unwrap();
+    let (mut user, mut ports, mut entrypoint, mut cmd) =
+        (String::new(), vec![], serde_json::Value::Null, serde_json::Value::Null);
+    for line in &lines[last + 1..] {
+        let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match word {
+            "USER" => user = rest.trim().to_string(),
+            "EXPOSE" => ports = rest.split_whitespace().map(|p| format!("{p}/tcp")).collect(),
+            "ENTRYPOINT" => entrypoint = serde_json::from_str(rest).unwrap(),
+            "CMD" => cmd = serde_json::from_str(rest).unwrap(),
+            _ => {}
+        }
+    }
+    (user, ports, entrypoint, cmd)
+}
+
+fn image_is_the_dockerfiles(_c: &Cluster) {
+    let dir = std::env::temp_dir().join("replica-guard-image-check");
+    let _ = std::fs::create_dir_all(&dir);
+    let (first, _) = images(&dir).unwrap();
+    let first_digest = std::fs::read_to_string(dir.join("digest")).unwrap();
+    let config = image_config(&first);
+    let (user, ports, entrypoint, cmd) = dockerfile_final_stage();
+    assert_eq!(config["config"]["User"], user.as_str(), "the image's user is the Dockerfile's");
+    assert_eq!(user, "65532:65532", "non-root");
+    let mut exposed: Vec<String> = config["config"]["ExposedPorts"].as_object().unwrap().keys().cloned().collect();
+    exposed.sort();
+    let mut ports = ports;
+    ports.sort();
+    assert_eq!(exposed, ports);
+    assert_eq!(config["config"]["Entrypoint"], entrypoint);
+    assert_eq!(config["config"]["Cmd"], cmd);
+    // Twice from the same binary and packages: the same bytes.
+    let again = dir.join("again.tar");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/image.sh");
+    let ran = std::process::Command::new("bash")
+        .arg(&script)
+        .args(["--binary", &std::env::var("REPLICA_GUARD_RELEASE_BIN").unwrap()])
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    assert_eq!(String::from_utf8_lossy(&ran.stdout).trim(), first_digest.trim(), "the second build's digest");
+    assert_eq!(std::fs::read(&first).unwrap(), std::fs::read(&again).unwrap(), "the same archive, byte for byte");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The values a platform gives: the registry (the image is the chart's default).
+fn values(c: &Cluster) -> PathBuf {
+    let path = c.dir.join("node-values.yaml");
+    crate::cluster::write(
+        &path,
+        &format!(
+            "registry:\n  file:\n    pollIntervalSeconds: 1\n    limits:\n      entries:\n      - {{namespace: {TEAM}, deployment: payments-api, maxReplicas: 4, owner: payments-team@example.com}}\n"
+        ),
+    );
+    path
+}
+
+/// The pods of the release with `label` (`app.kubernetes.io/name=replica-guard`), as JSON.
+fn pods(c: &Cluster, selector: &str) -> Vec<serde_json::Value> {
+    let ran = c.kubectl("admin", &["get", "pods", "-n", RELEASE, "-l", selector, "-o", "json"]).success();
+    let list: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+const WEBHOOK_PODS: &str = "app.kubernetes.io/name=replica-guard,app.kubernetes.io/instance=rg";
+
+/// Waits (bounded) until `count` pods of `selector` are Ready, none terminating.
+fn wait_ready(c: &Cluster, selector: &str, count: usize, limit: Duration) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        let all = pods(c, selector);
+        let ready = all
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .filter(|p| {
+                p["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            })
+            .count();
+        if ready == count && all.len() == count {
+            return started.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let described = c.kubectl("admin", &["describe", "pods", "-n", RELEASE, "-l", selector]);
+    panic!("{count} pods of {selector} not Ready within {limit:?}:\n{}", described.stdout);
+}
+
+/// Installs the chart once per run (the stories after the first reuse it).
+fn installed(c: &Cluster) {
+    let ran = c.kubectl("admin", &["get", "deploy", "rg-replica-guard", "-n", RELEASE]);
+    if ran.ok {
+        return;
+    }
+    c.namespace(TEAM);
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/replica-guard");
+    let ran =
+        c.helm(&["install", "rg", chart, "-n", RELEASE, "--create-namespace", "-f", &values(c).display().to_string()]);
+    assert!(ran.ok, "helm install: {}{}", ran.stdout, ran.stderr);
+    let webhook = wait_ready(c, WEBHOOK_PODS, 3, Duration::from_secs(180));
+    eprintln!("node: helm install, then 3 webhook pods Ready {:.1} s later", webhook.as_secs_f64());
+    wait_ready(c, "app.kubernetes.io/name=replica-guard-audit", 1, Duration::from_secs(60));
+}
+
+/// The webhook's answer through the Service: retried (bounded) until `check` holds.
+fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> Result<(), String>) {
+    let started = Instant::now();
+    let mut last = String::new();
+    while started.elapsed() < limit {
+        match check() {
+            Ok(()) => return,
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("{what} not within {limit:?}: {last}");
+}
+
+fn warned(ran: &Ran, text: &str) -> Result<(), String> {
+    if ran.ok && ran.warnings().iter().any(|w| w.contains(text)) {
+        Ok(())
+    } else {
+        Err(format!("no warning {text:?}: {}{}", ran.stdout, ran.stderr))
+    }
+}
+
+fn helm_install_on_a_real_node(c: &Cluster) {
+    installed(c);
+    // Pods as the kubelet runs them: the image's user, a read-only root, the memory limit in
+    // the kernel's cgroup, no restart.
+    for pod in pods(c, WEBHOOK_PODS) {
+        let status = &pod["status"]["containerStatuses"][0];
+        assert_eq!(status["restartCount"], 0, "{}", pod["metadata"]["name"]);
+        assert_eq!(status["image"].as_str().unwrap().trim_start_matches("docker.io/library/"), IMAGE);
+        let uid = pod["metadata"]["uid"].as_str().unwrap();
+        let (now, _) = Node::pod_memory(uid).expect("the pod's memory cgroup");
+        assert!(now > 0 && now < 128 << 20, "{now} bytes, inside the chart's 128 MiB limit");
+    }
+    // Through the Service: an unregistered Deployment gets the webhook's warning (a dry run), an
+    // over-limit one is refused.
+    eventually("the webhook's warning through the Service", Duration::from_secs(30), || {
+        warned(
+            &c.apply("alice", &deployment(TEAM, "unregistered", 2, "nginx:1"), &["--dry-run=server"]),
+            "not registered in PED",
+        )
+    });
+    let ran = c.apply("alice", &deployment(TEAM, "payments-api", 6, "nginx:1"), &[]);
+    assert!(!ran.ok && ran.stderr.contains("replicas 6 exceeds PED max 4 for team-a/payments-api"), "{}", ran.stderr);
+    // The audit pod (in-cluster client: projected token, kube-root-ca.crt, the kubernetes
+    // Service through kube-proxy) writes the backstop's parameters under the chart's RBAC.
+    eventually("the audit pod's backstop parameters", Duration::from_secs(60), || {
+        let ran = c.kubectl(
+            "admin",
+            &["get", "backstoplimits", "replica-guard", "-n", TEAM, "-o", "jsonpath={.spec.enforced.payments-api}"],
+        );
+        if ran.ok && ran.stdout == "4" { Ok(()) } else { Err(format!("{}{}", ran.stdout, ran.stderr)) }
+    });
+}
+
+fn every_webhook_pod_gone(c: &Cluster) {
+    installed(c);
+    c.kubectl("admin", &["scale", "deploy/rg-replica-guard", "-n", RELEASE, "--replicas=0"]).success();
+    wait_ready(c, WEBHOOK_PODS, 0, Duration::from_secs(60));
+    // failurePolicy Ignore (the default with the backstop): nothing blocks, the policy enforces.
+    let ran = c.apply("alice", &deployment(TEAM, "payments-api", 7, "nginx:1"), &[]);
+    assert!(
+        ran.stderr.contains("ValidatingAdmissionPolicy 'rg-replica-guard-backstop'")
+            && ran.stderr.contains("exceeds PED max 4"),
+        "{}",
+        ran.stderr
+    );
+    let ran = c.apply("alice", &deployment(TEAM, "unregistered", 2, "nginx:1"), &["--dry-run=server"]).success();
+    assert!(ran.warnings().is_empty(), "no webhook, no warning: {:?}", ran.warnings());
+    c.kubectl("admin", &["scale", "deploy/rg-replica-guard", "-n", RELEASE, "--replicas=3"]).success();
+    wait_ready(c, WEBHOOK_PODS, 3, Duration::from_secs(120));
+    eventually("the webhook's warnings back", Duration::from_secs(30), || {
+        warned(
+            &c.apply("alice", &deployment(TEAM, "unregistered", 2, "nginx:1"), &["--dry-run=server"]),
+            "not registered in PED",
+        )
+    });
+}
+
+/// The API server's own count of webhook calls that failed (`fail_open`: ignored under
+/// `failurePolicy: Ignore`; `calling_webhook_error`: refused under `Fail`) for replica-guard.
+fn failed_calls(c: &Cluster) -> f64 {
+    let ran = c.kubectl("admin", &["get", "--raw", "/metrics"]).success();
+    ran.stdout
+        .lines()
+        .filter(|l| l.contains("name=\"validate.replica-guard.io\""))
+        .filter(|l| {
+            l.starts_with("apiserver_admission_webhook_fail_open_count")
+                || (l.starts_with("apiserver_admission_webhook_rejection_count") && l.contains("calling_webhook_error"))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn rollout_restart_under_writes(c: &Cluster) {
+    installed(c);
+    let names = ["orders-api", "search-api", "cart-api"];
+    for name in names {
+        c.apply("admin", &deployment(TEAM, name, 2, "nginx:1"), &[]).success();
+    }
+    for policy in ["Ignore", "Fail"] {
+        if policy == "Fail" {
+            let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/replica-guard");
+            c.helm(&["upgrade", "rg", chart, "-n", RELEASE, "--reuse-values", "--set", "webhook.failurePolicy=Fail"])
+                .success();
+            wait_ready(c, WEBHOOK_PODS, 3, Duration::from_secs(180));
+        }
+        let hook = c
+            .kubectl(
+                "admin",
+                &[
+                    "get",
+                    "validatingwebhookconfiguration",
+                    "rg-replica-guard",
+                    "-o",
+                    "jsonpath={.webhooks[0].failurePolicy}",
+                ],
+            )
+            .success();
+        assert_eq!(hook.stdout, policy);
+        let calls_before = failed_calls(c);
+        let writers = crate::chart_stories::Writers::start(c, TEAM, &names);
+        let started = Instant::now();
+        std::thread::sleep(Duration::from_secs(2));
+        c.kubectl("admin", &["rollout", "restart", "deploy/rg-replica-guard", "-n", RELEASE]).success();
+        c.kubectl("admin", &["rollout", "status", "deploy/rg-replica-guard", "-n", RELEASE, "--timeout=240s"])
+            .success();
+        wait_ready(c, WEBHOOK_PODS, 3, Duration::from_secs(120));
+        std::thread::sleep(Duration::from_secs(2));
+        let (ok, failed) = writers.stop();
+        let calls = failed_calls(c) - calls_before;
+        eprintln!(
+            "node: rollout restart with failurePolicy {policy}: {ok} writes admitted, {} failed, {calls} failed webhook calls (the API server's count) in {:.0} s",
+            failed.len(),
+            started.elapsed().as_secs_f64()
+        );
+        assert!(ok > 20, "the writers ran: {ok}");
+        assert!(failed.is_empty(), "failed writes during the rollout: {failed:?}");
+        assert_eq!(
+            calls,
+            0.0,
+            "webhook calls that failed (and were {})",
+            if policy == "Ignore" { "let through unchecked" } else { "refused" }
+        );
+    }
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/replica-guard");
+    c.helm(&["upgrade", "rg", chart, "-n", RELEASE, "--reuse-values", "--set", "webhook.failurePolicy="]).success();
+    wait_ready(c, WEBHOOK_PODS, 3, Duration::from_secs(180));
+}
+
+fn registry_edit_through_the_kubelet(c: &Cluster) {
+    installed(c);
+    // The PED pipeline raises payments-api from 4 to 6 in the chart's registry ConfigMap.
+    let patch = format!(
+        "{{\"data\":{{\"limits.yaml\":\"entries:\\n- {{namespace: {TEAM}, deployment: payments-api, maxReplicas: 6, owner: payments-team@example.com}}\\n\"}}}}"
+    );
+    c.kubectl(
+        "admin",
+        &["patch", "configmap", "rg-replica-guard-registry", "-n", RELEASE, "--type=merge", "-p", &patch],
+    )
+    .success();
+    let edited = Instant::now();
+    let mut last = String::new();
+    let allowed = (0..900).find_map(|_| {
+        let ran = c.apply("alice", &deployment(TEAM, "payments-api", 6, "nginx:1"), &["--dry-run=server"]);
+        if ran.ok {
+            return Some(edited.elapsed());
+        }
+        last = ran.stderr;
+        std::thread::sleep(Duration::from_millis(250));
+        None
+    });
+    let allowed = allowed.unwrap_or_else(|| panic!("6 replicas still refused 225 s after the registry edit: {last}"));
+    eprintln!(
+        "node: a registry edit in the chart's ConfigMap allowed the raised replicas (webhook and backstop) after {:.1} s (the kubelet's volume update; the file source's delay)",
+        allowed.as_secs_f64()
+    );
+}
+
+fn drain_respects_the_budget(c: &Cluster) {
+    installed(c);
+    wait_ready(c, WEBHOOK_PODS, 3, Duration::from_secs(120));
+    // One node: the evicted pod's replacement cannot be scheduled (the node is cordoned), so after
+    // the first eviction the budget (maxUnavailable 1) refuses the next.
+    let ran = c.kubectl(
+        "admin",
+        &[
+            "drain",
+            node::NAME,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--pod-selector",
+            WEBHOOK_PODS,
+            "--timeout=20s",
+        ],
+    );
+    c.kubectl("admin", &["uncordon", node::NAME]).success();
+    assert!(!ran.ok, "drain of the only node must stop at the budget: {}", ran.stdout);
+    assert!(
+        ran.stderr.contains("disruption budget") || ran.stdout.contains("disruption budget"),
+        "the budget is what stopped it: {}{}",
+        ran.stdout,
+        ran.stderr
+    );
+    let ready = pods(c, WEBHOOK_PODS)
+        .iter()
+        .filter(|p| {
+            p["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        })
+        .count();
+    assert!(ready >= 2, "the budget kept 2 of 3 webhook pods serving during the drain: {ready}");
+    wait_ready(c, WEBHOOK_PODS, 3, Duration::from_secs(120));
+}
+
+/// The chart's generated CA (the Secret's `ca.crt`).
+fn chart_ca(c: &Cluster) -> String {
+    let ran = c
+        .kubectl("admin", &["get", "secret", "rg-replica-guard-tls", "-n", RELEASE, "-o", "jsonpath={.data.ca\\.crt}"])
+        .success();
+    use base64::Engine;
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(ran.stdout.trim()).unwrap()).unwrap()
+}
+
+fn hostile_load_within_the_memory_limit(c: &Cluster) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    installed(c);
+    wait_ready(c, WEBHOOK_PODS, 3, Duration::from_secs(120));
+    let target = pods(c, WEBHOOK_PODS)[0].clone();
+    let (name, uid) = (
+        target["metadata"]["name"].as_str().unwrap().to_string(),
+        target["metadata"]["uid"].as_str().unwrap().to_string(),
+    );
+    let address: std::net::SocketAddr =
+        format!("{}:8443", target["status"]["podIP"].as_str().unwrap()).parse().unwrap();
+    let ca = chart_ca(c);
+    let netns = c.placement.as_ref().unwrap().netns.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let connected = Arc::new(AtomicUsize::new(0));
+    // The tenant's load, from inside the node's network (where pod addresses route): a thread in
+    // that namespace, with a runtime whose workers inherit it.
+    let load = {
+        let (stop, sent, connected) = (stop.clone(), sent.clone(), connected.clone());
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(format!("/run/netns/{netns}")).unwrap();
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns(2) on this thread only, with a namespace file we opened.
+            assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            runtime.block_on(async move {
+                use tokio::io::AsyncWriteExt;
+                let body = Arc::new(vec![b'x'; 3 * 1024 * 1024 - 1]);
+                let mut uploads = vec![];
+                for _ in 0..1000 {
+                    let (ca, body, stop, sent, connected) =
+                        (ca.clone(), body.clone(), stop.clone(), sent.clone(), connected.clone());
+                    uploads.push(tokio::spawn(async move {
+                        let Ok(Ok(tcp)) = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(address)).await else { return };
+                        let connector = crate::common::tls_connector(&ca, &[b"http/1.1"]);
+                        let server = rustls::pki_types::ServerName::try_from("rg-replica-guard.replica-guard.svc").unwrap();
+                        let Ok(Ok(mut tls)) = tokio::time::timeout(Duration::from_secs(20), connector.connect(server, tcp)).await else { return };
+                        connected.fetch_add(1, Ordering::Relaxed);
+                        let head = "POST /validate HTTP/1.1\r\nHost: rg-replica-guard\r\nContent-Type: application/json\r\nContent-Length: 3145728\r\n\r\n";
+                        let send = async {
+                            tls.write_all(head.as_bytes()).await?;
+                            tls.write_all(&body).await?;
+                            tls.flush().await
+                        };
+                        if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(20), send).await {
+                            sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // Held open, the last byte never sent, until the story ends (bounded).
+                        for _ in 0..600 {
+                            if stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }));
+                }
+                for upload in uploads {
+                    let _ = upload.await;
+                }
+            });
+        })
+    };
+    // Meanwhile the webhook still answers (the API server spreads calls over the three pods).
+    std::thread::sleep(Duration::from_secs(8));
+    let mut answered = 0;
+    for _ in 0..10 {
+        let ran = c.apply("alice", &deployment(TEAM, "unregistered", 2, "nginx:1"), &["--dry-run=server"]);
+        if warned(&ran, "not registered in PED").is_ok() {
+            answered += 1;
+        }
+    }
+    let (_, during) = Node::pod_memory(&uid).expect("the pod's memory cgroup");
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    let (now, peak) = Node::pod_memory(&uid).expect("the pod's memory cgroup");
+    eprintln!(
+        "node: {} TLS clients uploading 3 MiB each against {name} ({} bodies sent whole, the rest held back by the body budget): its cgroup's peak memory {:.1} MiB (limit 128 MiB; {:.1} MiB after), {answered}/10 dry runs answered meanwhile",
+        connected.load(Ordering::Relaxed),
+        sent.load(Ordering::Relaxed),
+        peak.max(during) as f64 / 1048576.0,
+        now as f64 / 1048576.0
+    );
+    assert!(answered >= 8, "reviews answered during the load: {answered}/10");
+    assert!(peak < 128 << 20, "peak {peak} bytes, inside the chart's 128 MiB limit");
+    for pod in pods(c, WEBHOOK_PODS) {
+        let status = &pod["status"]["containerStatuses"][0];
+        assert_eq!(status["restartCount"], 0, "{}: {}", pod["metadata"]["name"], status);
+        assert!(status["lastState"]["terminated"].is_null(), "{}: {}", pod["metadata"]["name"], status);
+    }
+}
+
+/// Runs `work` on a runtime whose threads are in the node's network namespace (pod addresses
+/// route there, not on the machine).
+fn in_node_network<T: Send + 'static>(c: &Cluster, work: impl AsyncFnOnce() -> T + Send + 'static) -> T {
+    let netns = c.placement.as_ref().unwrap().netns.clone();
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(format!("/run/netns/{netns}")).unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns(2) on this thread only, with a namespace file we opened.
+        assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(work())
+    })
+    .join()
+    .unwrap()
+}
+
+/// Whether a TLS handshake with `address` succeeds trusting only `ca` (so: whether the server
+/// serves a certificate that CA signed).
+async fn serves_certificate_of(address: std::net::SocketAddr, ca: &str) -> bool {
+    let Ok(Ok(tcp)) = tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(address)).await
+    else {
+        return false;
+    };
+    let connector = crate::common::tls_connector(ca, &[b"http/1.1"]);
+    let server = rustls::pki_types::ServerName::try_from("rg-replica-guard.replica-guard.svc").unwrap();
+    matches!(tokio::time::timeout(Duration::from_secs(3), connector.connect(server, tcp)).await, Ok(Ok(_)))
+}
+
+fn certificate_rotation_through_the_kubelet(c: &Cluster) {
+    use base64::Engine;
+    let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+    installed(c);
+    wait_ready(c, WEBHOOK_PODS, 3, Duration::from_secs(120));
+    let old_ca = chart_ca(c);
+    let new = crate::cluster::Pki::new("rotated CA");
+    let (cert, key) = new.sign(
+        &[
+            "rg-replica-guard",
+            "rg-replica-guard.replica-guard",
+            "rg-replica-guard.replica-guard.svc",
+            "rg-replica-guard.replica-guard.svc.cluster.local",
+        ],
+        None,
+    );
+    // 1. The API server trusts both CAs (what cert-manager's CA injector or an upgrade does first).
+    let both = format!("{}{}", old_ca, new.ca_pem);
+    let patch = format!(r#"[{{"op":"replace","path":"/webhooks/0/clientConfig/caBundle","value":"{}"}}]"#, b64(&both));
+    c.kubectl("admin", &["patch", "validatingwebhookconfiguration", "rg-replica-guard", "--type=json", "-p", &patch])
+        .success();
+    let names = ["orders-api", "search-api", "cart-api"];
+    for name in names {
+        c.apply("admin", &deployment(TEAM, name, 2, "nginx:1"), &[]).success();
+    }
+    let calls_before = failed_calls(c);
+    let writers = crate::chart_stories::Writers::start(c, TEAM, &names);
+    // 2. The Secret is updated; the kubelet rewrites the pods' volume (an atomic ..data swap).
+    let patch = format!(
+        r#"{{"data":{{"tls.crt":"{}","tls.key":"{}","ca.crt":"{}"}}}}"#,
+        b64(&cert),
+        b64(&key),
+        b64(&new.ca_pem)
+    );
+    c.kubectl("admin", &["patch", "secret", "rg-replica-guard-tls", "-n", RELEASE, "--type=merge", "-p", &patch])
+        .success();
+    let updated = Instant::now();
+    let addresses: Vec<std::net::SocketAddr> = pods(c, WEBHOOK_PODS)
+        .iter()
+        .map(|p| format!("{}:8443", p["status"]["podIP"].as_str().unwrap()).parse().unwrap())
+        .collect();
+    let ca = new.ca_pem.clone();
+    let rotated = in_node_network(c, async move || {
+        for _ in 0..600 {
+            let mut all = true;
+            for address in &addresses {
+                all &= serves_certificate_of(*address, &ca).await;
+            }
+            if all {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        false
+    });
+    let took = updated.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    let (ok, failed) = writers.stop();
+    let calls = failed_calls(c) - calls_before;
+    eprintln!(
+        "node: every webhook pod served the new certificate {:.1} s after the Secret update (the kubelet's volume sync, then server.tls.reloadIntervalSeconds); {ok} writes admitted, {} failed, {calls} failed webhook calls",
+        took.as_secs_f64(),
+        failed.len()
+    );
+    assert!(rotated, "the pods never served the new certificate");
+    assert!(failed.is_empty(), "failed writes during the rotation: {failed:?}");
+    assert_eq!(calls, 0.0, "webhook calls that failed during the rotation");
+    // 3. The old CA leaves the bundle; admissions still work, no pod restarted.
+    let patch =
+        format!(r#"[{{"op":"replace","path":"/webhooks/0/clientConfig/caBundle","value":"{}"}}]"#, b64(&new.ca_pem));
+    c.kubectl("admin", &["patch", "validatingwebhookconfiguration", "rg-replica-guard", "--type=json", "-p", &patch])
+        .success();
+    eventually("the webhook's warning with the new CA alone", Duration::from_secs(30), || {
+        warned(
+            &c.apply("alice", &deployment(TEAM, "unregistered", 2, "nginx:1"), &["--dry-run=server"]),
+            "not registered in PED",
+        )
+    });
+    for pod in pods(c, WEBHOOK_PODS) {
+        assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0, "{}", pod["metadata"]["name"]);
+    }
+}
