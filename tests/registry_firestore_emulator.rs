@@ -1,0 +1,251 @@
+//! The Firestore sources against Firestore's own emulator (Debian package
+//! `google-cloud-cli-firestore-emulator`), not a fake written here: the snapshot source
+//! (`registry.firestore`, the whole collection in pages) and the HTTP source's `firestore` format
+//! (`registry.http`, one document per workload), each behind the real webhook, with documents
+//! written through the emulator's REST API as the onboarding pipeline writes them.
+//!
+//! The fakes (`registry_firestore.rs`, `registry_http.rs`) stay for what the emulator cannot do:
+//! a page that fails halfway, a page slower than the sync timeout, a 401 that asks for a fresh
+//! token, hostile pages (100 KB owners, more entries than allowed).
+//!
+//! They need the emulator and Java: `cargo test` leaves them out (`#[ignore]`), `.ci/run` runs
+//! them, and a machine without the emulator fails there, saying what to install.
+
+mod common;
+
+use common::{TestServer, fixture};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Where Debian's package puts the launcher (a shell script around the jar); `FIRESTORE_EMULATOR`
+/// may name another.
+const LAUNCHER: &str = "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator";
+
+/// The emulator's address, started once for the test binary (each test writes to a project of
+/// its own). Its process is killed when the test binary exits (PDEATHSIG, set from a thread that
+/// lives as long as the process: the signal follows the thread that spawned it).
+fn emulator() -> SocketAddr {
+    static ADDRESS: OnceLock<SocketAddr> = OnceLock::new();
+    *ADDRESS.get_or_init(|| {
+        let launcher = PathBuf::from(std::env::var("FIRESTORE_EMULATOR").unwrap_or_else(|_| LAUNCHER.to_string()));
+        let jar = launcher.with_file_name("cloud-firestore-emulator.jar");
+        assert!(
+            jar.exists(),
+            "Firestore's emulator is missing ({} not found): install Debian's google-cloud-cli-firestore-emulator (and a Java runtime), or set FIRESTORE_EMULATOR to its launcher",
+            jar.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        let (started, spawned) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::os::unix::process::CommandExt;
+            let mut command = std::process::Command::new("java");
+            command
+                .args(["-Duser.language=en", "-cp"])
+                .arg(&jar)
+                .args(["com.google.cloud.datastore.emulator.firestore.CloudFirestore", "start", "--host=127.0.0.1"])
+                .arg(format!("--port={port}"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            // SAFETY: prctl is async-signal-safe; it asks the kernel to kill the emulator with us.
+            unsafe {
+                command.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let child = command.spawn();
+            let _ = started.send(child.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+            // This thread lives as long as the test binary.
+            loop {
+                std::thread::park();
+            }
+        });
+        if let Err(e) = spawned.recv().unwrap() {
+            panic!("cannot start Firestore's emulator (java): {e}; install a Java runtime (default-jre-headless)");
+        }
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while std::net::TcpStream::connect(address).is_err() {
+            assert!(Instant::now() < deadline, "Firestore's emulator did not listen on {address} within 90 s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        address
+    })
+}
+
+/// One HTTP/1.1 request to the emulator (no authentication: the emulator takes any); the status.
+async fn request(method: &str, path: &str, body: Option<&Value>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(emulator()).await.unwrap();
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: emulator\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(body.as_bytes()).await.unwrap();
+    // The status line is all the test needs (the emulator may keep the connection open).
+    let mut answer = vec![0u8; 64];
+    let mut read = 0;
+    while read < 12 {
+        match tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut answer[read..])).await {
+            Ok(Ok(n)) if n > 0 => read += n,
+            _ => break,
+        }
+    }
+    std::str::from_utf8(&answer[..read]).ok().and_then(|a| a.get(9..12)).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// The onboarding pipeline's write: document `id` of collection `ped` in `project`, with
+/// `fields` as Firestore typed values (created, or replaced whole).
+async fn put(project: &str, id: &str, fields: Value) {
+    let path = format!("/v1/projects/{project}/databases/(default)/documents/ped/{id}");
+    let status = request("PATCH", &path, Some(&json!({ "fields": fields }))).await;
+    assert_eq!(status, 200, "PATCH {path}");
+}
+
+async fn delete(project: &str, id: &str) {
+    let status =
+        request("DELETE", &format!("/v1/projects/{project}/databases/(default)/documents/ped/{id}"), None).await;
+    assert_eq!(status, 200);
+}
+
+fn limit(max: i64) -> Value {
+    json!({"maxReplicas": {"integerValue": max.to_string()}, "owner": {"stringValue": "payments-team@example.com"}})
+}
+
+/// Waits (bounded) for `/readyz`: the first sync of the collection is complete.
+async fn synced(server: &TestServer) {
+    let started = Instant::now();
+    while server.admin_get("/readyz").await.0 != 200 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no first sync from the emulator within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn allowed(server: &TestServer, fixture_name: &str) -> Value {
+    let response = server.review(fixture(fixture_name)).await;
+    response["allowed"].clone()
+}
+
+/// Waits (bounded) until the webhook's answer to the fixture is `want`.
+async fn until_answer(server: &TestServer, fixture_name: &str, want: bool, limit: Duration) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if allowed(server, fixture_name).await == want {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the webhook never answered allowed={want} within {limit:?}");
+}
+
+#[tokio::test]
+#[ignore = "needs Firestore's emulator; .ci/run runs it"]
+async fn the_snapshot_source_syncs_a_collection_from_the_emulator_and_the_webhook_answers_from_it() {
+    let project = "snapshot";
+    // More than a page (pageSize 300): namespace and deployment in fields, or in the document id.
+    for i in 0..320 {
+        let mut fields = limit(4);
+        if i % 2 == 0 {
+            fields["namespace"] = json!({"stringValue": format!("team-{}", i % 5)});
+            fields["deployment"] = json!({"stringValue": format!("api-{i}")});
+        }
+        put(project, &format!("team-{}--api-{i}", i % 5), fields).await;
+    }
+    put(project, "team-a--payments-api", limit(4)).await;
+    put(project, "sandbox--_default", json!({"maxReplicas": {"integerValue": "2"}, "mode": {"stringValue": "warn"}}))
+        .await;
+    let section = format!(
+        "  firestore:\n    project: {project}\n    collection: ped\n    url: http://{}/v1\n    refreshSeconds: 1\n",
+        emulator()
+    );
+    let server = TestServer::start_full("mode: enforce", "", "", &section, None).await;
+    synced(&server).await;
+    // 4 -> 7 for team-a/payments-api (max 4): refused, from the emulator's document.
+    assert_eq!(allowed(&server, "deployment-patch-4-to-7.json").await, false);
+    assert_eq!(
+        server.metric("replica_guard_registry_entries").await,
+        322.0,
+        "every document of the collection, over two pages"
+    );
+    // The pipeline raises the limit; the next sync (refreshSeconds 1) allows.
+    put(project, "team-a--payments-api", limit(8)).await;
+    let took = until_answer(&server, "deployment-patch-4-to-7.json", true, Duration::from_secs(15)).await;
+    eprintln!(
+        "a raised limit was honoured {:.0} ms after the emulator's write (refreshSeconds 1)",
+        took.as_secs_f64() * 1000.0
+    );
+    // Lowered again, and a document removed: both seen on the next sync.
+    put(project, "team-a--payments-api", limit(4)).await;
+    until_answer(&server, "deployment-patch-4-to-7.json", false, Duration::from_secs(15)).await;
+    delete(project, "team-a--payments-api").await;
+    let started = Instant::now();
+    loop {
+        let response = server.review(fixture("deployment-patch-4-to-7.json")).await;
+        if response["auditAnnotations"]["rule"] == "unregistered" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "the deleted document still counts: {response}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+#[ignore = "needs Firestore's emulator; .ci/run runs it"]
+async fn the_snapshot_source_holds_back_a_collection_that_lost_most_of_its_documents() {
+    let project = "shrink";
+    for i in 0..10 {
+        put(project, &format!("team-a--api-{i}"), limit(4)).await;
+    }
+    put(project, "team-a--payments-api", limit(4)).await;
+    let section = format!(
+        "  firestore:\n    project: {project}\n    collection: ped\n    url: http://{}/v1\n    refreshSeconds: 1\n",
+        emulator()
+    );
+    let server = TestServer::start_full("mode: enforce", "", "", &section, None).await;
+    synced(&server).await;
+    assert_eq!(allowed(&server, "deployment-patch-4-to-7.json").await, false);
+    // A broken export deletes 8 of 11: more than maxShrinkFraction (0.5) at once is held back.
+    for i in 0..8 {
+        delete(project, &format!("team-a--api-{i}")).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(server.metric("replica_guard_registry_entries").await, 11.0, "held back");
+    assert_eq!(allowed(&server, "deployment-patch-4-to-7.json").await, false, "the last good snapshot still answers");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+#[ignore = "needs Firestore's emulator; .ci/run runs it"]
+async fn the_http_source_reads_one_document_per_workload_from_the_emulator() {
+    let project = "perworkload";
+    put(project, "team-a--payments-api", limit(4)).await;
+    let base = format!("http://{}/v1/projects/{project}/databases/(default)/documents/ped", emulator());
+    let section = format!(
+        "  http:\n    url: {base}/{{namespace}}--{{name}}\n    namespaceDefaultUrl: {base}/{{namespace}}--_default\n    format: firestore\n  cache: {{ttlSeconds: 0.2, negativeTtlSeconds: 0.2}}\n"
+    );
+    let server = TestServer::start_full("mode: enforce", "", "", &section, None).await;
+    let response = server.review(fixture("deployment-patch-4-to-7.json")).await;
+    assert_eq!(response["allowed"], false, "{response}");
+    assert!(
+        response["status"]["message"].as_str().unwrap().contains("registered owner: payments-team@example.com"),
+        "the owner from the document: {response}"
+    );
+    put(project, "team-a--payments-api", limit(8)).await;
+    until_answer(&server, "deployment-patch-4-to-7.json", true, Duration::from_secs(5)).await;
+    // No document for the workload, a namespace default instead (404, then the default's document).
+    delete(project, "team-a--payments-api").await;
+    put(project, "team-a--_default", limit(5)).await;
+    until_answer(&server, "deployment-patch-4-to-7.json", false, Duration::from_secs(5)).await;
+    let response = server.review(fixture("deployment-patch-4-to-7.json")).await;
+    assert!(
+        response["status"]["message"].as_str().unwrap().contains("exceeds PED namespace default max 5"),
+        "{response}"
+    );
+    server.shutdown().await;
+}
