@@ -88,7 +88,7 @@ async fn request(method: &str, path: &str, body: Option<&Value>) -> u16 {
     tcp.write_all(head.as_bytes()).await.unwrap();
     tcp.write_all(body.as_bytes()).await.unwrap();
     // The status line is all the test needs (the emulator may keep the connection open).
-    let mut answer = vec![0u8; 64];
+    let mut answer = [0u8; 64];
     let mut read = 0;
     while read < 12 {
         match tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut answer[read..])).await {
