@@ -14,7 +14,7 @@ use crate::json_lines::JsonLines;
 use crate::limits::LimitSource;
 use crate::metrics::{Metrics, RequestKind, WorkloadLabels};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 pub struct Webhook {
@@ -23,6 +23,31 @@ pub struct Webhook {
     metrics: Arc<Metrics>,
     records: JsonLines,
     events: Option<EventQueue>,
+    /// How long a denial may wait for its entry read again from the registry (zero: never).
+    reread: Duration,
+}
+
+/// What reading a denial's entry again from the registry found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reread {
+    /// The same entry: the denial stands on the registry's word, not only the cache's.
+    Confirmed,
+    /// Another entry (a limit changed since it was cached): decided anew on it.
+    Changed,
+    /// No answer within the budget, or an error: the cached answer stands.
+    TimedOut,
+    Failed,
+}
+
+impl Reread {
+    fn as_str(self) -> &'static str {
+        match self {
+            Reread::Confirmed => "confirmed",
+            Reread::Changed => "changed",
+            Reread::TimedOut => "timeout",
+            Reread::Failed => "error",
+        }
+    }
 }
 
 impl ReviewError {
@@ -44,7 +69,15 @@ impl ReviewError {
 
 impl Webhook {
     pub fn new(policy: Policy, limits: Arc<dyn LimitSource>, metrics: Arc<Metrics>, records: JsonLines) -> Self {
-        Self { policy, limits, metrics, records, events: None }
+        Self { policy, limits, metrics, records, events: None, reread: Duration::ZERO }
+    }
+
+    /// Before refusing on a cached entry, reads it again from the registry, waiting at most
+    /// `budget` (`registry.cache.rereadTimeoutSeconds`), where the source can answer for one
+    /// workload.
+    pub fn with_reread(mut self, budget: Duration) -> Self {
+        self.reread = budget;
+        self
     }
 
     /// Also turns decisions into Kubernetes Events (through the queue; never for dry runs).
@@ -105,15 +138,52 @@ impl Webhook {
         } else {
             self.limits.lookup(&subject.namespace, &subject.deployment).await
         };
-        let decision = decision::decide(&subject, &lookup, &self.policy);
-        self.record(&request.uid, &subject, &decision, started);
-        let response = respond::decided(&request.uid, &subject, &decision);
+        let mut decision = decision::decide(&subject, &lookup, &self.policy);
+        let reread = self.reread_before_denial(&subject, &lookup, &mut decision).await;
+        self.record(&request.uid, &subject, &decision, started, reread);
+        let mut response = respond::decided(&request.uid, &subject, &decision);
+        if let Some(reread) = reread {
+            response.audit_annotations.add("registry-reread", reread.as_str());
+        }
         Answer { response, decided: Some(Decided { subject, decision }) }
+    }
+
+    /// A denial that rests on a cached entry is checked against the registry itself first: the
+    /// team that raised its limit a moment ago must not be refused by the old one. Denials are
+    /// rare, so this costs nothing on the common path; on timeout or error the cached answer
+    /// stands (and the record says so).
+    async fn reread_before_denial(
+        &self,
+        subject: &Subject,
+        lookup: &Lookup,
+        decision: &mut Decision,
+    ) -> Option<Reread> {
+        if decision.verdict != decision::Verdict::Denied
+            || !matches!(lookup, Lookup::Registered(_))
+            || self.reread.is_zero()
+        {
+            return None;
+        }
+        let fresh = self.limits.reread(&subject.namespace, &subject.deployment)?;
+        let outcome = match tokio::time::timeout(self.reread, fresh).await {
+            Ok(Ok(fresh)) if &fresh == lookup => Reread::Confirmed,
+            Ok(Ok(fresh)) => {
+                *decision = decision::decide(subject, &fresh, &self.policy);
+                Reread::Changed
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "the registry could not be asked again before a denial; the cached entry stands");
+                Reread::Failed
+            }
+            Err(_) => Reread::TimedOut,
+        };
+        self.metrics.registry_reread(outcome.as_str());
+        Some(outcome)
     }
 
     /// The side effects of a decision. Dry runs are logged (marked) but change no counters of
     /// changes, violations or overrides: a pipeline's `--dry-run=server` is not a deploy.
-    fn record(&self, uid: &str, subject: &Subject, decision: &Decision, started: Instant) {
+    fn record(&self, uid: &str, subject: &Subject, decision: &Decision, started: Instant, reread: Option<Reread>) {
         let m = &self.metrics;
         let workload = metric_labels(subject, decision);
         if let Rule::Exempt(e) = decision.rule {
@@ -149,7 +219,9 @@ impl Webhook {
         );
         if DecisionRecord::is_worth_recording(subject, decision) {
             let time = jiff::Timestamp::now().to_string();
-            self.records.write(&DecisionRecord::new(uid, subject, decision, time));
+            let mut record = DecisionRecord::new(uid, subject, decision, time);
+            record.registry_reread = reread.map(Reread::as_str);
+            self.records.write(&record);
         }
         let kind = match subject.path {
             Path::Deployment => RequestKind::Deployment,

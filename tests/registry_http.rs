@@ -334,3 +334,70 @@ async fn an_https_registry_behind_an_internal_ca_is_trusted_through_ca_file() {
     assert!(message.starts_with("PED registry unreachable") && message.contains("certificate"), "{message}");
     untrusted.shutdown().await;
 }
+
+/// The PED pipeline raised a limit a moment ago; the webhook's cache still holds the old one
+/// (trusted for 60 s). The deploy that follows must not be refused on it: before denying, the
+/// webhook asks the registry again, and the raised limit allows. On the common path (allowed,
+/// or a denial the registry confirms) nothing more is asked than before.
+#[tokio::test]
+async fn a_denial_on_a_cached_limit_asks_the_registry_again_and_a_raised_limit_allows() {
+    let registry = FakeRegistry::default();
+    registry.set("team-a/payments-api", 4);
+    let address = registry.start().await;
+    let section = format!(
+        "  http:\n    url: http://{address}/limits/{{namespace}}/{{name}}\n    fields: {{maxReplicas: /limits/maxReplicas, owner: /limits/owner}}\n  cache: {{ttlSeconds: 60, rereadTimeoutSeconds: 0.5}}"
+    );
+    let server = TestServer::start_full("mode: enforce", "", "", &section, None).await;
+    let path = "/limits/team-a/payments-api";
+    // Refused on an answer just fetched: not asked twice.
+    let denied = decide(&server, "deployment-patch-4-to-7.json").await;
+    assert_eq!(denied["allowed"], false);
+    assert_eq!(denied["auditAnnotations"]["registry-reread"], "confirmed");
+    assert_eq!(registry.hits(path), 1, "the answer was a moment old");
+    // Later (the cache still trusts 4): the registry confirms, the denial stands.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let denied = decide(&server, "deployment-patch-4-to-7.json").await;
+    assert_eq!(
+        (denied["allowed"].clone(), denied["auditAnnotations"]["registry-reread"].clone()),
+        (json!(false), json!("confirmed"))
+    );
+    assert_eq!(registry.hits(path), 2);
+    // The pipeline raises the limit to 8: the next deploy is allowed at once, not after the TTL.
+    registry.set("team-a/payments-api", 8);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let allowed = decide(&server, "deployment-patch-4-to-7.json").await;
+    assert_eq!(allowed["allowed"], true, "{allowed}");
+    assert_eq!(allowed["auditAnnotations"]["registry-reread"], "changed");
+    assert_eq!(allowed["auditAnnotations"]["max-replicas"], "8");
+    // ... and the cache keeps the fresh entry: the request after asks nothing.
+    assert_eq!(decide(&server, "deployment-patch-4-to-7.json").await["allowed"], true);
+    assert_eq!(registry.hits(path), 3);
+    assert_eq!(server.metric("replica_guard_registry_rereads_total{result=\"changed\"}").await, 1.0);
+    let records = server.audit_records();
+    assert!(records.iter().any(|r| r["registryReread"] == "changed" && r["decision"] == "allowed"), "{records:?}");
+    server.shutdown().await;
+}
+
+/// A registry slower than the re-read's budget: the cached answer stands, within the budget,
+/// and the record says why.
+#[tokio::test]
+async fn a_re_read_that_does_not_answer_in_time_leaves_the_cached_denial() {
+    let registry = FakeRegistry::default();
+    registry.set("team-a/payments-api", 4);
+    let address = registry.start().await;
+    let section = format!(
+        "  http:\n    url: http://{address}/limits/{{namespace}}/{{name}}\n    fields: {{maxReplicas: /limits/maxReplicas}}\n    timeoutSeconds: 5\n  cache: {{ttlSeconds: 60, rereadTimeoutSeconds: 0.2}}"
+    );
+    let server = TestServer::start_full("mode: enforce", "", "", &section, None).await;
+    assert_eq!(decide(&server, "deployment-patch-4-to-7.json").await["allowed"], false);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    registry.set("team-a/payments-api", 8);
+    registry.behave(Behaviour::Slow(Duration::from_secs(2)));
+    let started = std::time::Instant::now();
+    let denied = decide(&server, "deployment-patch-4-to-7.json").await;
+    assert!(started.elapsed() < Duration::from_millis(1000), "within the budget: {:?}", started.elapsed());
+    assert_eq!(denied["allowed"], false);
+    assert_eq!(denied["auditAnnotations"]["registry-reread"], "timeout");
+    assert_eq!(server.metric("replica_guard_registry_rereads_total{result=\"timeout\"}").await, 1.0);
+    server.shutdown().await;
+}

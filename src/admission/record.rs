@@ -34,6 +34,9 @@ pub struct DecisionRecord<'a> {
     pub warnings: &'a [String],
     pub message: Option<&'a str>,
     pub dry_run: bool,
+    /// A denial's entry read again from the registry first (`webhook`): confirmed, changed,
+    /// timeout or error; null when it was not.
+    pub registry_reread: Option<&'static str>,
 }
 
 /// Most paths a record lists; a rewrite of a whole object would otherwise make one huge line.
@@ -74,6 +77,7 @@ impl<'a> DecisionRecord<'a> {
             warnings: &decision.warnings,
             message: decision.deny_message.as_deref(),
             dry_run: subject.dry_run,
+            registry_reread: None,
         }
     }
 

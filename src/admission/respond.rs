@@ -45,7 +45,7 @@ pub struct Status {
 pub struct AuditAnnotations(Vec<(&'static str, Cow<'static, str>)>);
 
 impl AuditAnnotations {
-    fn add(&mut self, key: &'static str, value: impl Into<Cow<'static, str>>) {
+    pub(crate) fn add(&mut self, key: &'static str, value: impl Into<Cow<'static, str>>) {
         self.0.push((key, value.into()));
     }
 

@@ -105,6 +105,7 @@ impl RegistryConfig {
             check_seconds("registry.cache.ttlSeconds", c.ttl_seconds, 0.0, 86400.0)?;
             check_seconds("registry.cache.negativeTtlSeconds", c.negative_ttl_seconds, 0.0, 86400.0)?;
             check_seconds("registry.cache.errorTtlSeconds", c.error_ttl_seconds, 0.0, 3600.0)?;
+            check_seconds("registry.cache.rereadTimeoutSeconds", c.reread_timeout_seconds, 0.0, 10.0)?;
             if c.capacity == 0 {
                 return Err(("registry.cache.capacity", "must be at least 1".into()));
             }
@@ -229,6 +230,15 @@ pub struct CacheConfig {
     pub error_ttl_seconds: f64,
     #[serde(default = "default_capacity")]
     pub capacity: u64,
+    /// Before refusing on a cached entry, the entry is read again from the registry, waiting at
+    /// most this long (a share of the webhook's time budget, 3 s in the chart); on timeout or
+    /// error the cached answer stands. 0: never read again.
+    #[serde(default = "default_reread_timeout")]
+    pub reread_timeout_seconds: f64,
+}
+
+fn default_reread_timeout() -> f64 {
+    1.0
 }
 
 fn default_ttl() -> f64 {
@@ -251,6 +261,7 @@ impl Default for CacheConfig {
             negative_ttl_seconds: default_negative_ttl(),
             error_ttl_seconds: default_error_ttl(),
             capacity: default_capacity(),
+            reread_timeout_seconds: default_reread_timeout(),
         }
     }
 }

@@ -42,13 +42,19 @@ enum Cached {
     Failed(Arc<str>),
 }
 
+/// An answer, and when the registry gave it.
+type Fetched = (Cached, Instant);
+
+/// A denial's re-read is not sent when the cached answer is this young: it was just asked.
+const JUST_FETCHED: Duration = Duration::from_secs(1);
+
 struct PerAnswerExpiry(CacheSettings);
 
-impl Expiry<WorkloadKey, Cached> for PerAnswerExpiry {
+impl Expiry<WorkloadKey, Fetched> for PerAnswerExpiry {
     fn expire_after_create(
         &self,
         _key: &WorkloadKey,
-        value: &Cached,
+        (value, _): &Fetched,
         _created: std::time::Instant,
     ) -> Option<Duration> {
         Some(match value {
@@ -61,7 +67,7 @@ impl Expiry<WorkloadKey, Cached> for PerAnswerExpiry {
 
 pub struct CachedSource<F> {
     fetcher: Arc<F>,
-    fresh: Cache<WorkloadKey, Cached>,
+    fresh: Cache<WorkloadKey, Fetched>,
     /// The last successful answer per workload, kept without a TTL for stale-if-error.
     last_known: Cache<WorkloadKey, Option<Limit>>,
     metrics: Arc<Metrics>,
@@ -87,15 +93,16 @@ impl<F: Fetch> CachedSource<F> {
             .fresh
             .entry(key.clone())
             .or_insert_with(async move {
-                match fetcher.fetch(&ns, &name).await {
+                let answer = match fetcher.fetch(&ns, &name).await {
                     Ok(Some(limit)) => Cached::Found(limit),
                     Ok(None) => Cached::NotFound,
                     Err(e) => Cached::Failed(e.to_string().into()),
-                }
+                };
+                (answer, Instant::now())
             })
             .await;
         let fetched = entry.is_fresh();
-        match entry.into_value() {
+        match entry.into_value().0 {
             Cached::Found(limit) => {
                 if fetched {
                     self.remember(key, Some(limit.clone())).await;
@@ -145,6 +152,26 @@ impl<F: Fetch> LimitSource for CachedSource<F> {
     /// A remote registry is asked per request; there is nothing to wait for at start.
     fn is_ready(&self) -> bool {
         true
+    }
+
+    /// Asks the registry directly, and keeps its answer in the cache for the requests after.
+    fn reread<'a>(&'a self, namespace: &'a str, deployment: &'a str) -> Option<BoxFuture<'a, Result<Lookup, String>>> {
+        Some(Box::pin(async move {
+            let key = WorkloadKey::new(namespace, deployment);
+            // The answer the denial rests on came from the registry a moment ago: it is fresh.
+            match self.fresh.get(&key).await {
+                Some((Cached::Found(limit), at)) if at.elapsed() < JUST_FETCHED => {
+                    return Ok(Lookup::Registered(limit));
+                }
+                Some((Cached::NotFound, at)) if at.elapsed() < JUST_FETCHED => return Ok(Lookup::Unregistered),
+                _ => {}
+            }
+            let answer = self.fetcher.fetch(namespace, deployment).await.map_err(|e| e.to_string())?;
+            let cached = answer.clone().map_or(Cached::NotFound, Cached::Found);
+            self.fresh.insert(key.clone(), (cached, Instant::now())).await;
+            self.remember(key, answer.clone()).await;
+            Ok(answer.map_or(Lookup::Unregistered, Lookup::Registered))
+        }))
     }
 }
 

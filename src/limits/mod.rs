@@ -43,6 +43,18 @@ pub trait LimitSource: Send + Sync {
     fn first_load(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(std::future::ready(Ok(())))
     }
+
+    /// The entry read again from the registry itself, past any cache, for a denial that would
+    /// otherwise rest on a cached answer (a limit raised a moment ago must not refuse the deploy
+    /// that follows it); the error in words. `None` where the source has nothing fresher to ask
+    /// (a file, a ConfigMap watch, a whole-registry snapshot).
+    fn reread<'a>(
+        &'a self,
+        _namespace: &'a str,
+        _deployment: &'a str,
+    ) -> Option<BoxFuture<'a, Result<Lookup, String>>> {
+        None
+    }
 }
 
 /// A registry source opened from the config: what answers lookups, and the task that keeps it

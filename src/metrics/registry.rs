@@ -14,6 +14,7 @@ pub(super) struct Families {
     lookups: IntCounterVec,
     lookup_duration: HistogramVec,
     cache_entries: IntGauge,
+    rereads: IntCounterVec,
 }
 
 impl Families {
@@ -55,6 +56,12 @@ impl Families {
                 "replica_guard_registry_lookup_duration_seconds",
                 "Time to answer a registry lookup, cache included.",
                 "source",
+            ),
+            rereads: counter(
+                r,
+                "replica_guard_registry_rereads_total",
+                "Denials on a cached entry checked against the registry first, by result (confirmed, changed: allowed or decided anew on the fresh entry, timeout and error: the cached answer stood).",
+                &["result"],
             ),
             cache_entries: gauge(
                 r,
@@ -113,6 +120,11 @@ impl Metrics {
     }
 
     /// The registry answered (a load, or a remote fetch): sets the last-success time to now.
+    /// A denial's entry read again from the registry before refusing (`webhook`): its result.
+    pub fn registry_reread(&self, result: &'static str) {
+        self.registry.rereads.with_label_values(&[result]).inc();
+    }
+
     pub fn registry_answered(&self) {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         self.registry.last_success.set(now.as_secs_f64());

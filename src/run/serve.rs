@@ -60,7 +60,8 @@ pub async fn start_with(
         lifecycle.spawn(refresher);
     }
     lifecycle.spawn(reload_certificate);
-    let mut webhook = Webhook::new(config.policy.clone(), opened.source, metrics.clone(), records);
+    let mut webhook = Webhook::new(config.policy.clone(), opened.source, metrics.clone(), records)
+        .with_reread(seconds(config.registry.cache.reread_timeout_seconds));
     if let Some(queue) = event_queue(config, kube.as_ref(), &metrics, &mut lifecycle) {
         webhook = webhook.with_events(queue);
     }
