@@ -65,18 +65,7 @@ fn webhook_pods_gone(c: &Cluster) {
     let rendered = render_chart(c, RELEASE, &values);
     // Everything but the pods: the webhook configuration points at a Service with no endpoint,
     // as when every webhook pod is gone.
-    let objects: Vec<String> = rendered
-        .objects
-        .iter()
-        .filter(|o| o["kind"] != "Deployment")
-        .map(|o| serde_yaml_ng::to_string(o).unwrap())
-        .collect();
-    c.apply("admin", &objects.join("---\n"), &[]).success();
-    c.kubectl(
-        "admin",
-        &["wait", "--for=condition=Established", "crd/backstoplimits.replica-guard.io", "--timeout=30s"],
-    )
-    .success();
+    crate::pods::apply_all_but_the_pods(c, &rendered);
     let hook = rendered.objects.iter().find(|o| o["kind"] == "ValidatingWebhookConfiguration").unwrap();
     assert_eq!(hook["webhooks"][0]["failurePolicy"], "Ignore", "the chart's default with the backstop");
 

@@ -50,19 +50,7 @@ fn main() -> ExitCode {
     if !(capture || bench || bench_scale) {
         return play_stories(tools, &filter, started);
     }
-    let cluster = match cluster::Cluster::start(tools) {
-        Ok(cluster) => cluster,
-        Err(e) => {
-            eprintln!("e2e: the control plane did not start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    eprintln!(
-        "e2e: Kubernetes {} control plane ready at https://{} in {:.1} s",
-        cluster.tools.server_version(),
-        cluster.api,
-        started.elapsed().as_secs_f64()
-    );
+    let Some(cluster) = start_on_127_0_0_1(tools, started) else { return ExitCode::FAILURE };
     if capture {
         capture::write_set(&cluster);
         return ExitCode::SUCCESS;
@@ -130,19 +118,7 @@ fn play_stories(tools: cluster::Tools, filter: &[String], started: Instant) -> E
     }
     let (mut passed, mut failed) = (0, vec![]);
     if !on_host.is_empty() {
-        let cluster = match cluster::Cluster::start(tools.clone()) {
-            Ok(cluster) => cluster,
-            Err(e) => {
-                eprintln!("e2e: the control plane did not start: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        eprintln!(
-            "e2e: Kubernetes {} control plane ready at https://{} in {:.1} s",
-            cluster.tools.server_version(),
-            cluster.api,
-            started.elapsed().as_secs_f64()
-        );
+        let Some(cluster) = start_on_127_0_0_1(tools.clone(), started) else { return ExitCode::FAILURE };
         play(&cluster, &on_host, &mut passed, &mut failed);
     }
     if !on_node.is_empty() {
@@ -160,6 +136,25 @@ fn play_stories(tools: cluster::Tools, filter: &[String], started: Instant) -> E
     println!("\ne2e: {passed} passed, {} failed ({:.0} s)", failed.len(), started.elapsed().as_secs_f64());
     println!("{passed} passed, {} failed", failed.len());
     if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// The control plane on 127.0.0.1, announced with its version; `None` (said why) when it did not start.
+fn start_on_127_0_0_1(tools: cluster::Tools, started: Instant) -> Option<cluster::Cluster> {
+    match cluster::Cluster::start(tools) {
+        Ok(cluster) => {
+            eprintln!(
+                "e2e: Kubernetes {} control plane ready at https://{} in {:.1} s",
+                cluster.tools.server_version(),
+                cluster.api,
+                started.elapsed().as_secs_f64()
+            );
+            Some(cluster)
+        }
+        Err(e) => {
+            eprintln!("e2e: the control plane did not start: {e}");
+            None
+        }
+    }
 }
 
 /// Plays `scenarios` on `cluster`, counting.

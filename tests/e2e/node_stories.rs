@@ -222,20 +222,19 @@ fn pods(c: &Cluster, selector: &str) -> Vec<serde_json::Value> {
 
 const WEBHOOK_PODS: &str = "app.kubernetes.io/name=replica-guard,app.kubernetes.io/instance=rg";
 
+/// Whether the pod's Ready condition is True.
+fn is_ready(pod: &serde_json::Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
 /// Waits (bounded) until `count` pods of `selector` are Ready, none terminating.
 fn wait_ready(c: &Cluster, selector: &str, count: usize, limit: Duration) -> Duration {
     let started = Instant::now();
     while started.elapsed() < limit {
         let all = pods(c, selector);
-        let ready = all
-            .iter()
-            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-            .filter(|p| {
-                p["status"]["conditions"]
-                    .as_array()
-                    .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-            })
-            .count();
+        let ready = all.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null() && is_ready(p)).count();
         if ready == count && all.len() == count {
             return started.elapsed();
         }
@@ -465,14 +464,7 @@ fn drain_respects_the_budget(c: &Cluster) {
         ran.stdout,
         ran.stderr
     );
-    let ready = pods(c, WEBHOOK_PODS)
-        .iter()
-        .filter(|p| {
-            p["status"]["conditions"]
-                .as_array()
-                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-        })
-        .count();
+    let ready = pods(c, WEBHOOK_PODS).iter().filter(|p| is_ready(p)).count();
     assert!(ready >= 2, "the budget kept 2 of 3 webhook pods serving during the drain: {ready}");
     wait_ready(c, WEBHOOK_PODS, 3, Duration::from_secs(120));
 }
@@ -499,21 +491,14 @@ fn hostile_load_within_the_memory_limit(c: &Cluster) {
     let address: std::net::SocketAddr =
         format!("{}:8443", target["status"]["podIP"].as_str().unwrap()).parse().unwrap();
     let ca = chart_ca(c);
-    let netns = c.placement.as_ref().unwrap().netns.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicUsize::new(0));
     let connected = Arc::new(AtomicUsize::new(0));
-    // The tenant's load, from inside the node's network (where pod addresses route): a thread in
-    // that namespace, with a runtime whose workers inherit it.
+    // The tenant's load, from inside the node's network (where pod addresses route).
     let load = {
         let (stop, sent, connected) = (stop.clone(), sent.clone(), connected.clone());
-        std::thread::spawn(move || {
-            let ns = std::fs::File::open(format!("/run/netns/{netns}")).unwrap();
-            use std::os::fd::AsRawFd;
-            // SAFETY: setns(2) on this thread only, with a namespace file we opened.
-            assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            runtime.block_on(async move {
+        in_node_network_background(c, async move || {
+            {
                 use tokio::io::AsyncWriteExt;
                 let body = Arc::new(vec![b'x'; 3 * 1024 * 1024 - 1]);
                 let mut uploads = vec![];
@@ -547,7 +532,7 @@ fn hostile_load_within_the_memory_limit(c: &Cluster) {
                 for upload in uploads {
                     let _ = upload.await;
                 }
-            });
+            }
         })
     };
     // Meanwhile the webhook still answers (the API server spreads calls over the three pods).
@@ -582,16 +567,23 @@ fn hostile_load_within_the_memory_limit(c: &Cluster) {
 /// Runs `work` on a runtime whose threads are in the node's network namespace (pod addresses
 /// route there, not on the machine).
 fn in_node_network<T: Send + 'static>(c: &Cluster, work: impl AsyncFnOnce() -> T + Send + 'static) -> T {
+    in_node_network_background(c, work).join().unwrap()
+}
+
+/// `in_node_network` on a thread of its own, returned to join.
+fn in_node_network_background<T: Send + 'static>(
+    c: &Cluster,
+    work: impl AsyncFnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
     let netns = c.placement.as_ref().unwrap().netns.clone();
     std::thread::spawn(move || {
         let ns = std::fs::File::open(format!("/run/netns/{netns}")).unwrap();
         use std::os::fd::AsRawFd;
-        // SAFETY: setns(2) on this thread only, with a namespace file we opened.
+        // SAFETY: setns(2) on this thread only, with a namespace file we opened; the runtime's
+        // threads are this one.
         assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
         tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(work())
     })
-    .join()
-    .unwrap()
 }
 
 /// Whether a TLS handshake with `address` succeeds trusting only `ca` (so: whether the server

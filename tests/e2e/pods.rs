@@ -170,6 +170,25 @@ pub fn render_chart(cluster: &Cluster, namespace: &str, values: &str) -> Rendere
     Rendered { objects }
 }
 
+/// Applies every rendered object but the Deployments, and waits for the backstop's CRD: the
+/// chart installed with no pod running, as when every webhook pod is gone (the webhook
+/// configuration points at a Service without endpoints).
+pub fn apply_all_but_the_pods(cluster: &Cluster, rendered: &Rendered) {
+    let objects: Vec<String> = rendered
+        .objects
+        .iter()
+        .filter(|o| o["kind"] != "Deployment")
+        .map(|o| serde_yaml_ng::to_string(o).unwrap())
+        .collect();
+    cluster.apply("admin", &objects.join("---\n"), &[]).success();
+    cluster
+        .kubectl(
+            "admin",
+            &["wait", "--for=condition=Established", "crd/backstoplimits.replica-guard.io", "--timeout=30s"],
+        )
+        .success();
+}
+
 /// One webhook pod: its host, its volumes and its process.
 pub struct Pod {
     pub name: String,

@@ -188,18 +188,7 @@ fn every_knob_leaves_out_of_both(c: &Cluster) {
     let _cleanup = ClusterWide(c);
     // Everything but the pods: with no pod, the webhook configuration points at a Service with no
     // endpoint, as when every webhook pod is gone (failurePolicy Ignore, the default with the backstop).
-    let objects: Vec<String> = rendered
-        .objects
-        .iter()
-        .filter(|o| o["kind"] != "Deployment")
-        .map(|o| serde_yaml_ng::to_string(o).unwrap())
-        .collect();
-    c.apply("admin", &objects.join("---\n"), &[]).success();
-    c.kubectl(
-        "admin",
-        &["wait", "--for=condition=Established", "crd/backstoplimits.replica-guard.io", "--timeout=30s"],
-    )
-    .success();
+    crate::pods::apply_all_but_the_pods(c, &rendered);
 
     // The audit pod's process on the chart's own config (its namespaceSelector) and registry,
     // with the chart's audit account.
