@@ -23,6 +23,10 @@ pub fn all() -> Vec<Scenario> {
             helm_install_on_a_real_node,
         ),
         (
+            "node: the README's kubectl and Helm stories through the real pods: apply, redeploy, scale, autoscale, dry run, override, helm upgrade, warnings, and the Events and usage state the pods write",
+            readme_stories_through_the_real_pods,
+        ),
+        (
             "node: every webhook pod gone, the backstop refuses over-limit changes; pods back, the webhook's warnings return",
             every_webhook_pod_gone,
         ),
@@ -64,9 +68,13 @@ pub fn available(tools: &Tools) -> bool {
     std::fs::read_to_string(module).unwrap_or_default().contains("k8s.io/kubernetes/cmd/kubelet")
 }
 
-/// The release namespace of the stories' install, and a team's namespace.
+/// The release namespace of the stories' install, and the teams' namespaces.
 const RELEASE: &str = "replica-guard";
 const TEAM: &str = "team-a";
+/// A team that deploys with Helm.
+const HELM_TEAM: &str = "team-b";
+/// A team whose entry is in warn mode: the webhook's alone (the backstop enforces only enforce-mode entries).
+const WARN_TEAM: &str = "team-w";
 /// The chart's image as the chart names it by default (repository and appVersion).
 const IMAGE: &str = "ghcr.io/example/replica-guard:0.1.0";
 
@@ -207,7 +215,7 @@ fn values(c: &Cluster) -> PathBuf {
     crate::cluster::write(
         &path,
         &format!(
-            "registry:\n  file:\n    pollIntervalSeconds: 1\n    limits:\n      entries:\n      - {{namespace: {TEAM}, deployment: payments-api, maxReplicas: 4, owner: payments-team@example.com}}\n"
+            "policy: {{override: {{groups: [platform-admins]}}}}\nregistry:\n  file:\n    pollIntervalSeconds: 1\n    limits:\n      entries:\n      - {{namespace: {TEAM}, deployment: payments-api, maxReplicas: 4, owner: payments-team@example.com}}\n      - {{namespace: {HELM_TEAM}, deployment: payments-api, maxReplicas: 4}}\n      - {{namespace: {WARN_TEAM}, deployment: api, maxReplicas: 4, mode: warn}}\n"
         ),
     );
     path
@@ -250,7 +258,9 @@ fn installed(c: &Cluster) {
     if ran.ok {
         return;
     }
-    c.namespace(TEAM);
+    for ns in [TEAM, HELM_TEAM, WARN_TEAM] {
+        c.namespace(ns);
+    }
     let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/replica-guard");
     let ran =
         c.helm(&["install", "rg", chart, "-n", RELEASE, "--create-namespace", "-f", &values(c).display().to_string()]);
@@ -679,4 +689,142 @@ fn certificate_rotation_through_the_kubelet(c: &Cluster) {
     for pod in pods(c, WEBHOOK_PODS) {
         assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0, "{}", pod["metadata"]["name"]);
     }
+}
+
+/// What the user reads when the API server's own policy refuses (it runs before any webhook).
+fn refused(ran: &Ran, text: &str) -> Result<(), String> {
+    if !ran.ok && ran.stderr.contains(text) {
+        Ok(())
+    } else {
+        Err(format!("not refused with {text:?}: {}{}", ran.stdout, ran.stderr))
+    }
+}
+
+/// The events.k8s.io Events about `name` in `ns` from `controller`'s pods, waited for (bounded).
+fn wait_for_event(c: &Cluster, ns: &str, name: &str, reason: &str, limit: Duration) -> serde_json::Value {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Some(event) = c.events_about(ns, name).into_iter().find(|e| e["reason"] == reason) {
+            return event;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("no {reason} Event about {ns}/{name} within {limit:?}: {:?}", c.events_about(ns, name));
+}
+
+fn readme_stories_through_the_real_pods(c: &Cluster) {
+    installed(c);
+    let mut wrong = vec![];
+    let mut check = |what: &str, result: Result<(), String>| {
+        if let Err(e) = result {
+            wrong.push(format!("{what}: {e}"));
+        }
+    };
+    let app = |replicas, image: &str| deployment(TEAM, "payments-api", replicas, image);
+    let ran = c.apply("alice", &app(3, "registry.example/payments:1.4.0"), &[]);
+    check(
+        "apply within the limit is silent",
+        if ran.ok && ran.warnings().is_empty() { Ok(()) } else { Err(ran.stderr) },
+    );
+    let ran = c.apply("alice", &app(6, "registry.example/payments:1.5.0"), &[]);
+    check(
+        "a redeploy raising replicas and the image",
+        refused(
+            &ran,
+            "replicas 3 -> 6 exceeds PED max 4 for team-a/payments-api. To deploy, lower spec.replicas to 4 or less",
+        ),
+    );
+    check(
+        "nothing of it applied",
+        if crate::webhook::replicas(c, TEAM, "payments-api") == "3" { Ok(()) } else { Err("replicas changed".into()) },
+    );
+    let ran = c.apply("alice", &app(6, "registry.example/payments:1.5.0"), &["--dry-run=server"]);
+    check("the same answer to --dry-run=server", refused(&ran, "replicas 3 -> 6 exceeds PED max 4"));
+    let ran = c.kubectl("alice", &["scale", "deploy/payments-api", "-n", TEAM, "--replicas=9"]);
+    check("kubectl scale above", refused(&ran, "replicas 3 -> 9 exceeds PED max 4"));
+    for to in ["0", "3"] {
+        let ran = c.kubectl("alice", &["scale", "deploy/payments-api", "-n", TEAM, &format!("--replicas={to}")]);
+        check("kubectl scale to 0 and back", if ran.ok { Ok(()) } else { Err(ran.stderr) });
+    }
+    let ran = c.kubectl("alice", &["autoscale", "deploy/payments-api", "-n", TEAM, "--min=2", "--max=10", "--cpu=70%"]);
+    check("kubectl autoscale above", refused(&ran, "HPA maxReplicas 10 exceeds PED max 4"));
+    let ran = c.kubectl("alice", &["autoscale", "deploy/payments-api", "-n", TEAM, "--min=2", "--max=4", "--cpu=70%"]);
+    check("kubectl autoscale within", if ran.ok { Ok(()) } else { Err(ran.stderr) });
+    c.kubectl("alice", &["delete", "hpa", "payments-api", "-n", TEAM]).success();
+    // The break-glass override: the backstop lets platform-admins through, the webhook (a real
+    // pod) says it was used.
+    let annotated = crate::webhook::deployment_with(
+        TEAM,
+        "payments-api",
+        6,
+        "registry.example/payments:1.5.0",
+        "    replica-guard.io/override: \"INC-4711 black friday\"",
+    );
+    let ran = c.apply("alice", &annotated, &[]);
+    check("the override by a team member", refused(&ran, "replicas 3 -> 6 exceeds PED max 4"));
+    let ran = c.apply("bob", &annotated, &[]);
+    check(
+        "the override by platform-admins",
+        if ran.ok
+            && ran
+                .warnings()
+                .iter()
+                .any(|w| w.starts_with("allowed by break-glass override: replicas 3 -> 6 exceeds PED max 4"))
+        {
+            Ok(())
+        } else {
+            Err(format!("{:?} {}", ran.warnings(), ran.stderr))
+        },
+    );
+    let ran = c.kubectl("alice", &["scale", "deploy/payments-api", "-n", TEAM, "--replicas=3"]);
+    check("back within after the incident", if ran.ok { Ok(()) } else { Err(ran.stderr) });
+    // A warn-mode entry: the webhook's alone; its warning reaches kubectl from a real pod.
+    let ran = c.apply("alice", &deployment(WARN_TEAM, "api", 6, "nginx:1"), &[]);
+    check(
+        "a warn-mode entry over its limit",
+        if ran.ok && ran.warnings().iter().any(|w| w.starts_with("replicas 6 exceeds PED max 4 for team-w/api")) {
+            Ok(())
+        } else {
+            Err(format!("{:?} {}", ran.warnings(), ran.stderr))
+        },
+    );
+    // Helm: install within passes, upgrade above fails and applies nothing.
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/charts/payments-api");
+    let ran = c.helm(&["install", "payments", chart, "-n", HELM_TEAM, "--set", "replicas=3"]);
+    check("helm install within", if ran.ok { Ok(()) } else { Err(ran.stderr) });
+    let ran =
+        c.helm(&["upgrade", "payments", chart, "-n", HELM_TEAM, "--set", "replicas=6", "--set", "image.tag=1.5.0"]);
+    check("helm upgrade above", refused(&ran, "replicas 3 -> 6 exceeds PED max 4"));
+    check(
+        "nothing of the upgrade applied",
+        if crate::webhook::replicas(c, HELM_TEAM, "payments-api") == "3" {
+            Ok(())
+        } else {
+            Err("replicas changed".into())
+        },
+    );
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+
+    // What the pods write through their in-cluster clients (projected token, the kubernetes
+    // Service through kube-proxy), under the chart's RBAC only: the webhook's Events, the audit
+    // pod's Event and its usage state.
+    let warned = wait_for_event(c, WARN_TEAM, "api", "ReplicasAboveLimit", Duration::from_secs(30));
+    assert_eq!(warned["reportingController"], "replica-guard", "{warned}");
+    let honoured = wait_for_event(c, TEAM, "payments-api", "OverrideHonoured", Duration::from_secs(30));
+    assert!(honoured["note"].as_str().unwrap_or("").contains("bob@example.com"), "{honoured}");
+    let over = wait_for_event(c, WARN_TEAM, "api", "AboveRegisteredLimit", Duration::from_secs(90));
+    assert!(
+        over["reportingInstance"].as_str().unwrap_or("").contains("rg-replica-guard-audit"),
+        "the audit pod's: {over}"
+    );
+    let started = Instant::now();
+    let state = loop {
+        let ran = c.kubectl("admin", &["get", "configmap", "rg-replica-guard-usage", "-n", RELEASE, "-o", "json"]);
+        if ran.ok {
+            break ran.stdout;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "no usage state ConfigMap: {}", ran.stderr);
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert!(state.contains("payments-api") && state.contains("api"), "the day's highs are kept: {state}");
 }
