@@ -302,7 +302,10 @@ async fn the_webhook_answers_from_the_synced_collection_without_asking_it() {
     let response = client.review(common::fixture("deployment-patch-4-to-7.json")).await;
     assert_eq!(response["allowed"], false, "replicas 4 -> 7 above the synced max 4: {response}");
     assert!(response["status"]["message"].as_str().unwrap().contains("PED max 4 for team-a/payments-api"));
-    assert_eq!(fake.0.lock().unwrap().requests.len(), asked, "no request to the registry on the admission path");
+    assert_eq!(fake.0.lock().unwrap().requests.len(), asked, "no listing on the admission path");
+    // Only a denial asks Firestore, for its one entry (this fake speaks no runQuery: the snapshot's
+    // answer stands, and the answer says so; tests/registry_firestore_emulator.rs has the rest).
+    assert_eq!(response["auditAnnotations"]["registry-reread"], "error", "{response}");
 }
 
 /// The admin listener's `/readyz` answer (empty when it does not answer).

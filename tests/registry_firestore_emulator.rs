@@ -249,3 +249,41 @@ async fn the_http_source_reads_one_document_per_workload_from_the_emulator() {
     );
     server.shutdown().await;
 }
+
+/// The PED pipeline raises a limit in Firestore; the snapshot is not due for another hour. The
+/// deploy that follows is not refused on the old limit: the denial reads the entry from
+/// Firestore itself first (by its fields, or by its id) and the raised limit allows.
+#[tokio::test]
+#[ignore = "needs Firestore's emulator; .ci/run runs it"]
+async fn a_limit_raised_since_the_last_sync_allows_the_next_deploy_at_once() {
+    for (project, by_fields) in [("reread-fields", true), ("reread-id", false)] {
+        let fields = |max: i64| {
+            let mut f = limit(max);
+            if by_fields {
+                f["namespace"] = json!({"stringValue": "team-a"});
+                f["deployment"] = json!({"stringValue": "payments-api"});
+            }
+            f
+        };
+        // By fields, the document id is the pipeline's own; by id, the id names the workload.
+        let id = if by_fields { "ped-4711" } else { "team-a--payments-api" };
+        put(project, id, fields(4)).await;
+        let section = format!(
+            "  firestore:\n    project: {project}\n    collection: ped\n    url: http://{}/v1\n    refreshSeconds: 3600\n",
+            emulator()
+        );
+        let server = TestServer::start_full("mode: enforce", "", "", &section, None).await;
+        synced(&server).await;
+        let denied = server.review(fixture("deployment-patch-4-to-7.json")).await;
+        assert_eq!(denied["allowed"], false, "{project}: {denied}");
+        assert_eq!(denied["auditAnnotations"]["registry-reread"], "confirmed", "{project}");
+        put(project, id, fields(8)).await;
+        let started = Instant::now();
+        let allowed = server.review(fixture("deployment-patch-4-to-7.json")).await;
+        eprintln!("{project}: a denial's re-read took {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(allowed["allowed"], true, "{project}: {allowed}");
+        assert_eq!(allowed["auditAnnotations"]["registry-reread"], "changed", "{project}");
+        assert_eq!(allowed["auditAnnotations"]["max-replicas"], "8", "{project}");
+        server.shutdown().await;
+    }
+}

@@ -233,3 +233,109 @@ impl ListRegistry for FirestoreLister {
         Box::pin(self.list_all(budget))
     }
 }
+
+/// One workload's entry read straight from Firestore, past the snapshot: what a denial checks
+/// before it refuses (`LimitSource::reread`), so that a limit the PED pipeline raised since the
+/// last sync allows the deploy that follows it. A document is found by its fields (a `runQuery`
+/// on namespace and deployment) or by its id `<namespace>--<deployment>`, as the listing reads it;
+/// the workload's own entry first, then its namespace's default.
+pub struct FirestoreReader {
+    remote: RemoteJson,
+    /// `…/documents/{collection}`: documents by id.
+    list_url: String,
+    /// `…/documents[/parent path]:runQuery` and the collection's own id.
+    query_url: String,
+    collection_id: String,
+    decoder: Decoder,
+}
+
+#[derive(Deserialize)]
+struct QueryResult<'a> {
+    #[serde(default, borrow)]
+    document: Option<Document<'a>>,
+}
+
+impl FirestoreReader {
+    pub fn new(config: &FirestoreRegistryConfig) -> Result<Self, ClientError> {
+        let list_url = config.list_url();
+        let (parent, collection_id) = list_url.rsplit_once('/').unwrap_or((&list_url, ""));
+        Ok(Self {
+            remote: RemoteJson {
+                client: https_client(config.ca_file.as_deref(), Duration::from_secs(5))?,
+                auth: Auth::from_config(&config.auth),
+            },
+            query_url: format!("{parent}:runQuery"),
+            collection_id: collection_id.to_string(),
+            list_url: list_url.clone(),
+            decoder: Decoder { fields: config.fields.clone(), namespace_default: config.namespace_default.clone() },
+        })
+    }
+
+    /// The entry that applies to the workload now: its own, else its namespace's default; `None`
+    /// when the registry has neither.
+    pub async fn entry(&self, namespace: &str, deployment: &str) -> Result<Option<super::Limit>, RegistryError> {
+        if let Some(own) = self.document(namespace, deployment).await? {
+            return Ok(Some(own));
+        }
+        self.document(namespace, &self.decoder.namespace_default).await
+    }
+
+    /// The document for (namespace, name): by its fields, else by its id.
+    async fn document(&self, namespace: &str, name: &str) -> Result<Option<super::Limit>, RegistryError> {
+        let f = &self.decoder.fields;
+        let equal = |field: &str, value: &str| serde_json::json!({"fieldFilter": {"field": {"fieldPath": field}, "op": "EQUAL", "value": {"stringValue": value}}});
+        let query = serde_json::json!({"structuredQuery": {
+            "from": [{"collectionId": self.collection_id}],
+            "where": {"compositeFilter": {"op": "AND", "filters": [equal(&f.namespace, namespace), equal(&f.deployment, name)]}},
+            "limit": 1,
+        }});
+        let body = self.remote.send_bounded(Method::POST, &self.query_url, Some(&query), 64 * 1024).await?;
+        let results: Vec<QueryResult> = serde_json::from_slice(&body)
+            .map_err(|e| RegistryError::Decode(format!("not a Firestore query result: {e}")))?;
+        if let Some(doc) = results.iter().find_map(|r| r.document.as_ref()) {
+            return self.decoder.entry(doc).map(|listed| Some(listed.limit));
+        }
+        let url = format!("{}/{}--{}", self.list_url, percent_encode(namespace), percent_encode(name));
+        match self.remote.send_bounded(Method::GET, &url, None, MAX_DOCUMENT_BYTES * 4).await {
+            Ok(body) => {
+                let doc: Document = serde_json::from_slice(&body)
+                    .map_err(|e| RegistryError::Decode(format!("not a Firestore document: {e}")))?;
+                self.decoder.entry(&doc).map(|listed| Some(listed.limit))
+            }
+            Err(RegistryError::Status { status, .. }) if status.starts_with("404") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The Firestore snapshot as the webhook asks it: lookups from memory (`store`), and a denial's
+/// re-read from Firestore itself (`reader`).
+pub struct FirestoreSnapshot {
+    pub store: Arc<super::store::SnapshotStore>,
+    pub reader: FirestoreReader,
+}
+
+impl super::LimitSource for FirestoreSnapshot {
+    fn lookup<'a>(&'a self, namespace: &'a str, deployment: &'a str) -> BoxFuture<'a, super::Lookup> {
+        self.store.lookup(namespace, deployment)
+    }
+
+    fn is_ready(&self) -> bool {
+        self.store.is_ready()
+    }
+
+    fn first_load(&self) -> BoxFuture<'_, Result<(), String>> {
+        self.store.first_load()
+    }
+
+    fn reread<'a>(
+        &'a self,
+        namespace: &'a str,
+        deployment: &'a str,
+    ) -> Option<BoxFuture<'a, Result<super::Lookup, String>>> {
+        Some(Box::pin(async move {
+            let entry = self.reader.entry(namespace, deployment).await.map_err(|e| e.to_string())?;
+            Ok(entry.map_or(super::Lookup::Unregistered, super::Lookup::Registered))
+        }))
+    }
+}

@@ -135,7 +135,13 @@ pub async fn open(
         Source::Firestore(fs) => {
             let lister = firestore_source::FirestoreLister::new(fs)?;
             let timing = (seconds(fs.refresh_seconds), seconds(fs.timeout_seconds), fs.max_shrink_fraction);
-            Ok(synced(lister, SourceKind::Firestore, metrics, bounds, registry.max_entries, timing))
+            let mut opened = synced(lister, SourceKind::Firestore, metrics, bounds, registry.max_entries, timing);
+            // A denial is checked against Firestore itself before it refuses (`webhook`).
+            if let Some(store) = opened.snapshot.clone() {
+                let reader = firestore_source::FirestoreReader::new(fs)?;
+                opened.source = Arc::new(firestore_source::FirestoreSnapshot { store, reader });
+            }
+            Ok(opened)
         }
         Source::BigQuery(bq) => {
             let lister = bigquery_source::BigQueryLister::new(bq)?;
