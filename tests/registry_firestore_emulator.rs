@@ -126,6 +126,18 @@ async fn synced(server: &TestServer) {
     }
 }
 
+/// The webhook on the snapshot of `project`'s collection `ped`, synced every `refresh` seconds,
+/// once its first sync is complete.
+async fn snapshot_webhook(project: &str, refresh: u32) -> TestServer {
+    let section = format!(
+        "  firestore:\n    project: {project}\n    collection: ped\n    url: http://{}/v1\n    refreshSeconds: {refresh}\n",
+        emulator()
+    );
+    let server = TestServer::start_full("mode: enforce", "", "", &section, None).await;
+    synced(&server).await;
+    server
+}
+
 async fn allowed(server: &TestServer, fixture_name: &str) -> Value {
     let response = server.review(fixture(fixture_name)).await;
     response["allowed"].clone()
@@ -159,12 +171,7 @@ async fn the_snapshot_source_syncs_a_collection_from_the_emulator_and_the_webhoo
     put(project, "team-a--payments-api", limit(4)).await;
     put(project, "sandbox--_default", json!({"maxReplicas": {"integerValue": "2"}, "mode": {"stringValue": "warn"}}))
         .await;
-    let section = format!(
-        "  firestore:\n    project: {project}\n    collection: ped\n    url: http://{}/v1\n    refreshSeconds: 1\n",
-        emulator()
-    );
-    let server = TestServer::start_full("mode: enforce", "", "", &section, None).await;
-    synced(&server).await;
+    let server = snapshot_webhook(project, 1).await;
     // 4 -> 7 for team-a/payments-api (max 4): refused, from the emulator's document.
     assert_eq!(allowed(&server, "deployment-patch-4-to-7.json").await, false);
     assert_eq!(
@@ -203,12 +210,7 @@ async fn the_snapshot_source_holds_back_a_collection_that_lost_most_of_its_docum
         put(project, &format!("team-a--api-{i}"), limit(4)).await;
     }
     put(project, "team-a--payments-api", limit(4)).await;
-    let section = format!(
-        "  firestore:\n    project: {project}\n    collection: ped\n    url: http://{}/v1\n    refreshSeconds: 1\n",
-        emulator()
-    );
-    let server = TestServer::start_full("mode: enforce", "", "", &section, None).await;
-    synced(&server).await;
+    let server = snapshot_webhook(project, 1).await;
     assert_eq!(allowed(&server, "deployment-patch-4-to-7.json").await, false);
     // A broken export deletes 8 of 11: more than maxShrinkFraction (0.5) at once is held back.
     for i in 0..8 {
@@ -268,12 +270,7 @@ async fn a_limit_raised_since_the_last_sync_allows_the_next_deploy_at_once() {
         // By fields, the document id is the pipeline's own; by id, the id names the workload.
         let id = if by_fields { "ped-4711" } else { "team-a--payments-api" };
         put(project, id, fields(4)).await;
-        let section = format!(
-            "  firestore:\n    project: {project}\n    collection: ped\n    url: http://{}/v1\n    refreshSeconds: 3600\n",
-            emulator()
-        );
-        let server = TestServer::start_full("mode: enforce", "", "", &section, None).await;
-        synced(&server).await;
+        let server = snapshot_webhook(project, 3600).await;
         let denied = server.review(fixture("deployment-patch-4-to-7.json")).await;
         assert_eq!(denied["allowed"], false, "{project}: {denied}");
         assert_eq!(denied["auditAnnotations"]["registry-reread"], "confirmed", "{project}");
