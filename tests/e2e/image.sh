@@ -50,7 +50,12 @@ deb() {
   [ -n "$v" ] && [ "$v" != "(none)" ] || fail "Debian package $name is not available from the machine's apt sources"
   local file; file=$(ls "$debs/${name}_${v//:/%3a}_"*.deb 2>/dev/null | head -n 1 || true)
   if [ -z "$file" ]; then
-    (cd "$debs" && apt-get download -qq "$name=$v" >/dev/null 2>&1) || fail "apt-get download $name=$v failed"
+    if ! (cd "$debs" && apt-get download -qq "$name=$v" >/dev/null 2>&1); then
+      # Stale package lists name a version the mirror no longer has: refresh them once.
+      apt-get update -qq >/dev/null 2>&1 || true
+      v=$(apt-cache policy "$name" 2>/dev/null | awk '/Candidate:/ {print $2}')
+      (cd "$debs" && apt-get download -qq "$name=$v" >/dev/null 2>&1) || fail "apt-get download $name=$v failed"
+    fi
     file=$(ls "$debs/${name}_${v//:/%3a}_"*.deb | head -n 1)
   fi
   echo "$file"
