@@ -3,9 +3,11 @@
 //! `events.k8s.io/v1` Event on the Deployment, so that kube-eventer or kubernetes-event-exporter
 //! forward them. Never on the request path: the webhook puts the event in a bounded queue
 //! (`try_send`; a full queue drops and counts, it never delays an answer), and one task publishes
-//! through kube's `Recorder`, which aggregates repeats into a series. Each workload has a token
-//! bucket (a burst of `BURST`, then one event per `REFILL`), so an unprivileged user cannot flood
-//! etcd with events by retrying a denied apply. Dry runs make none (the webhook checks).
+//! through kube's `Recorder`, which aggregates repeats into a series. Token buckets bound what
+//! reaches etcd at three levels — each workload (`WORKLOAD`: retrying a denied apply), each
+//! namespace (`NAMESPACE`: reviews under made-up workload names) and the whole process
+//! (`PROCESS`: made-up namespaces too) — and a dropped event is counted by the level that dropped
+//! it. Dry runs make none (the webhook checks).
 
 use crate::decision::{Decision, Override, Rule, Subject, Verdict, WorkloadKey};
 use crate::metrics::Metrics;
@@ -16,10 +18,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Events a workload may publish at once, then one per `REFILL`.
-const BURST: f64 = 10.0;
-const REFILL: Duration = Duration::from_secs(6);
-/// Most workloads whose buckets are remembered; beyond, the oldest are forgotten.
+/// How many events may be published at once (`burst`), then one per `refill`.
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    burst: f64,
+    refill: Duration,
+}
+
+/// One workload: 10 at once, then one per 6 s.
+const WORKLOAD: Rate = Rate { burst: 10.0, refill: Duration::from_secs(6) };
+/// One namespace, whatever the workload names: 30 at once, then one a second.
+const NAMESPACE: Rate = Rate { burst: 30.0, refill: Duration::from_secs(1) };
+/// The whole process, whatever the namespaces: 100 at once, then ten a second.
+const PROCESS: Rate = Rate { burst: 100.0, refill: Duration::from_millis(100) };
+/// Most workloads (and namespaces) whose buckets are remembered; beyond, the oldest are forgotten.
 const MAX_BUCKETS: usize = 10_000;
 
 /// One event to publish.
@@ -119,8 +131,8 @@ pub fn start(
 async fn publish(mut receiver: mpsc::Receiver<WorkloadEvent>, recorder: Recorder, metrics: Arc<Metrics>) {
     let mut buckets = Buckets::default();
     while let Some(event) = receiver.recv().await {
-        if !buckets.take(&event.namespace, &event.deployment, Instant::now()) {
-            metrics.event("dropped-rate-limited");
+        if let Err(level) = buckets.take(&event.namespace, &event.deployment, Instant::now()) {
+            metrics.event(level);
             continue;
         }
         let reference = ObjectReference {
@@ -147,31 +159,69 @@ async fn publish(mut receiver: mpsc::Receiver<WorkloadEvent>, recorder: Recorder
     }
 }
 
-/// Token buckets per workload.
+/// A token bucket's state: tokens left, and when it was last refilled.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(rate: Rate, now: Instant) -> Self {
+        Self { tokens: rate.burst, at: now }
+    }
+
+    /// Refills for the time since the last call; whether a token is there.
+    fn refill(&mut self, rate: Rate, now: Instant) -> bool {
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() / rate.refill.as_secs_f64()).min(rate.burst);
+        self.at = now;
+        self.tokens >= 1.0
+    }
+}
+
+/// Token buckets per workload, per namespace and for the process.
 #[derive(Default)]
 struct Buckets {
-    tokens: HashMap<WorkloadKey, (f64, Instant)>,
+    workloads: HashMap<WorkloadKey, Bucket>,
+    namespaces: HashMap<String, Bucket>,
+    process: Option<Bucket>,
+}
+
+/// Forgets the buckets unused for a while when there are too many (a full one is as good as new).
+fn bounded<K>(buckets: &mut HashMap<K, Bucket>, rate: Rate, now: Instant) {
+    if buckets.len() >= MAX_BUCKETS {
+        let cutoff = now.checked_sub(rate.refill.mul_f64(rate.burst)).unwrap_or(now);
+        buckets.retain(|_, b| b.at > cutoff);
+        if buckets.len() >= MAX_BUCKETS {
+            buckets.clear();
+        }
+    }
 }
 
 impl Buckets {
-    fn take(&mut self, namespace: &str, deployment: &str, now: Instant) -> bool {
-        if self.tokens.len() >= MAX_BUCKETS {
-            // Forget the fullest half: they have not been used for a while.
-            let cutoff = now.checked_sub(REFILL.mul_f64(BURST)).unwrap_or(now);
-            self.tokens.retain(|_, (_, at)| *at > cutoff);
-            if self.tokens.len() >= MAX_BUCKETS {
-                self.tokens.clear();
-            }
+    /// Takes a token at every level, or none: the error is the metric result naming the level
+    /// that had none (the process first, then the namespace, then the workload).
+    fn take(&mut self, namespace: &str, deployment: &str, now: Instant) -> Result<(), &'static str> {
+        bounded(&mut self.workloads, WORKLOAD, now);
+        bounded(&mut self.namespaces, NAMESPACE, now);
+        let process = self.process.get_or_insert(Bucket::full(PROCESS, now));
+        let ns = self.namespaces.entry(namespace.to_string()).or_insert(Bucket::full(NAMESPACE, now));
+        let workload =
+            self.workloads.entry(WorkloadKey::new(namespace, deployment)).or_insert(Bucket::full(WORKLOAD, now));
+        if !process.refill(PROCESS, now) {
+            return Err("dropped-process-limited");
         }
-        let (tokens, at) = self.tokens.entry(WorkloadKey::new(namespace, deployment)).or_insert((BURST, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() / REFILL.as_secs_f64()).min(BURST);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
+        if !ns.refill(NAMESPACE, now) {
+            return Err("dropped-namespace-limited");
         }
+        if !workload.refill(WORKLOAD, now) {
+            return Err("dropped-rate-limited");
+        }
+        for bucket in [process, ns, workload] {
+            bucket.tokens -= 1.0;
+        }
+        Ok(())
     }
 }
 
@@ -183,11 +233,30 @@ mod tests {
     fn a_workload_gets_a_burst_then_one_event_per_refill() {
         let mut b = Buckets::default();
         let t0 = Instant::now();
-        let allowed = (0..50).filter(|_| b.take("ns", "api", t0)).count();
-        assert_eq!(allowed, BURST as usize);
-        assert!(!b.take("ns", "api", t0 + REFILL / 2));
-        assert!(b.take("ns", "api", t0 + REFILL * 2));
-        assert!(b.take("ns", "other", t0), "buckets are per workload");
+        let allowed = (0..50).filter(|_| b.take("ns", "api", t0).is_ok()).count();
+        assert_eq!(allowed, WORKLOAD.burst as usize);
+        assert_eq!(b.take("ns", "api", t0 + WORKLOAD.refill / 2), Err("dropped-rate-limited"));
+        assert!(b.take("ns", "api", t0 + WORKLOAD.refill * 2).is_ok());
+        assert!(b.take("ns", "other", t0 + WORKLOAD.refill * 2).is_ok(), "buckets are per workload");
+    }
+
+    /// A tenant posting forged reviews under made-up names: made-up workloads in one namespace
+    /// share its bucket, made-up namespaces share the process's; etcd sees a bounded number.
+    #[test]
+    fn a_flood_under_made_up_names_is_bounded_per_namespace_and_for_the_process() {
+        let mut b = Buckets::default();
+        let t0 = Instant::now();
+        let results: Vec<_> = (0..100).map(|i| b.take("victim", &format!("made-up-{i}"), t0)).collect();
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), NAMESPACE.burst as usize);
+        assert!(results.iter().all(|r| *r == Ok(()) || *r == Err("dropped-namespace-limited")));
+        let mut b = Buckets::default();
+        let results: Vec<_> = (0..1000).map(|i| b.take(&format!("ns-{i}"), "api", t0)).collect();
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), PROCESS.burst as usize);
+        assert_eq!(results[999], Err("dropped-process-limited"));
+        // A second later the process has ten more, whatever the names.
+        let later =
+            (1000..1100).filter(|i| b.take(&format!("ns-{i}"), "api", t0 + Duration::from_secs(1)).is_ok()).count();
+        assert_eq!(later, 10);
     }
 
     #[test]

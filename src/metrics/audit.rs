@@ -34,7 +34,7 @@ impl Families {
             events: counter(
                 r,
                 "replica_guard_events_total",
-                "Kubernetes Events from admission, by result (published, failed, dropped-queue-full, dropped-rate-limited).",
+                "Kubernetes Events from admission, by result (published, failed, dropped-queue-full, dropped-rate-limited per workload, dropped-namespace-limited, dropped-process-limited).",
                 &["result"],
             ),
             backstop_writes: counter(
