@@ -31,7 +31,8 @@ const MAX_PAGES: usize = 10_000;
 const MAX_DOCUMENT_BYTES: usize = 8 * 1024;
 
 pub struct FirestoreLister {
-    remote: RemoteJson,
+    /// Shared with the `FirestoreReader` it makes: one connection pool, one cached token.
+    remote: Arc<RemoteJson>,
     list_url: String,
     page_size: u32,
     decoder: Arc<Decoder>,
@@ -84,10 +85,10 @@ enum Integer<'a> {
 impl FirestoreLister {
     pub fn new(config: &FirestoreRegistryConfig) -> Result<Self, ClientError> {
         Ok(Self {
-            remote: RemoteJson {
+            remote: Arc::new(RemoteJson {
                 client: https_client(config.ca_file.as_deref(), Duration::from_secs(5))?,
                 auth: Auth::from_config(&config.auth),
-            },
+            }),
             list_url: config.list_url(),
             page_size: config.page_size,
             decoder: Arc::new(Decoder {
@@ -240,13 +241,13 @@ impl ListRegistry for FirestoreLister {
 /// on namespace and deployment) or by its id `<namespace>--<deployment>`, as the listing reads it;
 /// the workload's own entry first, then its namespace's default.
 pub struct FirestoreReader {
-    remote: RemoteJson,
+    remote: Arc<RemoteJson>,
     /// `…/documents/{collection}`: documents by id.
     list_url: String,
     /// `…/documents[/parent path]:runQuery` and the collection's own id.
     query_url: String,
     collection_id: String,
-    decoder: Decoder,
+    decoder: Arc<Decoder>,
 }
 
 #[derive(Deserialize)]
@@ -255,22 +256,21 @@ struct QueryResult<'a> {
     document: Option<Document<'a>>,
 }
 
-impl FirestoreReader {
-    pub fn new(config: &FirestoreRegistryConfig) -> Result<Self, ClientError> {
-        let list_url = config.list_url();
-        let (parent, collection_id) = list_url.rsplit_once('/').unwrap_or((&list_url, ""));
-        Ok(Self {
-            remote: RemoteJson {
-                client: https_client(config.ca_file.as_deref(), Duration::from_secs(5))?,
-                auth: Auth::from_config(&config.auth),
-            },
+impl FirestoreLister {
+    /// The reader of single entries of the same collection, through the same client and token.
+    pub fn reader(&self) -> FirestoreReader {
+        let (parent, collection_id) = self.list_url.rsplit_once('/').unwrap_or((&self.list_url, ""));
+        FirestoreReader {
+            remote: self.remote.clone(),
             query_url: format!("{parent}:runQuery"),
             collection_id: collection_id.to_string(),
-            list_url: list_url.clone(),
-            decoder: Decoder { fields: config.fields.clone(), namespace_default: config.namespace_default.clone() },
-        })
+            list_url: self.list_url.clone(),
+            decoder: self.decoder.clone(),
+        }
     }
+}
 
+impl FirestoreReader {
     /// The entry that applies to the workload now: its own, else its namespace's default; `None`
     /// when the registry has neither.
     pub async fn entry(&self, namespace: &str, deployment: &str) -> Result<Option<super::Limit>, RegistryError> {

@@ -134,11 +134,11 @@ pub async fn open(
         }
         Source::Firestore(fs) => {
             let lister = firestore_source::FirestoreLister::new(fs)?;
+            // A denial is checked against Firestore itself before it refuses (`webhook`).
+            let reader = lister.reader();
             let timing = (seconds(fs.refresh_seconds), seconds(fs.timeout_seconds), fs.max_shrink_fraction);
             let mut opened = synced(lister, SourceKind::Firestore, metrics, bounds, registry.max_entries, timing);
-            // A denial is checked against Firestore itself before it refuses (`webhook`).
             if let Some(store) = opened.snapshot.clone() {
-                let reader = firestore_source::FirestoreReader::new(fs)?;
                 opened.source = Arc::new(firestore_source::FirestoreSnapshot { store, reader });
             }
             Ok(opened)
