@@ -93,30 +93,38 @@ impl Drop for Environment {
     }
 }
 
-/// The image archives: (replica-guard, pause), built once per run.
-fn images(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
-    let binary = std::env::var("REPLICA_GUARD_RELEASE_BIN").map_err(|_| {
+/// `tests/e2e/image.sh ARGS OUT`: the manifest digest it prints.
+fn build_image(args: &[&str], out: &Path) -> Result<String, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/image.sh");
+    let ran =
+        std::process::Command::new("bash").arg(&script).args(args).arg(out).output().map_err(|e| e.to_string())?;
+    if !ran.status.success() {
+        return Err(format!("image.sh {}: {}", args.join(" "), String::from_utf8_lossy(&ran.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&ran.stdout).trim().to_string())
+}
+
+fn release_binary() -> Result<String, String> {
+    std::env::var("REPLICA_GUARD_RELEASE_BIN").map_err(|_| {
         "REPLICA_GUARD_RELEASE_BIN is not set: the image holds the release binary (tests/e2e/run.sh builds it)"
             .to_string()
-    })?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/image.sh");
-    let build = |args: &[&str], out: &Path| -> Result<String, String> {
-        let ran =
-            std::process::Command::new("bash").arg(&script).args(args).arg(out).output().map_err(|e| e.to_string())?;
-        if !ran.status.success() {
-            return Err(format!("image.sh {}: {}", args.join(" "), String::from_utf8_lossy(&ran.stderr)));
-        }
-        Ok(String::from_utf8_lossy(&ran.stdout).trim().to_string())
-    };
+    })
+}
+
+/// The replica-guard image the node runs, and its digest (set once per run by `images`).
+static BUILT: std::sync::OnceLock<(PathBuf, String)> = std::sync::OnceLock::new();
+
+/// The image archives: (replica-guard, pause), built once per run.
+fn images(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
     let image = dir.join("replica-guard.tar");
-    let digest = build(&["--binary", &binary], &image)?;
+    let digest = build_image(&["--binary", &release_binary()?], &image)?;
     let pause = dir.join("pause.tar");
-    build(&["--pause"], &pause)?;
-    std::fs::write(dir.join("digest"), &digest).map_err(|e| e.to_string())?;
+    build_image(&["--pause"], &pause)?;
     eprintln!(
         "e2e: image {IMAGE} {digest}, {:.1} MB (tests/e2e/image.sh)",
         std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0) as f64 / 1e6
     );
+    let _ = BUILT.set((image.clone(), digest));
     Ok((image, pause))
 }
 
@@ -179,10 +187,7 @@ fn dockerfile_final_stage() -> (String, Vec<String>, serde_json::Value, serde_js
 }
 
 fn image_is_the_dockerfiles(_c: &Cluster) {
-    let dir = std::env::temp_dir().join("replica-guard-image-check");
-    let _ = std::fs::create_dir_all(&dir);
-    let (first, _) = images(&dir).unwrap();
-    let first_digest = std::fs::read_to_string(dir.join("digest")).unwrap();
+    let (first, first_digest) = BUILT.get().expect("the node's image was built").clone();
     let config = image_config(&first);
     let (user, ports, entrypoint, cmd) = dockerfile_final_stage();
     assert_eq!(config["config"]["User"], user.as_str(), "the image's user is the Dockerfile's");
@@ -195,18 +200,11 @@ fn image_is_the_dockerfiles(_c: &Cluster) {
     assert_eq!(config["config"]["Entrypoint"], entrypoint);
     assert_eq!(config["config"]["Cmd"], cmd);
     // Twice from the same binary and packages: the same bytes.
-    let again = dir.join("again.tar");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/image.sh");
-    let ran = std::process::Command::new("bash")
-        .arg(&script)
-        .args(["--binary", &std::env::var("REPLICA_GUARD_RELEASE_BIN").unwrap()])
-        .arg(&again)
-        .output()
-        .unwrap();
-    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
-    assert_eq!(String::from_utf8_lossy(&ran.stdout).trim(), first_digest.trim(), "the second build's digest");
+    let dir = tempfile::tempdir().unwrap();
+    let again = dir.path().join("again.tar");
+    let digest = build_image(&["--binary", &release_binary().unwrap()], &again).unwrap();
+    assert_eq!(digest, first_digest, "the second build's digest");
     assert_eq!(std::fs::read(&first).unwrap(), std::fs::read(&again).unwrap(), "the same archive, byte for byte");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The values a platform gives: the registry (the image is the chart's default).
