@@ -335,12 +335,21 @@ fn registry(entries: usize, out: PathBuf) {
 /// A webhook on the example registry with the default policy, writing audit records to
 /// /dev/null: what `cost` and `worst` measure.
 fn in_process_webhook() -> replica_guard::webhook::Webhook {
-    use replica_guard::limits::store::{SnapshotStore, apply_document};
+    use replica_guard::limits::store::{Revision, SnapshotStore, apply_document};
     use replica_guard::metrics::SourceKind;
     let metrics = Arc::new(replica_guard::metrics::Metrics::new());
     let policy = replica_guard::decision::policy::Policy::default();
     let store = Arc::new(SnapshotStore::new(SourceKind::File, &metrics));
-    apply_document(common::REGISTRY, SourceKind::File, &store, &metrics, &policy.platform_bounds, 200_000).unwrap();
+    apply_document(
+        common::REGISTRY,
+        Revision::digest(common::REGISTRY),
+        SourceKind::File,
+        &store,
+        &metrics,
+        &policy.platform_bounds,
+        200_000,
+    )
+    .unwrap();
     let devnull = std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap();
     let audit = replica_guard::json_lines::JsonLines::to(Box::new(devnull));
     replica_guard::webhook::Webhook::new(policy, store, metrics, audit)

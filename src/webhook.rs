@@ -139,11 +139,27 @@ impl Webhook {
             self.limits.lookup(&subject.namespace, &subject.deployment).await
         };
         let mut decision = decision::decide(&subject, &lookup, &self.policy);
-        let reread = self.reread_before_denial(&subject, &lookup, &mut decision).await;
-        self.record(&request.uid, &subject, &decision, started, reread);
+        let (reread, reread_revision) = match self.reread_before_denial(&subject, &lookup, &mut decision).await {
+            Some((reread, revision)) => (Some(reread), revision),
+            None => (None, None),
+        };
+        // Which registry state the decision used: the re-read's, else the snapshot's or cache's;
+        // none when the registry was not asked. Only what is recorded asks for it.
+        let asked = !matches!(lookup, Lookup::Unregistered) || decision.limit.is_some();
+        let revision = match reread_revision {
+            Some(revision) => Some(revision),
+            None if asked && DecisionRecord::is_worth_recording(&subject, &decision) => {
+                self.limits.revision(&subject.namespace, &subject.deployment).await
+            }
+            None => None,
+        };
+        self.record(&request.uid, &subject, &decision, started, reread, revision.as_deref());
         let mut response = respond::decided(&request.uid, &subject, &decision);
         if let Some(reread) = reread {
             response.audit_annotations.add("registry-reread", reread.as_str());
+        }
+        if let Some(revision) = &revision {
+            response.audit_annotations.add("registry-revision", revision.to_string());
         }
         Answer { response, decided: Some(Decided { subject, decision }) }
     }
@@ -157,7 +173,7 @@ impl Webhook {
         subject: &Subject,
         lookup: &Lookup,
         decision: &mut Decision,
-    ) -> Option<Reread> {
+    ) -> Option<(Reread, Option<Arc<str>>)> {
         if decision.verdict != decision::Verdict::Denied
             || !matches!(lookup, Lookup::Registered(_))
             || self.reread.is_zero()
@@ -165,25 +181,33 @@ impl Webhook {
             return None;
         }
         let fresh = self.limits.reread(&subject.namespace, &subject.deployment)?;
-        let outcome = match tokio::time::timeout(self.reread, fresh).await {
-            Ok(Ok(fresh)) if &fresh == lookup => Reread::Confirmed,
-            Ok(Ok(fresh)) => {
+        let (outcome, revision) = match tokio::time::timeout(self.reread, fresh).await {
+            Ok(Ok((fresh, revision))) if &fresh == lookup => (Reread::Confirmed, Some(revision)),
+            Ok(Ok((fresh, revision))) => {
                 *decision = decision::decide(subject, &fresh, &self.policy);
-                Reread::Changed
+                (Reread::Changed, Some(revision))
             }
             Ok(Err(error)) => {
                 tracing::warn!(%error, "the registry could not be asked again before a denial; the cached entry stands");
-                Reread::Failed
+                (Reread::Failed, None)
             }
-            Err(_) => Reread::TimedOut,
+            Err(_) => (Reread::TimedOut, None),
         };
         self.metrics.registry_reread(outcome.as_str());
-        Some(outcome)
+        Some((outcome, revision))
     }
 
     /// The side effects of a decision. Dry runs are logged (marked) but change no counters of
     /// changes, violations or overrides: a pipeline's `--dry-run=server` is not a deploy.
-    fn record(&self, uid: &str, subject: &Subject, decision: &Decision, started: Instant, reread: Option<Reread>) {
+    fn record(
+        &self,
+        uid: &str,
+        subject: &Subject,
+        decision: &Decision,
+        started: Instant,
+        reread: Option<Reread>,
+        revision: Option<&str>,
+    ) {
         let m = &self.metrics;
         let workload = metric_labels(subject, decision);
         if let Rule::Exempt(e) = decision.rule {
@@ -221,6 +245,7 @@ impl Webhook {
             let time = jiff::Timestamp::now().to_string();
             let mut record = DecisionRecord::new(uid, subject, decision, time);
             record.registry_reread = reread.map(Reread::as_str);
+            record.registry_revision = revision;
             self.records.write(&record);
         }
         let kind = match subject.path {

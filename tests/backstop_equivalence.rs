@@ -134,7 +134,7 @@ fn setup(registry: &str, policy: &str) -> Setup {
         .collect();
     let metrics = Arc::new(Metrics::new());
     let store = Arc::new(SnapshotStore::new(SourceKind::File, &metrics));
-    store.replace(Arc::new(table));
+    store.replace(Arc::new(table), replica_guard::limits::store::Revision::now("test"));
     let webhook = Webhook::new(policy, store, metrics, JsonLines::to(Box::new(std::io::sink())));
     Setup { webhook, params }
 }

@@ -13,7 +13,7 @@ use replica_guard::decision::{Lookup, Scope};
 use replica_guard::limits::LimitSource;
 use replica_guard::limits::bigquery_source::BigQueryLister;
 use replica_guard::limits::store::SnapshotStore;
-use replica_guard::limits::sync::{Synced, Syncer};
+use replica_guard::limits::sync::{Applier, Synced, Syncer};
 use replica_guard::metrics::{Metrics, SourceKind};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -119,16 +119,19 @@ fn syncer(url: &str, token: &std::path::Path) -> (Syncer<BigQueryLister>, Arc<Sn
     .unwrap();
     let metrics = Arc::new(Metrics::new());
     let store = Arc::new(SnapshotStore::new(SourceKind::BigQuery, &metrics));
+    let applier = Arc::new(Applier::new(
+        SourceKind::BigQuery,
+        store.clone(),
+        metrics,
+        Default::default(),
+        config.max_shrink_fraction,
+    ));
     let syncer = Syncer {
         lister: BigQueryLister::new(&config).unwrap(),
-        source: SourceKind::BigQuery,
-        store: store.clone(),
-        metrics,
-        bounds: Default::default(),
+        applier,
         max_entries: 200_000,
         refresh: Duration::from_secs(60),
         timeout: Duration::from_secs(10),
-        max_shrink: config.max_shrink_fraction,
     };
     (syncer, store)
 }

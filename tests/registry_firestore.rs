@@ -15,7 +15,7 @@ use replica_guard::decision::{Lookup, Scope};
 use replica_guard::limits::LimitSource;
 use replica_guard::limits::firestore_source::FirestoreLister;
 use replica_guard::limits::store::SnapshotStore;
-use replica_guard::limits::sync::{Synced, Syncer};
+use replica_guard::limits::sync::{Applier, Synced, Syncer};
 use replica_guard::metrics::{Metrics, SourceKind};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -110,16 +110,19 @@ fn syncer(url: &str, extra: Value) -> (Syncer<FirestoreLister>, Arc<SnapshotStor
     let config: FirestoreRegistryConfig = serde_json::from_value(config).unwrap();
     let metrics = Arc::new(Metrics::new());
     let store = Arc::new(SnapshotStore::new(SourceKind::Firestore, &metrics));
+    let applier = Arc::new(Applier::new(
+        SourceKind::Firestore,
+        store.clone(),
+        metrics,
+        Default::default(),
+        config.max_shrink_fraction,
+    ));
     let syncer = Syncer {
         lister: FirestoreLister::new(&config).unwrap(),
-        source: SourceKind::Firestore,
-        store: store.clone(),
-        metrics,
-        bounds: Default::default(),
+        applier,
         max_entries: 200_000,
         refresh: Duration::from_secs(60),
         timeout: Duration::from_secs_f64(config.timeout_seconds),
-        max_shrink: config.max_shrink_fraction,
     };
     (syncer, store)
 }
@@ -213,7 +216,7 @@ async fn a_registry_that_loses_more_than_half_at_once_is_held_back() {
     assert_eq!(syncer.sync_once().await, Synced::Applied { entries: 100 });
     fake.set(documents(40, 4));
     assert_eq!(syncer.sync_once().await, Synced::HeldBack { entries: 40, previous: 100 });
-    let exposed = syncer.metrics.render();
+    let exposed = syncer.applier.metrics.render();
     assert!(
         exposed.contains("replica_guard_registry_reloads_total{result=\"held-back\",source=\"firestore\"} 1"),
         "told apart from an error: {exposed}"

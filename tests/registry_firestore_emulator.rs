@@ -126,11 +126,12 @@ async fn synced(server: &TestServer) {
     }
 }
 
-/// The webhook on the snapshot of `project`'s collection `ped`, synced every `refresh` seconds,
-/// once its first sync is complete.
-async fn snapshot_webhook(project: &str, refresh: u32) -> TestServer {
+/// The webhook on the snapshot of `project`'s collection `ped`, synced every `refresh` seconds
+/// (and followed by the Listen stream, unless `extra` says `listen: false`), once its first sync
+/// is complete. `extra`: more keys of `registry.firestore`, and then of `registry`.
+async fn snapshot_webhook(project: &str, refresh: u32, extra: &str) -> TestServer {
     let section = format!(
-        "  firestore:\n    project: {project}\n    collection: ped\n    url: http://{}/v1\n    refreshSeconds: {refresh}\n",
+        "  firestore:\n    project: {project}\n    collection: ped\n    url: http://{}/v1\n    refreshSeconds: {refresh}\n{extra}",
         emulator()
     );
     let server = TestServer::start_full("mode: enforce", "", "", &section, None).await;
@@ -171,7 +172,8 @@ async fn the_snapshot_source_syncs_a_collection_from_the_emulator_and_the_webhoo
     put(project, "team-a--payments-api", limit(4)).await;
     put(project, "sandbox--_default", json!({"maxReplicas": {"integerValue": "2"}, "mode": {"stringValue": "warn"}}))
         .await;
-    let server = snapshot_webhook(project, 1).await;
+    // The sync alone (no stream): what a cluster without gRPC egress runs.
+    let server = snapshot_webhook(project, 1, "    listen: false\n").await;
     // 4 -> 7 for team-a/payments-api (max 4): refused, from the emulator's document.
     assert_eq!(allowed(&server, "deployment-patch-4-to-7.json").await, false);
     assert_eq!(
@@ -205,21 +207,34 @@ async fn the_snapshot_source_syncs_a_collection_from_the_emulator_and_the_webhoo
 #[tokio::test]
 #[ignore = "needs Firestore's emulator; .ci/run runs it"]
 async fn the_snapshot_source_holds_back_a_collection_that_lost_most_of_its_documents() {
-    let project = "shrink";
-    for i in 0..10 {
-        put(project, &format!("team-a--api-{i}"), limit(4)).await;
+    // Through the sync (every second, no stream), and through the stream (deletions pushed one by
+    // one, no sync for an hour): the same guard.
+    for (project, refresh, extra) in [("shrink-sync", 1, "    listen: false\n"), ("shrink-stream", 3600, "")] {
+        for i in 0..10 {
+            put(project, &format!("team-a--api-{i}"), limit(4)).await;
+        }
+        put(project, "team-a--payments-api", limit(4)).await;
+        let server = snapshot_webhook(project, refresh, extra).await;
+        assert_eq!(allowed(&server, "deployment-patch-4-to-7.json").await, false);
+        // A broken export deletes 8 of 11: more than maxShrinkFraction (0.5) at once is held back.
+        for i in 0..8 {
+            delete(project, &format!("team-a--api-{i}")).await;
+        }
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let entries = server.metric("replica_guard_registry_entries").await;
+        assert!(entries >= 6.0, "{project}: no more than half of the 11 entries may go, {entries} left");
+        assert!(
+            server.metric("replica_guard_registry_reloads_total{result=\"held-back\",source=\"firestore\"}").await
+                >= 1.0,
+            "{project}: the guard held a change back"
+        );
+        assert_eq!(
+            allowed(&server, "deployment-patch-4-to-7.json").await,
+            false,
+            "{project}: the last good snapshot still answers"
+        );
+        server.shutdown().await;
     }
-    put(project, "team-a--payments-api", limit(4)).await;
-    let server = snapshot_webhook(project, 1).await;
-    assert_eq!(allowed(&server, "deployment-patch-4-to-7.json").await, false);
-    // A broken export deletes 8 of 11: more than maxShrinkFraction (0.5) at once is held back.
-    for i in 0..8 {
-        delete(project, &format!("team-a--api-{i}")).await;
-    }
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(server.metric("replica_guard_registry_entries").await, 11.0, "held back");
-    assert_eq!(allowed(&server, "deployment-patch-4-to-7.json").await, false, "the last good snapshot still answers");
-    server.shutdown().await;
 }
 
 #[tokio::test]
@@ -270,7 +285,8 @@ async fn a_limit_raised_since_the_last_sync_allows_the_next_deploy_at_once() {
         // By fields, the document id is the pipeline's own; by id, the id names the workload.
         let id = if by_fields { "ped-4711" } else { "team-a--payments-api" };
         put(project, id, fields(4)).await;
-        let server = snapshot_webhook(project, 3600).await;
+        // No stream: only the re-read can see the raised limit.
+        let server = snapshot_webhook(project, 3600, "    listen: false\n").await;
         let denied = server.review(fixture("deployment-patch-4-to-7.json")).await;
         assert_eq!(denied["allowed"], false, "{project}: {denied}");
         assert_eq!(denied["auditAnnotations"]["registry-reread"], "confirmed", "{project}");
@@ -283,4 +299,49 @@ async fn a_limit_raised_since_the_last_sync_allows_the_next_deploy_at_once() {
         assert_eq!(allowed["auditAnnotations"]["max-replicas"], "8", "{project}");
         server.shutdown().await;
     }
+}
+
+/// The PED pipeline raises payments-api's limit in Firestore and lowers it again, twenty times;
+/// the snapshot is not due for an hour and the denial's re-read is off: only the Listen stream can
+/// tell the webhook. Each change is honoured within seconds, and the records name the revision.
+#[tokio::test]
+#[ignore = "needs Firestore's emulator; .ci/run runs it"]
+async fn the_listener_brings_a_changed_limit_to_the_webhook_within_seconds() {
+    let project = "listen";
+    put(project, "team-a--payments-api", limit(4)).await;
+    put(project, "team-a--orders-api", limit(4)).await;
+    let server = snapshot_webhook(project, 3600, "  cache: {rereadTimeoutSeconds: 0}\n").await;
+    assert_eq!(allowed(&server, "deployment-patch-4-to-7.json").await, false);
+    let mut took = vec![];
+    for round in 0..20 {
+        let raise = round % 2 == 0;
+        put(project, "team-a--payments-api", limit(if raise { 8 } else { 4 })).await;
+        took.push(until_answer(&server, "deployment-patch-4-to-7.json", raise, Duration::from_secs(10)).await);
+    }
+    took.sort();
+    eprintln!(
+        "listener: write to webhook answer over {} changes: p50 {:.0} ms, max {:.0} ms",
+        took.len(),
+        took[took.len() / 2].as_secs_f64() * 1000.0,
+        took[took.len() - 1].as_secs_f64() * 1000.0
+    );
+    // A document added and one deleted arrive the same way.
+    delete(project, "team-a--orders-api").await;
+    put(project, "team-a--_default", limit(2)).await;
+    let started = Instant::now();
+    while server.metric("replica_guard_registry_entries").await != 2.0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the deletion and the new default did not arrive");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Provenance: the answer and the decision record name the revision (Firestore's read time).
+    let denied = server.review(fixture("deployment-patch-4-to-7.json")).await;
+    let revision = denied["auditAnnotations"]["registry-revision"].as_str().unwrap_or_default().to_string();
+    assert!(revision.starts_with("firestore@20"), "{denied}");
+    let records = server.audit_records();
+    let last = records.last().expect("a decision record");
+    assert_eq!(last["registryRevision"], revision.as_str(), "{last}");
+    let age = server.metric("replica_guard_registry_revision_age_seconds").await;
+    assert!((0.0..60.0).contains(&age), "the revision's age: {age}");
+    assert_eq!(server.admin_get("/readyz").await.0, 200);
+    server.shutdown().await;
 }

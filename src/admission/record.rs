@@ -37,6 +37,9 @@ pub struct DecisionRecord<'a> {
     /// A denial's entry read again from the registry first (`webhook`): confirmed, changed,
     /// timeout or error; null when it was not.
     pub registry_reread: Option<&'static str>,
+    /// The registry revision the limit came from (`limits::store::Revision`: Firestore's read
+    /// time, the ConfigMap's resourceVersion, the file's digest…); null when no limit was asked.
+    pub registry_revision: Option<&'a str>,
 }
 
 /// Most paths a record lists; a rewrite of a whole object would otherwise make one huge line.
@@ -78,6 +81,7 @@ impl<'a> DecisionRecord<'a> {
             message: decision.deny_message.as_deref(),
             dry_run: subject.dry_run,
             registry_reread: None,
+            registry_revision: None,
         }
     }
 

@@ -29,9 +29,15 @@ pub struct FirestoreRegistryConfig {
     /// Documents per page (Firestore allows up to 300 per page when listing).
     #[serde(default = "default_page_size")]
     pub page_size: u32,
-    /// How often the whole collection is read again.
+    /// How often the whole collection is read again: with `listen`, the safety net behind the
+    /// stream; without it, the only way a change arrives.
     #[serde(default = "default_refresh")]
     pub refresh_seconds: f64,
+    /// Follow the collection through Firestore's `Listen` stream (gRPC, on the host of `url`), so
+    /// a change reaches the snapshot within seconds instead of at the next sync. Off where only
+    /// the REST API is reachable (a proxy that does not pass gRPC).
+    #[serde(default = "default_true")]
+    pub listen: bool,
     /// One whole sync (all pages) at most; a slower one is abandoned and the last snapshot stays.
     #[serde(default = "default_sync_timeout")]
     pub timeout_seconds: f64,
@@ -107,6 +113,9 @@ fn default_namespace_default() -> String {
 fn default_page_size() -> u32 {
     300
 }
+fn default_true() -> bool {
+    true
+}
 fn default_refresh() -> f64 {
     60.0
 }
@@ -136,6 +145,21 @@ impl FirestoreRegistryConfig {
             return Err(("registry.firestore.pageSize", format!("must be between 1 and 300, got {}", self.page_size)));
         }
         Ok(())
+    }
+
+    /// The gRPC endpoint of the `Listen` stream: `url`'s scheme and host, without the REST path.
+    pub fn grpc_url(&self) -> String {
+        let url = self.url.trim_end_matches('/');
+        let host_start = url.find("://").map_or(0, |i| i + 3);
+        match url[host_start..].find('/') {
+            Some(path) => url[..host_start + path].to_string(),
+            None => url.to_string(),
+        }
+    }
+
+    /// `projects/{project}/databases/{database}`: the database a `Listen` stream names.
+    pub fn database_path(&self) -> String {
+        format!("projects/{}/databases/{}", self.project, self.database)
     }
 
     /// The collection's list URL (without paging parameters).

@@ -6,7 +6,8 @@
 
 use super::RegistryError;
 use super::entry::{self, EntryBudget, Fields};
-use super::sync::{ListRegistry, Listed};
+use super::store::Revision;
+use super::sync::{ListRegistry, Listed, Listing};
 use super::transport::{Auth, ClientError, RemoteJson, https_client, percent_encode};
 use super::{BoxFuture, Scope};
 use crate::config::BigQueryRegistryConfig;
@@ -110,7 +111,7 @@ impl BigQueryLister {
         .map_err(|e| RegistryError::Decode(format!("the decoding task failed: {e}")))?
     }
 
-    async fn list_all(&self, mut budget: EntryBudget) -> Result<Vec<Listed>, RegistryError> {
+    async fn list_all(&self, mut budget: EntryBudget) -> Result<Listing, RegistryError> {
         let mut body =
             json!({"query": self.query, "useLegacySql": false, "maxResults": self.page_size, "timeoutMs": WAIT_MS});
         if let Some(location) = &self.location {
@@ -139,7 +140,10 @@ impl BigQueryLister {
                     budget.take()?;
                     entries.push(self.entry(names, row, page, i + 1)?);
                 }
-                let Some(token) = results.page_token.take().filter(|t| !t.is_empty()) else { return Ok(entries) };
+                let Some(token) = results.page_token.take().filter(|t| !t.is_empty()) else {
+                    // The job that read the table names the state read.
+                    return Ok(Listing { entries, revision: Revision::now(format!("bigquery-job/{}", job.job_id)) });
+                };
                 page += 1;
                 results = self.get_results(&job, Some(&token), page).await?;
             } else {
@@ -220,7 +224,7 @@ impl BigQueryLister {
 }
 
 impl ListRegistry for BigQueryLister {
-    fn list(&self, budget: EntryBudget) -> BoxFuture<'_, Result<Vec<Listed>, RegistryError>> {
+    fn list(&self, budget: EntryBudget) -> BoxFuture<'_, Result<Listing, RegistryError>> {
         Box::pin(self.list_all(budget))
     }
 }

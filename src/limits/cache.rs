@@ -42,8 +42,19 @@ enum Cached {
     Failed(Arc<str>),
 }
 
-/// An answer, and when the registry gave it.
-type Fetched = (Cached, Instant);
+/// An answer, and when the registry gave it (a clock for the age, and the time for records).
+#[derive(Debug, Clone)]
+struct Fetched {
+    answer: Cached,
+    at: Instant,
+    time: jiff::Timestamp,
+}
+
+impl Fetched {
+    fn now(answer: Cached) -> Self {
+        Self { answer, at: Instant::now(), time: jiff::Timestamp::now() }
+    }
+}
 
 /// A denial's re-read is not sent when the cached answer is this young: it was just asked.
 const JUST_FETCHED: Duration = Duration::from_secs(1);
@@ -54,10 +65,10 @@ impl Expiry<WorkloadKey, Fetched> for PerAnswerExpiry {
     fn expire_after_create(
         &self,
         _key: &WorkloadKey,
-        (value, _): &Fetched,
+        Fetched { answer, .. }: &Fetched,
         _created: std::time::Instant,
     ) -> Option<Duration> {
-        Some(match value {
+        Some(match answer {
             Cached::Found(_) => self.0.ttl,
             Cached::NotFound => self.0.negative_ttl,
             Cached::Failed(_) => self.0.error_ttl,
@@ -98,11 +109,11 @@ impl<F: Fetch> CachedSource<F> {
                     Ok(None) => Cached::NotFound,
                     Err(e) => Cached::Failed(e.to_string().into()),
                 };
-                (answer, Instant::now())
+                Fetched::now(answer)
             })
             .await;
         let fetched = entry.is_fresh();
-        match entry.into_value().0 {
+        match entry.into_value().answer {
             Cached::Found(limit) => {
                 if fetched {
                     self.remember(key, Some(limit.clone())).await;
@@ -154,23 +165,37 @@ impl<F: Fetch> LimitSource for CachedSource<F> {
         true
     }
 
+    /// `http@<when the answer in the cache was fetched>`; a stale answer (the registry failed
+    /// since) is named by the failure's time, `stale` marking it.
+    fn revision<'a>(&'a self, namespace: &'a str, deployment: &'a str) -> BoxFuture<'a, Option<Arc<str>>> {
+        Box::pin(async move {
+            let fetched = self.fresh.get(&WorkloadKey::new(namespace, deployment)).await?;
+            let state = if matches!(fetched.answer, Cached::Failed(_)) { "stale@" } else { "@" };
+            Some(format!("{}{state}{}", self.source.as_str(), fetched.time).into())
+        })
+    }
+
     /// Asks the registry directly, and keeps its answer in the cache for the requests after.
-    fn reread<'a>(&'a self, namespace: &'a str, deployment: &'a str) -> Option<BoxFuture<'a, Result<Lookup, String>>> {
+    fn reread<'a>(&'a self, namespace: &'a str, deployment: &'a str) -> Option<super::Reread<'a>> {
         Some(Box::pin(async move {
             let key = WorkloadKey::new(namespace, deployment);
+            let revision = |f: &Fetched| format!("{}@{}", self.source.as_str(), f.time).into();
             // The answer the denial rests on came from the registry a moment ago: it is fresh.
-            match self.fresh.get(&key).await {
-                Some((Cached::Found(limit), at)) if at.elapsed() < JUST_FETCHED => {
-                    return Ok(Lookup::Registered(limit));
+            if let Some(fetched) = self.fresh.get(&key).await
+                && fetched.at.elapsed() < JUST_FETCHED
+            {
+                match &fetched.answer {
+                    Cached::Found(limit) => return Ok((Lookup::Registered(limit.clone()), revision(&fetched))),
+                    Cached::NotFound => return Ok((Lookup::Unregistered, revision(&fetched))),
+                    Cached::Failed(_) => {}
                 }
-                Some((Cached::NotFound, at)) if at.elapsed() < JUST_FETCHED => return Ok(Lookup::Unregistered),
-                _ => {}
             }
             let answer = self.fetcher.fetch(namespace, deployment).await.map_err(|e| e.to_string())?;
-            let cached = answer.clone().map_or(Cached::NotFound, Cached::Found);
-            self.fresh.insert(key.clone(), (cached, Instant::now())).await;
+            let fetched = Fetched::now(answer.clone().map_or(Cached::NotFound, Cached::Found));
+            let revision = revision(&fetched);
+            self.fresh.insert(key.clone(), fetched).await;
             self.remember(key, answer.clone()).await;
-            Ok(answer.map_or(Lookup::Unregistered, Lookup::Registered))
+            Ok((answer.map_or(Lookup::Unregistered, Lookup::Registered), revision))
         }))
     }
 }

@@ -2,7 +2,7 @@
 //! so a GitOps change applies within seconds and without a restart or a volume sync delay.
 //! Needs only get/list/watch on ConfigMaps in that one namespace.
 
-use super::store::{SnapshotStore, apply_document};
+use super::store::{Revision, SnapshotStore, apply_document};
 use crate::decision::policy::PlatformBounds;
 use crate::metrics::{Metrics, SourceKind};
 use futures_util::StreamExt;
@@ -82,7 +82,11 @@ impl ConfigMapSource {
                 "the ConfigMap has no such data key; the last good registry stays in use"
             );
         };
-        match apply_document(text, SourceKind::ConfigMap, &self.store, &self.metrics, &self.bounds, self.max_entries) {
+        // The ConfigMap's resourceVersion names the state read (`configmap/<ns>/<name>@<rv>`).
+        let version = cm.metadata.resource_version.as_deref().unwrap_or("unknown");
+        let revision = Revision::now(format!("configmap/{}/{}@{version}", self.namespace, self.name));
+        let (store, metrics) = (&self.store, &self.metrics);
+        match apply_document(text, revision, SourceKind::ConfigMap, store, metrics, &self.bounds, self.max_entries) {
             Ok(entries) => tracing::info!(configmap = %self.name, entries, "registry ConfigMap loaded"),
             Err(e) => {
                 tracing::error!(error = %e, configmap = %self.name, "registry ConfigMap not loaded; the last good registry stays in use")

@@ -3,7 +3,7 @@
 //! the last good snapshot keeps serving.
 
 use super::file::LimitsFileError;
-use super::store::{SnapshotStore, apply_document};
+use super::store::{Revision, SnapshotStore, apply_document};
 use crate::decision::policy::PlatformBounds;
 use crate::file_change::ChangeDetector;
 use crate::metrics::{Metrics, SourceKind};
@@ -45,7 +45,8 @@ impl FileSource {
             self.metrics.registry_failed(SourceKind::File, "read");
             FileSourceError::Read { path: self.path.clone(), error }
         })?;
-        apply_document(&text, SourceKind::File, &self.store, &self.metrics, &self.bounds, self.max_entries)
+        let revision = Revision::digest(&text);
+        apply_document(&text, revision, SourceKind::File, &self.store, &self.metrics, &self.bounds, self.max_entries)
             .map_err(|error| FileSourceError::Invalid { path: self.path.clone(), error })
     }
 

@@ -12,7 +12,8 @@
 
 use super::RegistryError;
 use super::entry::{self, EntryBudget, Fields};
-use super::sync::{ListRegistry, Listed};
+use super::store::Revision;
+use super::sync::{ListRegistry, Listed, Listing};
 use super::transport::{Auth, ClientError, RemoteJson, https_client, percent_encode};
 use super::{BoxFuture, Scope};
 use crate::config::{FirestoreFields, FirestoreRegistryConfig};
@@ -32,14 +33,15 @@ const MAX_DOCUMENT_BYTES: usize = 8 * 1024;
 
 pub struct FirestoreLister {
     /// Shared with the `FirestoreReader` it makes: one connection pool, one cached token.
-    remote: Arc<RemoteJson>,
+    pub(super) remote: Arc<RemoteJson>,
     list_url: String,
     page_size: u32,
-    decoder: Arc<Decoder>,
+    pub(super) decoder: Arc<Decoder>,
 }
 
-/// What turns a page into entries (shared with the blocking task that decodes it).
-struct Decoder {
+/// What turns a page into entries (shared with the blocking task that decodes it, the reader and
+/// the listener).
+pub(super) struct Decoder {
     fields: FirestoreFields,
     namespace_default: String,
 }
@@ -54,30 +56,30 @@ struct Page<'a> {
 }
 
 #[derive(Deserialize)]
-struct Document<'a> {
+pub(super) struct Document<'a> {
     #[serde(borrow)]
-    name: Cow<'a, str>,
+    pub name: Cow<'a, str>,
     #[serde(default, borrow)]
-    fields: HashMap<Cow<'a, str>, Typed<'a>>,
+    pub fields: HashMap<Cow<'a, str>, Typed<'a>>,
 }
 
 /// A Firestore typed value: exactly one of these keys is set; any other kind (doubleValue,
 /// mapValue, …) leaves all of them empty.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct Typed<'a> {
+pub(super) struct Typed<'a> {
     #[serde(default, borrow)]
-    string_value: Option<Cow<'a, str>>,
+    pub string_value: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    integer_value: Option<Integer<'a>>,
+    pub integer_value: Option<Integer<'a>>,
     #[serde(default)]
-    null_value: Option<serde::de::IgnoredAny>,
+    pub null_value: Option<serde::de::IgnoredAny>,
 }
 
 /// `integerValue` is a string in the REST API (int64 does not fit a JSON number); accept both.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum Integer<'a> {
+pub(super) enum Integer<'a> {
     Text(#[serde(borrow)] Cow<'a, str>),
     Number(i64),
 }
@@ -113,7 +115,9 @@ impl FirestoreLister {
         url
     }
 
-    async fn list_all(&self, mut budget: EntryBudget) -> Result<Vec<Listed>, RegistryError> {
+    async fn list_all(&self, mut budget: EntryBudget) -> Result<Listing, RegistryError> {
+        // A listing of pages has no read time of its own: it shows Firestore as of its start, or later.
+        let revision = Revision::at("firestore", jiff::Timestamp::now());
         let mut entries = vec![];
         let mut token: Option<String> = None;
         let max_bytes = self.page_size as usize * MAX_DOCUMENT_BYTES + 64 * 1024;
@@ -133,7 +137,7 @@ impl FirestoreLister {
             entries.extend(listed);
             match next {
                 Some(next) => token = Some(next),
-                None => return Ok(entries),
+                None => return Ok(Listing { entries, revision }),
             }
         }
         Err(RegistryError::Decode(format!("the listing has more than {MAX_PAGES} pages")))
@@ -157,7 +161,7 @@ impl Decoder {
     }
 
     /// One document as an entry; an error names the document and the field.
-    fn entry(&self, doc: &Document) -> Result<Listed, RegistryError> {
+    pub(super) fn entry(&self, doc: &Document) -> Result<Listed, RegistryError> {
         let name = entry::shortened(&doc.name);
         let id = doc.name.rsplit('/').next().unwrap_or_default();
         let at = |field: &str, problem: String| RegistryError::Entry {
@@ -230,7 +234,7 @@ impl Decoder {
 }
 
 impl ListRegistry for FirestoreLister {
-    fn list(&self, budget: EntryBudget) -> BoxFuture<'_, Result<Vec<Listed>, RegistryError>> {
+    fn list(&self, budget: EntryBudget) -> BoxFuture<'_, Result<Listing, RegistryError>> {
         Box::pin(self.list_all(budget))
     }
 }
@@ -251,9 +255,12 @@ pub struct FirestoreReader {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct QueryResult<'a> {
     #[serde(default, borrow)]
     document: Option<Document<'a>>,
+    #[serde(default)]
+    read_time: Option<jiff::Timestamp>,
 }
 
 impl FirestoreLister {
@@ -272,16 +279,21 @@ impl FirestoreLister {
 
 impl FirestoreReader {
     /// The entry that applies to the workload now: its own, else its namespace's default; `None`
-    /// when the registry has neither.
-    pub async fn entry(&self, namespace: &str, deployment: &str) -> Result<Option<super::Limit>, RegistryError> {
-        if let Some(own) = self.document(namespace, deployment).await? {
-            return Ok(Some(own));
+    /// when the registry has neither. With the revision read (`firestore@<the query's readTime>`).
+    pub async fn entry(
+        &self,
+        namespace: &str,
+        deployment: &str,
+    ) -> Result<(Option<super::Limit>, Revision), RegistryError> {
+        let (own, revision) = self.document(namespace, deployment).await?;
+        if own.is_some() {
+            return Ok((own, revision));
         }
         self.document(namespace, &self.decoder.namespace_default).await
     }
 
     /// The document for (namespace, name): by its fields, else by its id.
-    async fn document(&self, namespace: &str, name: &str) -> Result<Option<super::Limit>, RegistryError> {
+    async fn document(&self, namespace: &str, name: &str) -> Result<(Option<super::Limit>, Revision), RegistryError> {
         let f = &self.decoder.fields;
         let equal = |field: &str, value: &str| serde_json::json!({"fieldFilter": {"field": {"fieldPath": field}, "op": "EQUAL", "value": {"stringValue": value}}});
         let query = serde_json::json!({"structuredQuery": {
@@ -292,17 +304,19 @@ impl FirestoreReader {
         let body = self.remote.send_bounded(Method::POST, &self.query_url, Some(&query), 64 * 1024).await?;
         let results: Vec<QueryResult> = serde_json::from_slice(&body)
             .map_err(|e| RegistryError::Decode(format!("not a Firestore query result: {e}")))?;
+        let read = results.iter().find_map(|r| r.read_time).unwrap_or_else(jiff::Timestamp::now);
+        let revision = Revision::at("firestore", read);
         if let Some(doc) = results.iter().find_map(|r| r.document.as_ref()) {
-            return self.decoder.entry(doc).map(|listed| Some(listed.limit));
+            return self.decoder.entry(doc).map(|listed| (Some(listed.limit), revision));
         }
         let url = format!("{}/{}--{}", self.list_url, percent_encode(namespace), percent_encode(name));
         match self.remote.send_bounded(Method::GET, &url, None, MAX_DOCUMENT_BYTES * 4).await {
             Ok(body) => {
                 let doc: Document = serde_json::from_slice(&body)
                     .map_err(|e| RegistryError::Decode(format!("not a Firestore document: {e}")))?;
-                self.decoder.entry(&doc).map(|listed| Some(listed.limit))
+                self.decoder.entry(&doc).map(|listed| (Some(listed.limit), revision))
             }
-            Err(RegistryError::Status { status, .. }) if status.starts_with("404") => Ok(None),
+            Err(RegistryError::Status { status, .. }) if status.starts_with("404") => Ok((None, revision)),
             Err(e) => Err(e),
         }
     }
@@ -328,14 +342,14 @@ impl super::LimitSource for FirestoreSnapshot {
         self.store.first_load()
     }
 
-    fn reread<'a>(
-        &'a self,
-        namespace: &'a str,
-        deployment: &'a str,
-    ) -> Option<BoxFuture<'a, Result<super::Lookup, String>>> {
+    fn revision<'a>(&'a self, namespace: &'a str, deployment: &'a str) -> BoxFuture<'a, Option<Arc<str>>> {
+        super::LimitSource::revision(&*self.store, namespace, deployment)
+    }
+
+    fn reread<'a>(&'a self, namespace: &'a str, deployment: &'a str) -> Option<super::Reread<'a>> {
         Some(Box::pin(async move {
-            let entry = self.reader.entry(namespace, deployment).await.map_err(|e| e.to_string())?;
-            Ok(entry.map_or(super::Lookup::Unregistered, super::Lookup::Registered))
+            let (entry, revision) = self.reader.entry(namespace, deployment).await.map_err(|e| e.to_string())?;
+            Ok((entry.map_or(super::Lookup::Unregistered, super::Lookup::Registered), revision.id))
         }))
     }
 }

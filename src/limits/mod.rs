@@ -13,6 +13,7 @@ pub mod entry;
 pub mod error;
 pub mod file;
 pub mod file_source;
+pub mod firestore_listen;
 pub mod firestore_source;
 pub mod http_source;
 pub mod store;
@@ -29,6 +30,9 @@ use std::sync::Arc;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A denial's re-read (`LimitSource::reread`): the entry and the revision it was read at, or why not.
+pub type Reread<'a> = BoxFuture<'a, Result<(Lookup, Arc<str>), String>>;
+
 /// A place limits come from. Sources never fail a lookup: a registry that cannot answer says
 /// `Lookup::Unavailable`, and the policy's `registryFailure` decides what that means.
 pub trait LimitSource: Send + Sync {
@@ -44,15 +48,16 @@ pub trait LimitSource: Send + Sync {
         Box::pin(std::future::ready(Ok(())))
     }
 
+    /// The registry revision a lookup of this workload answers from (`store::Revision`'s id):
+    /// what decision records and usage records name. `None` before the registry was read.
+    /// Asked only for what is recorded, not on every lookup.
+    fn revision<'a>(&'a self, namespace: &'a str, deployment: &'a str) -> BoxFuture<'a, Option<Arc<str>>>;
+
     /// The entry read again from the registry itself, past any cache, for a denial that would
     /// otherwise rest on a cached answer (a limit raised a moment ago must not refuse the deploy
-    /// that follows it); the error in words. `None` where the source has nothing fresher to ask
-    /// (a file, a ConfigMap watch, a whole-registry snapshot).
-    fn reread<'a>(
-        &'a self,
-        _namespace: &'a str,
-        _deployment: &'a str,
-    ) -> Option<BoxFuture<'a, Result<Lookup, String>>> {
+    /// that follows it), with the revision it was read at; the error in words. `None` where the
+    /// source has nothing fresher to ask (a file, a ConfigMap watch, a whole-registry snapshot).
+    fn reread<'a>(&'a self, _namespace: &'a str, _deployment: &'a str) -> Option<Reread<'a>> {
         None
     }
 }
@@ -73,6 +78,8 @@ pub enum OpenError {
     File(#[from] file_source::FileSourceError),
     #[error("{0}")]
     Client(#[from] transport::ClientError),
+    #[error("{0}")]
+    Listen(#[from] firestore_listen::ListenError),
     #[error("registry.configMap: the process has no Kubernetes client")]
     NoClient,
 }
@@ -136,42 +143,57 @@ pub async fn open(
             let lister = firestore_source::FirestoreLister::new(fs)?;
             // A denial is checked against Firestore itself before it refuses (`webhook`).
             let reader = lister.reader();
-            let timing = (seconds(fs.refresh_seconds), seconds(fs.timeout_seconds), fs.max_shrink_fraction);
-            let mut opened = synced(lister, SourceKind::Firestore, metrics, bounds, registry.max_entries, timing);
-            if let Some(store) = opened.snapshot.clone() {
-                opened.source = Arc::new(firestore_source::FirestoreSnapshot { store, reader });
-            }
-            Ok(opened)
+            let store = Arc::new(store::SnapshotStore::new(SourceKind::Firestore, &metrics));
+            let applier = Arc::new(sync::Applier::new(
+                SourceKind::Firestore,
+                store.clone(),
+                metrics,
+                bounds,
+                fs.max_shrink_fraction,
+            ));
+            // Changes pushed within a second by the Listen stream; the sync is the safety net.
+            let listener = match fs.listen {
+                true => Some(firestore_listen::Listener::new(fs, &lister, applier.clone(), registry.max_entries)?),
+                false => None,
+            };
+            let timing = (seconds(fs.refresh_seconds), seconds(fs.timeout_seconds));
+            let syncer = synced(lister, applier, registry.max_entries, timing);
+            let refresher: BoxFuture<'static, ()> = match listener {
+                Some(listener) => Box::pin(async move {
+                    tokio::join!(syncer.run(), listener.run());
+                }),
+                None => Box::pin(syncer.run()),
+            };
+            Ok(Opened {
+                source: Arc::new(firestore_source::FirestoreSnapshot { store: store.clone(), reader }),
+                snapshot: Some(store),
+                refresher: Some(refresher),
+            })
         }
         Source::BigQuery(bq) => {
             let lister = bigquery_source::BigQueryLister::new(bq)?;
-            let timing = (seconds(bq.refresh_seconds), seconds(bq.timeout_seconds), bq.max_shrink_fraction);
-            Ok(synced(lister, SourceKind::BigQuery, metrics, bounds, registry.max_entries, timing))
+            let store = Arc::new(store::SnapshotStore::new(SourceKind::BigQuery, &metrics));
+            let applier = Arc::new(sync::Applier::new(
+                SourceKind::BigQuery,
+                store.clone(),
+                metrics,
+                bounds,
+                bq.max_shrink_fraction,
+            ));
+            let timing = (seconds(bq.refresh_seconds), seconds(bq.timeout_seconds));
+            let syncer = synced(lister, applier, registry.max_entries, timing);
+            Ok(Opened { source: store.clone(), snapshot: Some(store), refresher: Some(Box::pin(syncer.run())) })
         }
     }
 }
 
-/// A snapshot source kept by a background sync: the store answers lookups, the syncer refills it
-/// every `refresh` (`timing` is refresh, timeout of one sync, and the shrink guard's fraction).
+/// The background sync of a snapshot source: lists the registry every `refresh` (`timing` is
+/// refresh and the timeout of one sync) and hands each listing to `applier`.
 fn synced<L: sync::ListRegistry>(
     lister: L,
-    source: crate::metrics::SourceKind,
-    metrics: Arc<crate::metrics::Metrics>,
-    bounds: crate::decision::policy::PlatformBounds,
+    applier: Arc<sync::Applier>,
     max_entries: usize,
-    (refresh, timeout, max_shrink): (std::time::Duration, std::time::Duration, f64),
-) -> Opened {
-    let store = Arc::new(store::SnapshotStore::new(source, &metrics));
-    let syncer = sync::Syncer {
-        lister,
-        source,
-        store: store.clone(),
-        metrics,
-        bounds,
-        max_entries,
-        refresh,
-        timeout,
-        max_shrink,
-    };
-    Opened { source: store.clone(), snapshot: Some(store), refresher: Some(Box::pin(syncer.run())) }
+    (refresh, timeout): (std::time::Duration, std::time::Duration),
+) -> sync::Syncer<L> {
+    sync::Syncer { lister, applier, max_entries, refresh, timeout }
 }

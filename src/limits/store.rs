@@ -1,6 +1,7 @@
 //! The current registry snapshot of a snapshot source (file, ConfigMap). A reload swaps the
 //! whole table at once, so a lookup sees the old registry or the new one, never a mix; a failed
-//! reload never reaches the store, so the last good snapshot stays.
+//! reload never reaches the store, so the last good snapshot stays. Each snapshot carries the
+//! registry revision it was read at (`Revision`), which decision records and usage records name.
 
 use super::file::{self, LimitsFileError};
 use super::table::LimitTable;
@@ -21,8 +22,43 @@ enum Load {
     Failed(String),
 }
 
+/// Which state of the registry a snapshot is: an id that names it in the registry's own terms
+/// (Firestore's read time, the ConfigMap's resourceVersion, the file's SHA-256, the BigQuery job),
+/// and when that state was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    pub id: Arc<str>,
+    pub read_at: std::time::SystemTime,
+}
+
+impl Revision {
+    /// `id`, read now.
+    pub fn now(id: impl Into<Arc<str>>) -> Self {
+        Self { id: id.into(), read_at: std::time::SystemTime::now() }
+    }
+
+    /// `source@<RFC 3339 time>`: a registry whose state is named by the time it was read.
+    pub fn at(source: &str, time: jiff::Timestamp) -> Self {
+        let read_at = std::time::SystemTime::from(time);
+        Self { id: format!("{source}@{time}").into(), read_at }
+    }
+
+    /// `sha256:<first 16 hex digits>` of a document: a file's revision.
+    pub fn digest(text: &str) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        let hex: String = digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+        Self::now(format!("sha256:{hex}"))
+    }
+}
+
+/// A table and the revision it was read at, swapped together.
+struct Current {
+    table: Arc<LimitTable>,
+    revision: Option<Revision>,
+}
+
 pub struct SnapshotStore {
-    table: ArcSwap<LimitTable>,
+    current: ArcSwap<Current>,
     load: watch::Sender<Load>,
     /// Counts replacements: whoever derives something from the snapshot (the backstop's
     /// parameters) waits on it.
@@ -35,7 +71,7 @@ pub struct SnapshotStore {
 impl SnapshotStore {
     pub fn new(source: SourceKind, metrics: &Metrics) -> Self {
         Self {
-            table: ArcSwap::default(),
+            current: ArcSwap::from_pointee(Current { table: Arc::default(), revision: None }),
             load: watch::Sender::new(Load::Pending),
             generation: watch::Sender::new(0),
             hits: metrics.registry_lookup_counter(source, LookupResult::Hit),
@@ -43,9 +79,9 @@ impl SnapshotStore {
         }
     }
 
-    /// Makes `table` the snapshot; returns the one it replaces.
-    pub fn replace(&self, table: Arc<LimitTable>) -> Arc<LimitTable> {
-        let old = self.table.swap(table);
+    /// Makes `table`, read at `revision`, the snapshot; returns the table it replaces.
+    pub fn replace(&self, table: Arc<LimitTable>, revision: Revision) -> Arc<LimitTable> {
+        let old = self.current.swap(Arc::new(Current { table, revision: Some(revision) })).table.clone();
         self.generation.send_modify(|g| *g += 1);
         self.load.send_if_modified(|load| std::mem::replace(load, Load::Loaded) != Load::Loaded);
         old
@@ -68,7 +104,12 @@ impl SnapshotStore {
     }
 
     pub fn snapshot(&self) -> Arc<LimitTable> {
-        self.table.load_full()
+        self.current.load().table.clone()
+    }
+
+    /// The revision of the current snapshot (none before the first load).
+    pub fn revision(&self) -> Option<Revision> {
+        self.current.load().revision.clone()
     }
 }
 
@@ -77,6 +118,7 @@ impl SnapshotStore {
 /// nothing but the error count. Returns the number of entries.
 pub fn apply_document(
     text: &str,
+    revision: Revision,
     source: SourceKind,
     store: &SnapshotStore,
     metrics: &Metrics,
@@ -89,7 +131,8 @@ pub fn apply_document(
             let out_of_bounds = table.out_of_bounds(bounds);
             let table = Arc::new(table);
             let _ = metrics.publish_registry(Box::new(table.clone()), entries, out_of_bounds);
-            let _ = store.replace(table);
+            metrics.registry_revision(revision.read_at);
+            let _ = store.replace(table, revision);
             metrics.registry_loaded(source);
             Ok(entries)
         }
@@ -103,7 +146,7 @@ pub fn apply_document(
 
 impl LimitSource for SnapshotStore {
     fn lookup<'a>(&'a self, namespace: &'a str, deployment: &'a str) -> BoxFuture<'a, Lookup> {
-        let answer = self.table.load().lookup(namespace, deployment);
+        let answer = self.current.load().table.lookup(namespace, deployment);
         match answer {
             Lookup::Registered(_) => self.hits.inc(),
             _ => self.negatives.inc(),
@@ -113,6 +156,10 @@ impl LimitSource for SnapshotStore {
 
     fn is_ready(&self) -> bool {
         *self.load.borrow() == Load::Loaded
+    }
+
+    fn revision<'a>(&'a self, _namespace: &'a str, _deployment: &'a str) -> BoxFuture<'a, Option<Arc<str>>> {
+        Box::pin(std::future::ready(self.current.load().revision.as_ref().map(|r| r.id.clone())))
     }
 
     fn first_load(&self) -> BoxFuture<'_, Result<(), String>> {

@@ -78,6 +78,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        self.registry.refresh_revision_age();
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed metric families, and ours are built above.
         let _ = TextEncoder::new().encode(&self.prometheus.gather(), &mut out);

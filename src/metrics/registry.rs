@@ -4,6 +4,7 @@
 use super::{Exposition, LookupResult, Metrics, SourceKind, counter, gauge, histogram, register};
 use prometheus::{Gauge, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub(super) struct Families {
     entries: IntGauge,
@@ -15,6 +16,10 @@ pub(super) struct Families {
     lookup_duration: HistogramVec,
     cache_entries: IntGauge,
     rereads: IntCounterVec,
+    revision_age: Gauge,
+    /// When the revision in use was read, in Unix milliseconds (0: none yet); the age is worked
+    /// out from it at scrape time.
+    revision_read_at: AtomicU64,
 }
 
 impl Families {
@@ -68,8 +73,29 @@ impl Families {
                 "replica_guard_registry_cache_entries",
                 "Entries in the cache in front of a remote registry.",
             ),
+            revision_age: register(
+                r,
+                Gauge::new(
+                    "replica_guard_registry_revision_age_seconds",
+                    "Seconds since the registry revision the snapshot answers from was read (a sync, a pushed change, a file or ConfigMap change); absent before the first load. A push source (Firestore listener, ConfigMap watch) that sees no change keeps its revision: alert on failed syncs, not on age alone.",
+                ),
+            ),
+            revision_read_at: AtomicU64::new(0),
         }
     }
+
+    /// Sets the age gauge from the revision's read time, just before a scrape.
+    pub(super) fn refresh_revision_age(&self) {
+        let read_at = self.revision_read_at.load(Ordering::Relaxed);
+        if read_at > 0 {
+            let now = unix_millis(std::time::SystemTime::now());
+            self.revision_age.set(now.saturating_sub(read_at) as f64 / 1000.0);
+        }
+    }
+}
+
+fn unix_millis(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_millis().max(1) as u64)
 }
 
 impl Metrics {
@@ -105,6 +131,11 @@ impl Metrics {
         self.registry.reloads.with_label_values(&[source.as_str(), "held-back"]).inc();
     }
 
+    /// The snapshot now answers from a revision read at `read_at` (`replica_guard_registry_revision_age_seconds`).
+    pub fn registry_revision(&self, read_at: std::time::SystemTime) {
+        self.registry.revision_read_at.store(unix_millis(read_at), Ordering::Relaxed);
+    }
+
     /// A registry load that succeeded; it also sets the last-success time.
     pub fn registry_loaded(&self, source: SourceKind) {
         self.registry.reloads.with_label_values(&[source.as_str(), "success"]).inc();
@@ -119,12 +150,12 @@ impl Metrics {
         self.registry.failures.with_label_values(&[source.as_str(), reason]).inc();
     }
 
-    /// The registry answered (a load, or a remote fetch): sets the last-success time to now.
     /// A denial's entry read again from the registry before refusing (`webhook`): its result.
     pub fn registry_reread(&self, result: &'static str) {
         self.registry.rereads.with_label_values(&[result]).inc();
     }
 
+    /// The registry answered (a load, or a remote fetch): sets the last-success time to now.
     pub fn registry_answered(&self) {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         self.registry.last_success.set(now.as_secs_f64());

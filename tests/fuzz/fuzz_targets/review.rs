@@ -8,7 +8,7 @@
 use libfuzzer_sys::fuzz_target;
 use replica_guard::json_lines::JsonLines;
 use replica_guard::decision::policy::{ChangeSummary, Mode, Policy};
-use replica_guard::limits::store::{SnapshotStore, apply_document};
+use replica_guard::limits::store::{Revision, SnapshotStore, apply_document};
 use replica_guard::metrics::Metrics;
 use replica_guard::webhook::Webhook;
 use std::sync::{Arc, LazyLock};
@@ -20,7 +20,7 @@ static SETUP: LazyLock<(tokio::runtime::Runtime, Webhook)> = LazyLock::new(|| {
     let mut policy = Policy { mode: Mode::Enforce, change_summary: ChangeSummary::Always, ..Policy::default() };
     policy.override_rule.groups.insert("platform-admins".into());
     let store = Arc::new(SnapshotStore::new("file", &metrics));
-    apply_document(REGISTRY, "file", &store, &metrics, &policy.platform_bounds, 200_000).unwrap();
+    apply_document(REGISTRY, Revision::digest(REGISTRY), "file", &store, &metrics, &policy.platform_bounds, 200_000).unwrap();
     let webhook = Webhook::new(policy, store, metrics, JsonLines::to(Box::new(std::io::sink())));
     (tokio::runtime::Builder::new_current_thread().build().unwrap(), webhook)
 });
