@@ -31,6 +31,10 @@ pub struct High {
     pub registered: Option<i32>,
     /// The registry entry's owner (the team billed), from the same pass.
     pub owner: Option<String>,
+    /// The registry revision that pass read (`limits::store::Revision`). Kept in memory only: it
+    /// moves with every sync, and saving the day's state for it alone would rewrite every shard
+    /// every pass; after a restart the next pass names it again.
+    pub revision: Option<std::sync::Arc<str>>,
 }
 
 impl High {
@@ -42,6 +46,9 @@ impl High {
         self.registered = other.registered.or(self.registered);
         if other.owner.is_some() {
             self.owner.clone_from(&other.owner);
+        }
+        if other.revision.is_some() {
+            self.revision.clone_from(&other.revision);
         }
     }
 }
@@ -82,8 +89,10 @@ impl Day {
         deployment: &str,
         registered: Option<i32>,
         owner: Option<&str>,
+        revision: Option<std::sync::Arc<str>>,
     ) {
         let high = self.entry(namespace, deployment);
+        high.revision = revision;
         if high.registered != registered || high.owner.as_deref() != owner {
             high.registered = registered;
             high.owner = owner.map(str::to_string);
@@ -129,6 +138,7 @@ impl Day {
                 deployment: key.deployment.clone(),
                 owner: h.owner.clone(),
                 registered_max_replicas: h.registered,
+                registry_revision: h.revision.as_deref().map(str::to_string),
                 max_replicas_seen: h.replicas,
                 hpa_max_replicas_seen: h.hpa_max,
                 cpu_requests: h.cpu,
@@ -160,6 +170,9 @@ pub struct UsageRecord {
     /// The registry entry's owner, the team that is billed (null when the entry names none).
     pub owner: Option<String>,
     pub registered_max_replicas: Option<i32>,
+    /// The registry revision the day's last audit pass read the entry from (null: not judged
+    /// since the process started).
+    pub registry_revision: Option<String>,
     /// The highest `spec.replicas` of the day.
     pub max_replicas_seen: i32,
     /// The highest `maxReplicas` of an HPA scaling it that day.
@@ -187,7 +200,13 @@ mod tests {
         for replicas in [3, 6, 4] {
             day.observe_deployment("team-a", "api", replicas, 2.0, 4.0);
         }
-        day.observe_registered("team-a", "api", Some(4), Some("team-a@example.com"));
+        day.observe_registered(
+            "team-a",
+            "api",
+            Some(4),
+            Some("team-a@example.com"),
+            Some("firestore@2026-11-21T10:00:00Z".into()),
+        );
         assert_eq!(day.roll(date(2026, 11, 21)), None, "the day is not over");
         let finished = day.roll(date(2026, 11, 22)).expect("midnight ends the day");
         assert_eq!(day.date, date(2026, 11, 22));
@@ -243,7 +262,7 @@ mod tests {
         day.observe_deployment("team-a", "api", 3, 2.0, 4.0);
         day.dirty = false;
         day.observe_deployment("team-a", "api", 2, 2.0, 4.0);
-        day.observe_registered("team-a", "api", None, None);
+        day.observe_registered("team-a", "api", None, None, None);
         assert!(!day.dirty, "nothing new");
         day.observe_deployment("team-a", "api", 5, 2.0, 4.0);
         assert!(day.dirty);

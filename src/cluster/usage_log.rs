@@ -66,10 +66,16 @@ impl UsageLog {
         }
     }
 
-    /// What an audit pass found in the registry for a Deployment.
-    pub fn registered(&mut self, namespace: &str, deployment: &str, limit: Option<&Limit>) {
+    /// What an audit pass found in the registry for a Deployment, and at which revision.
+    pub fn registered(
+        &mut self,
+        namespace: &str,
+        deployment: &str,
+        limit: Option<&Limit>,
+        revision: Option<std::sync::Arc<str>>,
+    ) {
         let owner = limit.and_then(|l| l.owner.as_deref());
-        self.day.observe_registered(namespace, deployment, limit.map(|l| l.max_replicas), owner);
+        self.day.observe_registered(namespace, deployment, limit.map(|l| l.max_replicas), owner, revision);
     }
 
     /// Every audit pass: at the first pass of a new UTC day prints the finished day; then

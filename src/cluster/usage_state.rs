@@ -193,7 +193,7 @@ impl StateStore {
             self.written[index] = Some(content_hash(&as_read));
             let day = days.entry(date).or_insert_with(|| Day::new(date));
             for Row(namespace, deployment, replicas, hpa_max, cpu, memory_gib, registered, owner) in rows {
-                let high = High { replicas, hpa_max, cpu, memory_gib, registered, owner };
+                let high = High { replicas, hpa_max, cpu, memory_gib, registered, owner, revision: None };
                 day.highs.insert(WorkloadKey { namespace, deployment }, high);
             }
         }

@@ -214,7 +214,9 @@ pub async fn run(audit: Audit) {
                 ready.store(true, Ordering::Release);
                 if let Some(usage) = usage.as_mut() {
                     for j in &judged {
-                        usage.registered(&j.workload.namespace, &j.workload.deployment, j.limit.as_ref());
+                        let (namespace, deployment) = (&j.workload.namespace, &j.workload.deployment);
+                        let revision = limits.revision(namespace, deployment).await;
+                        usage.registered(namespace, deployment, j.limit.as_ref(), revision);
                     }
                     usage.save().await;
                 }
