@@ -13,104 +13,48 @@
 
 mod common;
 
+use common::emulator::{Emulator, request};
 use common::{TestServer, fixture};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Where Debian's package puts the launcher (a shell script around the jar); `FIRESTORE_EMULATOR`
-/// may name another.
-const LAUNCHER: &str = "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator";
-
 /// The emulator's address, started once for the test binary (each test writes to a project of
-/// its own). Its process is killed when the test binary exits (PDEATHSIG, set from a thread that
-/// lives as long as the process: the signal follows the thread that spawned it).
+/// its own). It is killed when the test binary exits (PDEATHSIG, from a thread that lives as long
+/// as the process: the signal follows the thread that spawned it).
 fn emulator() -> SocketAddr {
     static ADDRESS: OnceLock<SocketAddr> = OnceLock::new();
     *ADDRESS.get_or_init(|| {
-        let launcher = PathBuf::from(std::env::var("FIRESTORE_EMULATOR").unwrap_or_else(|_| LAUNCHER.to_string()));
-        let jar = launcher.with_file_name("cloud-firestore-emulator.jar");
-        assert!(
-            jar.exists(),
-            "Firestore's emulator is missing ({} not found): install Debian's google-cloud-cli-firestore-emulator (and a Java runtime), or set FIRESTORE_EMULATOR to its launcher",
-            jar.display()
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let address = SocketAddr::from(([127, 0, 0, 1], port));
         let (started, spawned) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            use std::os::unix::process::CommandExt;
-            let mut command = std::process::Command::new("java");
-            command
-                .args(["-Duser.language=en", "-cp"])
-                .arg(&jar)
-                .args(["com.google.cloud.datastore.emulator.firestore.CloudFirestore", "start", "--host=127.0.0.1"])
-                .arg(format!("--port={port}"))
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null());
-            // SAFETY: prctl is async-signal-safe; it asks the kernel to kill the emulator with us.
-            unsafe {
-                command.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let child = command.spawn();
-            let _ = started.send(child.as_ref().map(|_| ()).map_err(|e| e.to_string()));
-            // This thread lives as long as the test binary.
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let log = std::env::temp_dir().join(format!("replica-guard-firestore-emulator-{port}.log"));
+            let emulator = Emulator::start([127, 0, 0, 1].into(), port, None, &log);
+            let _ = started.send(emulator.as_ref().map(|e| e.address).map_err(String::clone));
+            // This thread, and the emulator, live as long as the test binary.
+            let _kept = emulator;
             loop {
                 std::thread::park();
             }
         });
-        if let Err(e) = spawned.recv().unwrap() {
-            panic!("cannot start Firestore's emulator (java): {e}; install a Java runtime (default-jre-headless)");
-        }
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while std::net::TcpStream::connect(address).is_err() {
-            assert!(Instant::now() < deadline, "Firestore's emulator did not listen on {address} within 90 s");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        address
+        spawned.recv().unwrap().unwrap_or_else(|e| panic!("{e}"))
     })
-}
-
-/// One HTTP/1.1 request to the emulator (no authentication: the emulator takes any); the status.
-async fn request(method: &str, path: &str, body: Option<&Value>) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(emulator()).await.unwrap();
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: emulator\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    tcp.write_all(head.as_bytes()).await.unwrap();
-    tcp.write_all(body.as_bytes()).await.unwrap();
-    // The status line is all the test needs (the emulator may keep the connection open).
-    let mut answer = [0u8; 64];
-    let mut read = 0;
-    while read < 12 {
-        match tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut answer[read..])).await {
-            Ok(Ok(n)) if n > 0 => read += n,
-            _ => break,
-        }
-    }
-    std::str::from_utf8(&answer[..read]).ok().and_then(|a| a.get(9..12)).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
 /// The onboarding pipeline's write: document `id` of collection `ped` in `project`, with
 /// `fields` as Firestore typed values (created, or replaced whole).
 async fn put(project: &str, id: &str, fields: Value) {
     let path = format!("/v1/projects/{project}/databases/(default)/documents/ped/{id}");
-    let status = request("PATCH", &path, Some(&json!({ "fields": fields }))).await;
-    assert_eq!(status, 200, "PATCH {path}");
+    let body = json!({ "fields": fields });
+    let status = tokio::task::spawn_blocking(move || request(emulator(), "PATCH", &path, Some(&body))).await.unwrap();
+    assert_eq!(status, 200, "PATCH {id}");
 }
 
 async fn delete(project: &str, id: &str) {
-    let status =
-        request("DELETE", &format!("/v1/projects/{project}/databases/(default)/documents/ped/{id}"), None).await;
-    assert_eq!(status, 200);
+    let path = format!("/v1/projects/{project}/databases/(default)/documents/ped/{id}");
+    let status = tokio::task::spawn_blocking(move || request(emulator(), "DELETE", &path, None)).await.unwrap();
+    assert_eq!(status, 200, "DELETE {id}");
 }
 
 fn limit(max: i64) -> Value {
