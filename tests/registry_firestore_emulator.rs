@@ -289,3 +289,30 @@ async fn the_listener_brings_a_changed_limit_to_the_webhook_within_seconds() {
     assert_eq!(server.admin_get("/readyz").await.0, 200);
     server.shutdown().await;
 }
+
+/// Firestore goes away and comes back (a new emulator on the same port, its data written again by
+/// the pipeline): the stream reconnects on its own, past its old resume token, and the raised
+/// limit arrives without waiting for the hourly sync.
+#[tokio::test]
+#[ignore = "needs Firestore's emulator; .ci/run runs it"]
+async fn the_listener_reconnects_after_firestore_comes_back() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log = std::env::temp_dir().join(format!("replica-guard-firestore-emulator-{port}.log"));
+    let start = move || Emulator::start([127, 0, 0, 1].into(), port, None, &log).unwrap_or_else(|e| panic!("{e}"));
+    let first = start();
+    assert_eq!(first.put("comeback", "ped", "team-a--payments-api", &limit(4)), 200);
+    let section = format!(
+        "  firestore:\n    project: comeback\n    collection: ped\n    url: {}\n    refreshSeconds: 3600\n  cache: {{rereadTimeoutSeconds: 0}}\n",
+        first.url()
+    );
+    let server = TestServer::start_full("mode: enforce", "", "", &section, None).await;
+    synced(&server).await;
+    assert_eq!(allowed(&server, "deployment-patch-4-to-7.json").await, false);
+    drop(first);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second = tokio::task::spawn_blocking(start).await.unwrap();
+    assert_eq!(second.put("comeback", "ped", "team-a--payments-api", &limit(8)), 200);
+    let took = until_answer(&server, "deployment-patch-4-to-7.json", true, Duration::from_secs(60)).await;
+    eprintln!("the listener brought the raised limit {:.1} s after Firestore came back", took.as_secs_f64());
+    server.shutdown().await;
+}

@@ -159,6 +159,9 @@ impl Listener {
                 {
                     auth.invalidate().await;
                 }
+                if refuses_the_request(&status) {
+                    *feed = Feed::default();
+                }
                 return Ended::Failed(status_words(&status));
             }
         };
@@ -180,7 +183,12 @@ impl Listener {
             let response = match message {
                 Ok(Some(response)) => response,
                 Ok(None) => return Ended::Failed("the server closed the stream".into()),
-                Err(status) => return Ended::Failed(status_words(&status)),
+                Err(status) => {
+                    if refuses_the_request(&status) {
+                        *feed = Feed::default();
+                    }
+                    return Ended::Failed(status_words(&status));
+                }
             };
             if let Err(ended) = self.take(response, feed, &mut state).await {
                 return ended;
@@ -283,7 +291,10 @@ impl Listener {
                     }
                     TargetChangeType::Current => state.current = true,
                     TargetChangeType::Remove => {
+                        // Firestore refused the target (a resume token it no longer knows, a
+                        // database that changed): the next stream reads the collection whole.
                         let cause = change.cause.map_or_else(|| "no cause given".to_string(), |c| c.message);
+                        *feed = Feed::default();
                         return Err(Ended::Failed(format!("Firestore removed the listen target: {cause}")));
                     }
                     TargetChangeType::Add => {}
@@ -343,6 +354,13 @@ fn typed(value: &fs::Value) -> Typed<'_> {
         Some(ValueType::NullValue(_)) => Typed { null_value: Some(serde::de::IgnoredAny), ..Typed::default() },
         _ => Typed::default(),
     }
+}
+
+/// Whether the server refused what the stream asked (not a passing outage): resuming with the same
+/// token would be refused again, so the next stream starts over.
+fn refuses_the_request(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(status.code(), Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange | Code::NotFound)
 }
 
 /// A gRPC status in words: its code and message.
