@@ -66,7 +66,9 @@ impl Emulator {
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("cannot start Firestore's emulator (java): {e}; install a Java runtime (default-jre-headless)"))?;
+            .map_err(|e| {
+                format!("cannot start Firestore's emulator (java): {e}; install a Java runtime (default-jre-headless)")
+            })?;
         let mut emulator = Self { address: SocketAddr::new(ip, port), child };
         let deadline = Instant::now() + Duration::from_secs(90);
         while std::net::TcpStream::connect_timeout(&emulator.address, Duration::from_secs(1)).is_err() {

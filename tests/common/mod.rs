@@ -2,7 +2,6 @@
 //! certificates, and a TLS client that talks HTTP/1.1 or HTTP/2 to it like the API server.
 #![allow(dead_code)]
 
-
 pub mod emulator;
 use axum::body::Bytes;
 use http_body_util::{BodyExt, Full};

@@ -15,6 +15,7 @@ mod chart_stories;
 mod check_stories;
 mod cluster;
 mod events_stories;
+mod fresh_limits;
 mod latency;
 mod node;
 mod node_stories;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let bench = args.iter().any(|a| a == "--bench-latency");
     let bench_scale = args.iter().any(|a| a == "--bench-scale");
+    let bench_freshness = args.iter().any(|a| a == "--bench-freshness");
     let capture = args.iter().any(|a| a == "--capture-fixtures");
     let filter: Vec<String> = args.into_iter().filter(|a| !a.starts_with('-')).collect();
     let tools = match cluster::Tools::find() {
@@ -47,8 +49,21 @@ fn main() -> ExitCode {
         }
     };
     let started = Instant::now();
-    if !(capture || bench || bench_scale) {
+    if !(capture || bench || bench_scale || bench_freshness) {
         return play_stories(tools, &filter, started);
+    }
+    if bench_freshness {
+        // On the real node: the chart's pods, the registry's writes, the API server's verdicts.
+        return match node_stories::Environment::start(tools) {
+            Ok(env) => {
+                fresh_limits::bench(&env.cluster, filter.first().and_then(|n| n.parse().ok()).unwrap_or(50));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("e2e: the real node did not start: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let Some(cluster) = start_on_127_0_0_1(tools, started) else { return ExitCode::FAILURE };
     if capture {

@@ -46,6 +46,10 @@ pub fn all() -> Vec<Scenario> {
             "node: a thousand held 3 MiB uploads against a webhook pod: no OOM kill, no restart, memory inside the chart's limit as the kernel counts it, reviews still answered",
             hostile_load_within_the_memory_limit,
         ),
+        (
+            "node: PED raises a limit in Firestore (the emulator) or the platform's ConfigMap: kubectl apply two seconds later is allowed, webhook up and with every webhook pod gone; lowered, refused",
+            crate::fresh_limits::a_raised_limit_is_honoured_within_seconds,
+        ),
         ("node: kubectl drain of the node stops at the PodDisruptionBudget", drain_respects_the_budget),
     ]
 }
@@ -69,7 +73,7 @@ pub fn available(tools: &Tools) -> bool {
 }
 
 /// The release namespace of the stories' install, and the teams' namespaces.
-const RELEASE: &str = "replica-guard";
+pub const RELEASE: &str = "replica-guard";
 const TEAM: &str = "team-a";
 /// A team that deploys with Helm.
 const HELM_TEAM: &str = "team-b";
@@ -208,7 +212,7 @@ fn image_is_the_dockerfiles(_c: &Cluster) {
 }
 
 /// The values a platform gives: the registry (the image is the chart's default).
-fn values(c: &Cluster) -> PathBuf {
+pub fn values(c: &Cluster) -> PathBuf {
     let path = c.dir.join("node-values.yaml");
     crate::cluster::write(
         &path,
@@ -226,7 +230,7 @@ fn pods(c: &Cluster, selector: &str) -> Vec<serde_json::Value> {
     list["items"].as_array().cloned().unwrap_or_default()
 }
 
-const WEBHOOK_PODS: &str = "app.kubernetes.io/name=replica-guard,app.kubernetes.io/instance=rg";
+pub const WEBHOOK_PODS: &str = "app.kubernetes.io/name=replica-guard,app.kubernetes.io/instance=rg";
 
 /// Whether the pod's Ready condition is True.
 fn is_ready(pod: &serde_json::Value) -> bool {
@@ -236,7 +240,7 @@ fn is_ready(pod: &serde_json::Value) -> bool {
 }
 
 /// Waits (bounded) until `count` pods of `selector` are Ready, none terminating.
-fn wait_ready(c: &Cluster, selector: &str, count: usize, limit: Duration) -> Duration {
+pub fn wait_ready(c: &Cluster, selector: &str, count: usize, limit: Duration) -> Duration {
     let started = Instant::now();
     while started.elapsed() < limit {
         let all = pods(c, selector);
@@ -250,8 +254,13 @@ fn wait_ready(c: &Cluster, selector: &str, count: usize, limit: Duration) -> Dur
     panic!("{count} pods of {selector} not Ready within {limit:?}:\n{}", described.stdout);
 }
 
+/// The chart, unchanged from the repository.
+pub fn chart() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/charts/replica-guard")
+}
+
 /// Installs the chart once per run (the stories after the first reuse it).
-fn installed(c: &Cluster) {
+pub fn installed(c: &Cluster) {
     let ran = c.kubectl("admin", &["get", "deploy", "rg-replica-guard", "-n", RELEASE]);
     if ran.ok {
         return;
@@ -259,9 +268,16 @@ fn installed(c: &Cluster) {
     for ns in [TEAM, HELM_TEAM, WARN_TEAM] {
         c.namespace(ns);
     }
-    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/replica-guard");
-    let ran =
-        c.helm(&["install", "rg", chart, "-n", RELEASE, "--create-namespace", "-f", &values(c).display().to_string()]);
+    let ran = c.helm(&[
+        "install",
+        "rg",
+        chart(),
+        "-n",
+        RELEASE,
+        "--create-namespace",
+        "-f",
+        &values(c).display().to_string(),
+    ]);
     assert!(ran.ok, "helm install: {}{}", ran.stdout, ran.stderr);
     let webhook = wait_ready(c, WEBHOOK_PODS, 3, Duration::from_secs(180));
     eprintln!("node: helm install, then 3 webhook pods Ready {:.1} s later", webhook.as_secs_f64());
@@ -370,8 +386,7 @@ fn rollout_restart_under_writes(c: &Cluster) {
     }
     for policy in ["Ignore", "Fail"] {
         if policy == "Fail" {
-            let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/replica-guard");
-            c.helm(&["upgrade", "rg", chart, "-n", RELEASE, "--reuse-values", "--set", "webhook.failurePolicy=Fail"])
+            c.helm(&["upgrade", "rg", chart(), "-n", RELEASE, "--reuse-values", "--set", "webhook.failurePolicy=Fail"])
                 .success();
             wait_ready(c, WEBHOOK_PODS, 3, Duration::from_secs(180));
         }
@@ -413,8 +428,7 @@ fn rollout_restart_under_writes(c: &Cluster) {
             if policy == "Ignore" { "let through unchecked" } else { "refused" }
         );
     }
-    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/replica-guard");
-    c.helm(&["upgrade", "rg", chart, "-n", RELEASE, "--reuse-values", "--set", "webhook.failurePolicy="]).success();
+    c.helm(&["upgrade", "rg", chart(), "-n", RELEASE, "--reuse-values", "--set", "webhook.failurePolicy="]).success();
     wait_ready(c, WEBHOOK_PODS, 3, Duration::from_secs(180));
 }
 

@@ -7,6 +7,7 @@
 #                                 tests/e2e/kube/: 1.34 or 1.37); default: the newest
 #   --bench-latency [ROUNDS] [WRITES]   the added-latency benchmark instead (BENCHMARKS.md)
 #   --bench-scale [DEPLOYMENTS]         the audit at scale (BENCHMARKS.md)
+#   --bench-freshness [ROUNDS]          from a registry write to enforcement, on the real node (BENCHMARKS.md)
 #   --capture-fixtures            records what the API server sends into tests/fixtures/k8s-MINOR/
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,6 +31,9 @@ case "${args[0]:-}" in
     # The benchmark measures the release binary.
     cargo build --release --bin replica-guard
     export REPLICA_GUARD_BIN="$PWD/target/release/replica-guard" ;;
+  --bench-freshness)
+    cargo build --release --locked --bin replica-guard
+    export REPLICA_GUARD_RELEASE_BIN="$PWD/target/release/replica-guard" ;;
   --*) ;;
   *)
     # The real node's stories (`node: ...`, where the minor builds a kubelet) run the image of the
