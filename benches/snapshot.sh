@@ -14,7 +14,7 @@ source benches/setup.sh
 for _ in $(seq 1 3000); do (exec 3<>/dev/tcp/127.0.0.1/19555) 2>/dev/null && break; sleep 0.01; done
 cat > "$work/config.yaml" <<YAML
 server: {address: "127.0.0.1:38443", adminAddress: "127.0.0.1:38080", tls: {certFile: "$work/certs/tls.crt", keyFile: "$work/certs/tls.key"}}
-registry: $(if [ "$KIND" = bigquery ]; then echo '{bigquery: {project: p, query: "SELECT 1", url: "http://127.0.0.1:19555/bigquery/v2"}}'; else echo '{firestore: {project: p, collection: ped, url: "http://127.0.0.1:19555/v1"}}'; fi)
+registry: $(if [ "$KIND" = bigquery ]; then echo '{bigquery: {project: p, query: "SELECT 1", url: "http://127.0.0.1:19555/bigquery/v2"}}'; else echo '{firestore: {project: p, collection: ped, url: "http://127.0.0.1:19555/v1", listen: false}}'; fi)
 logging: {format: json, level: warn}
 YAML
 for _ in $(seq 1 "$RUNS"); do

@@ -22,7 +22,7 @@ for run in $(seq 1 "$RUNS"); do
     refresh=3600; [ "$mode" = syncing ] && refresh=1
     cat > "$work/config.yaml" <<YAML
 server: {address: "127.0.0.1:38443", adminAddress: "127.0.0.1:38080", tls: {certFile: "$work/certs/tls.crt", keyFile: "$work/certs/tls.key"}}
-registry: {firestore: {project: p, collection: ped, url: "http://127.0.0.1:19556/v1", refreshSeconds: $refresh, maxShrinkFraction: 1}}
+registry: {firestore: {project: p, collection: ped, url: "http://127.0.0.1:19556/v1", refreshSeconds: $refresh, maxShrinkFraction: 1, listen: false}}
 logging: {format: json, level: warn}
 YAML
     "$BIN" serve --config "$work/config.yaml" >/dev/null 2>&1 & guard=$!

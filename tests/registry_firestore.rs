@@ -1,7 +1,9 @@
 //! The Firestore snapshot source against a local server that speaks the Firestore REST listing
 //! (`GET …/documents/{collection}?pageSize=N&pageToken=T` → `{documents, nextPageToken}`, typed
 //! values, `integerValue` as a string): paging, the requests it sends, all-or-nothing snapshots,
-//! the shrink guard, and a 401 that refreshes the token once.
+//! the shrink guard, and a 401 that refreshes the token once — the faults and hostile pages
+//! Firestore's emulator cannot be made to send (`registry_firestore_emulator.rs` has the rest).
+//! The local server speaks REST only: the processes started here run with `listen: false`.
 
 mod common;
 
@@ -286,7 +288,7 @@ async fn the_webhook_answers_from_the_synced_collection_without_asking_it() {
     std::fs::write(
         &config,
         format!(
-            "server: {{address: 127.0.0.1:0, adminAddress: 127.0.0.1:0, tls: {{certFile: certs/tls.crt, keyFile: certs/tls.key, generateDevCertificate: true}}}}\nregistry: {{firestore: {{project: p, collection: ped, url: '{url}', refreshSeconds: 3600}}}}\nlogging: {{format: json}}\n"
+            "server: {{address: 127.0.0.1:0, adminAddress: 127.0.0.1:0, tls: {{certFile: certs/tls.crt, keyFile: certs/tls.key, generateDevCertificate: true}}}}\nregistry: {{firestore: {{project: p, collection: ped, url: '{url}', refreshSeconds: 3600, listen: false}}}}\nlogging: {{format: json}}\n"
         ),
     )
     .unwrap();
@@ -348,7 +350,7 @@ async fn peak_after_sync(url: &str) -> (u64, bool, Vec<String>) {
     std::fs::write(
         &config,
         format!(
-            "server: {{address: 127.0.0.1:0, adminAddress: 127.0.0.1:0, tls: {{certFile: certs/tls.crt, keyFile: certs/tls.key, generateDevCertificate: true}}}}\nregistry: {{firestore: {{project: p, collection: ped, url: '{url}', refreshSeconds: 3600, timeoutSeconds: 30}}}}\nlogging: {{format: json}}\n"
+            "server: {{address: 127.0.0.1:0, adminAddress: 127.0.0.1:0, tls: {{certFile: certs/tls.crt, keyFile: certs/tls.key, generateDevCertificate: true}}}}\nregistry: {{firestore: {{project: p, collection: ped, url: '{url}', refreshSeconds: 3600, timeoutSeconds: 30, listen: false}}}}\nlogging: {{format: json}}\n"
         ),
     )
     .unwrap();
