@@ -31,5 +31,6 @@ pub mod logging;
 pub mod metrics;
 pub mod run;
 pub mod server;
+pub mod stop;
 pub mod webhook;
 pub mod words;

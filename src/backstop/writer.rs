@@ -52,8 +52,9 @@ fn resource() -> ApiResource {
 }
 
 impl Writer {
-    /// Runs until dropped.
-    pub async fn run(self) {
+    /// Runs until `stop`: a pass under way is completed first (the parameters are never left
+    /// half-written by a rollout of the audit pod), then it returns.
+    pub async fn run(self, mut stop: crate::stop::Stop) {
         let mut changes = self.store.changes();
         let mut computed = None;
         let mut scope = self.scope.as_ref().map(|s| Scope::watch(self.client.clone(), s));
@@ -73,6 +74,7 @@ impl Writer {
                 ),
             }
             tokio::select! {
+                () = stop.requested() => return,
                 _ = changes.changed() => {}
                 () = tokio::time::sleep(self.resync) => {}
                 () = async { if let Some(s) = scope.as_mut() { s.changed().await } else { std::future::pending().await } } => {}

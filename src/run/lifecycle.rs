@@ -21,7 +21,12 @@ pub struct Lifecycle {
     pub(super) delay: Duration,
     pub(super) stop: watch::Sender<bool>,
     pub(super) listeners: Vec<JoinHandle<()>>,
+    /// Parts that finish what they hold when stopped (`stop::Stop`), waited for on the way out.
+    pub(super) parts: Vec<(&'static str, JoinHandle<()>)>,
+    /// Helpers with nothing to finish (a registry refresh, a certificate reload): aborted.
     pub(super) background: Vec<JoinHandle<()>>,
+    /// How long the parts may take to finish (`server.shutdownTimeoutSeconds`).
+    pub(super) grace: Duration,
 }
 
 impl Lifecycle {
@@ -32,13 +37,31 @@ impl Lifecycle {
             delay: seconds(server.shutdown_delay_seconds),
             stop: watch::channel(false).0,
             listeners: vec![],
+            parts: vec![],
             background: vec![],
+            grace: seconds(server.shutdown_timeout_seconds),
         }
     }
 
-    /// Keeps `task` running until the process stops.
+    /// Keeps `task` running until the process stops; it is aborted then (it holds nothing).
     pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
         self.background.push(tokio::spawn(task));
+    }
+
+    /// Runs the part `name` made by `part` from the stop signal: on SIGTERM it is told to stop,
+    /// and waited for (within `server.shutdownTimeoutSeconds`) while it finishes what it holds.
+    pub fn spawn_part<F>(&mut self, name: &'static str, part: impl FnOnce(crate::stop::Stop) -> F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let stop = crate::stop::Stop::new(self.stop.subscribe());
+        self.parts.push((name, tokio::spawn(part(stop))));
+    }
+
+    /// Runs `task`, which ends on its own once the parts that feed it are gone (the Event
+    /// publisher, whose queue closes with its last sender): waited for like a part.
+    pub fn spawn_drained(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        self.parts.push((name, tokio::spawn(task)));
     }
 
     /// Binds `address` (the config key `key` names it in errors) and serves `app` on it, with TLS

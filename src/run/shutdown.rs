@@ -6,7 +6,11 @@
 //!    (the API server may still open connections to this pod during that time);
 //! 3. the listeners stop accepting; open connections finish their in-flight requests within
 //!    `server.shutdownTimeoutSeconds` (keep-alive connections are closed after their response);
-//! 4. the background tasks stop, and the process exits 0.
+//! 4. the long-running parts are told to stop and finish what they hold, within the same
+//!    `server.shutdownTimeoutSeconds`: the continuous audit saves the day's usage, the backstop
+//!    writer completes its pass, the Event publisher sends what is queued once nothing can queue
+//!    more; what has nothing to finish (a registry refresh, a certificate reload) is aborted;
+//! 5. the process exits 0.
 //!
 //! A second SIGTERM or SIGINT during the drain exits at once (status 1): someone wants it gone now.
 
@@ -61,9 +65,25 @@ impl Lifecycle {
         for task in self.listeners {
             let _ = task.await;
         }
+        tracing::info!("all connections drained");
+        let started = std::time::Instant::now();
+        let deadline = tokio::time::Instant::now() + self.grace;
+        for (name, mut task) in self.parts {
+            match tokio::time::timeout_at(deadline, &mut task).await {
+                Ok(_) => tracing::info!(part = name, seconds = started.elapsed().as_secs_f64(), "finished"),
+                Err(_) => {
+                    task.abort();
+                    tracing::warn!(
+                        part = name,
+                        grace_seconds = self.grace.as_secs_f64(),
+                        "did not finish within server.shutdownTimeoutSeconds; stopped"
+                    );
+                }
+            }
+        }
         for task in self.background {
             task.abort();
         }
-        tracing::info!("all connections drained; exiting");
+        tracing::info!("exiting");
     }
 }

@@ -62,8 +62,8 @@ pub async fn start_with(
     };
     if config.backstop.enabled {
         match &opened.snapshot {
-            Some(store) => lifecycle.spawn(
-                crate::backstop::writer::Writer {
+            Some(store) => {
+                let writer = crate::backstop::writer::Writer {
                     client: kube.clone(),
                     store: store.clone(),
                     policy: config.policy.clone(),
@@ -71,15 +71,15 @@ pub async fn start_with(
                     metrics: metrics.clone(),
                     // Validated with the config.
                     scope: config.backstop.scope().ok().flatten(),
-                }
-                .run(),
-            ),
+                };
+                lifecycle.spawn_part("backstop writer", |stop| writer.run(stop));
+            }
             None => tracing::warn!(
                 "backstop.enabled, but registry.http is asked per workload: there is no whole registry to write the backstop's parameters from; the backstop enforces nothing"
             ),
         }
     }
-    lifecycle.spawn(crate::cluster::watch::run(crate::cluster::watch::Audit {
+    let audit = crate::cluster::watch::Audit {
         client: kube,
         limits: opened.source,
         policy: config.policy.clone(),
@@ -90,7 +90,8 @@ pub async fn start_with(
         usage,
         reports: config.audit.reports,
         cluster: config.cluster.name.clone(),
-    }));
+    };
+    lifecycle.spawn_part("continuous audit", |stop| crate::cluster::watch::run(audit, stop));
     let admin_address = lifecycle.admin(config.server.admin_address, &metrics).await?;
     tracing::info!(%admin_address, "replica-guard audit is watching the cluster");
     Ok(Running { admin_address, lifecycle })
