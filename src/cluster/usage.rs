@@ -31,10 +31,13 @@ pub struct High {
     pub registered: Option<i32>,
     /// The registry entry's owner (the team billed), from the same pass.
     pub owner: Option<String>,
-    /// The registry revision that pass read (`limits::store::Revision`). Kept in memory only: it
-    /// moves with every sync, and saving the day's state for it alone would rewrite every shard
-    /// every pass; after a restart the next pass names it again.
+    /// The registry revision that pass read (`limits::store::Revision`). Saved with the day when
+    /// something else changed, never alone: it moves with every sync, and saving for it alone
+    /// would rewrite every shard every pass.
     pub revision: Option<std::sync::Arc<str>>,
+    /// Announced as over its limit (an Event) and not announced back within since: saved with
+    /// the day, so the next `watch` after a restart neither repeats nor misses an announcement.
+    pub announced_over: bool,
 }
 
 impl High {
@@ -113,6 +116,25 @@ impl Day {
     pub fn merge(&mut self, other: Day) {
         for (key, high) in other.highs {
             self.observe(&key.namespace, &key.deployment, &high);
+            if high.announced_over {
+                self.entry(&key.namespace, &key.deployment).announced_over = true;
+            }
+        }
+    }
+
+    /// The workloads announced as over their limits.
+    pub fn announced_over(&self) -> std::collections::HashSet<WorkloadKey> {
+        self.highs.iter().filter(|(_, h)| h.announced_over).map(|(k, _)| k.clone()).collect()
+    }
+
+    /// After an audit pass: which workloads now stand announced as over their limits.
+    pub fn set_announced_over(&mut self, over: &std::collections::HashSet<WorkloadKey>) {
+        for (key, high) in &mut self.highs {
+            let now = over.contains(key);
+            if high.announced_over != now {
+                high.announced_over = now;
+                self.dirty = true;
+            }
         }
     }
 

@@ -17,6 +17,9 @@ use crate::json_lines::JsonLines;
 pub struct UsageLog {
     cluster: String,
     day: Day,
+    /// The workloads the saved state said were announced over their limits (None: no saved
+    /// state): what the first audit pass after a restart compares with.
+    restored_over: Option<std::collections::HashSet<crate::decision::WorkloadKey>>,
     state: Option<StateStore>,
     out: JsonLines,
     pricing: Option<Pricing>,
@@ -42,7 +45,8 @@ impl UsageLog {
                 vec![]
             }
         };
-        let mut log = Self { cluster, day: Day::new(today()), state, out, pricing, policy };
+        let restored_over = saved.last().map(Day::announced_over);
+        let mut log = Self { cluster, day: Day::new(today()), restored_over, state, out, pricing, policy };
         for saved in saved {
             if saved.date == log.day.date {
                 log.day.merge(saved);
@@ -52,6 +56,17 @@ impl UsageLog {
             }
         }
         log
+    }
+
+    /// The workloads announced over their limits before this process started (from the saved
+    /// day), once; None when nothing was saved.
+    pub fn take_restored_over(&mut self) -> Option<std::collections::HashSet<crate::decision::WorkloadKey>> {
+        self.restored_over.take()
+    }
+
+    /// After an audit pass: the workloads now announced over their limits, saved with the day.
+    pub fn announced_over(&mut self, over: &std::collections::HashSet<crate::decision::WorkloadKey>) {
+        self.day.set_announced_over(over);
     }
 
     pub fn deployment(&mut self, w: &RunningWorkload) {

@@ -44,9 +44,21 @@ pub enum StateError {
 }
 
 /// One Deployment's highs, compact: [namespace, deployment, replicas, hpaMax, cpu, memoryGiB,
-/// registered, owner].
+/// registered, owner, announcedOver, registryRevision] (the last three may be missing: older
+/// states).
 #[derive(Serialize, Deserialize)]
-struct Row(String, String, i32, Option<i32>, f64, f64, Option<i32>, #[serde(default)] Option<String>);
+struct Row(
+    String,
+    String,
+    i32,
+    Option<i32>,
+    f64,
+    f64,
+    Option<i32>,
+    #[serde(default)] Option<String>,
+    #[serde(default)] bool,
+    #[serde(default)] Option<String>,
+);
 
 /// The name of shard `index` of the state named `name`.
 pub fn shard_name(name: &str, index: usize) -> String {
@@ -84,6 +96,8 @@ fn layout(day: &Day, mut shards: usize) -> Result<Vec<BTreeMap<&'static str, Str
                 h.memory_gib,
                 h.registered,
                 h.owner.clone(),
+                h.announced_over,
+                h.revision.as_deref().map(str::to_string),
             );
             (placement(key), serde_json::to_string(&row).unwrap_or_default())
         })
@@ -192,8 +206,21 @@ impl StateStore {
                 .collect();
             self.written[index] = Some(content_hash(&as_read));
             let day = days.entry(date).or_insert_with(|| Day::new(date));
-            for Row(namespace, deployment, replicas, hpa_max, cpu, memory_gib, registered, owner) in rows {
-                let high = High { replicas, hpa_max, cpu, memory_gib, registered, owner, revision: None };
+            for Row(
+                namespace,
+                deployment,
+                replicas,
+                hpa_max,
+                cpu,
+                memory_gib,
+                registered,
+                owner,
+                announced_over,
+                revision,
+            ) in rows
+            {
+                let revision = revision.map(Into::into);
+                let high = High { replicas, hpa_max, cpu, memory_gib, registered, owner, revision, announced_over };
                 day.highs.insert(WorkloadKey { namespace, deployment }, high);
             }
         }

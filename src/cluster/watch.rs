@@ -10,7 +10,7 @@
 
 use super::inventory::{hpa_target, workload};
 use super::policy_report;
-use super::status::{self, RunningWorkload, Status};
+use super::status::{self, RunningWorkload};
 use super::usage_log::UsageLog;
 use crate::decision::WorkloadKey;
 use crate::decision::policy::Policy;
@@ -22,7 +22,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -162,8 +162,9 @@ pub struct Audit {
     pub cluster: Option<String>,
 }
 
-/// Runs the continuous audit until the future is dropped.
-pub async fn run(audit: Audit) {
+/// Runs the continuous audit until `stop`; then saves the day's usage as it stands (the highs seen
+/// since the last pass included) and returns.
+pub async fn run(audit: Audit, mut stop: crate::stop::Stop) {
     let Audit { client, limits, policy, events, metrics, interval, ready, mut usage, reports: reports_wanted, cluster } =
         audit;
     let report_client = client.clone();
@@ -176,12 +177,24 @@ pub async fn run(audit: Audit) {
     let mut deployments = deployments.fuse();
     let mut hpas = hpas.fuse();
     let mut known = Known::default();
-    let mut previous: HashMap<WorkloadKey, Status> = HashMap::new();
+    // Who stood announced over their limits when the last `watch` stopped: the first pass
+    // announces what changed since (an Event missed while no `watch` ran), and repeats nothing.
+    // Without a saved day, the first pass only learns where things stand.
+    let restored = usage.as_mut().and_then(UsageLog::take_restored_over);
+    let announce_first = restored.is_some();
+    let mut previous: HashSet<WorkloadKey> = restored.unwrap_or_default();
     let mut reports: HashMap<policy_report::ReportApi, HashMap<String, serde_json::Value>> = HashMap::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            () = stop.requested() => {
+                if let Some(usage) = usage.as_mut() {
+                    usage.save().await;
+                }
+                tracing::info!("continuous audit stopped; the day's usage is saved");
+                return;
+            }
             Some(event) = deployments.next() => match event {
                 Ok(event) => {
                     // Every change counts for the day's highs, not only what a pass sees.
@@ -201,18 +214,22 @@ pub async fn run(audit: Audit) {
             },
             _ = ticker.tick() => {
                 if !(known.synced() && limits.is_ready()) {
+                    // Not a whole interval (30 s in the chart) before the first pass: it is what
+                    // `/readyz` waits for, and what announces what changed while no `watch` ran.
+                    ticker.reset_after(Duration::from_millis(200).min(interval));
                     continue;
                 }
                 let started = std::time::Instant::now();
-                let first = !ready.load(Ordering::Acquire);
+                let announce = announce_first || ready.load(Ordering::Acquire);
                 let workloads = known.workloads();
                 if let Some(usage) = usage.as_mut() {
                     usage.pass(&workloads);
                 }
                 let judged;
-                (previous, judged) = evaluate(workloads, limits.as_ref(), &policy, events.as_ref(), &metrics, previous, first).await;
+                (previous, judged) = evaluate(workloads, limits.as_ref(), &policy, events.as_ref(), &metrics, previous, announce).await;
                 ready.store(true, Ordering::Release);
                 if let Some(usage) = usage.as_mut() {
+                    usage.announced_over(&previous);
                     for j in &judged {
                         let (namespace, deployment) = (&j.workload.namespace, &j.workload.deployment);
                         let revision = limits.revision(namespace, deployment).await;
@@ -242,18 +259,20 @@ pub async fn run(audit: Audit) {
     }
 }
 
-/// One pass: judge every workload, publish the gauges, announce transitions (not on the first
-/// pass, which only learns where everything stands).
+/// One pass: judge every workload, publish the gauges, announce transitions from `previous` (the
+/// workloads over their limits at the last pass) when `announce` (not on a first pass with nothing
+/// saved, which only learns where everything stands). Returns the workloads over their limits now.
 async fn evaluate(
     workloads: Vec<RunningWorkload>,
     limits: &dyn LimitSource,
     policy: &Policy,
     events: Option<&EventQueue>,
     metrics: &Metrics,
-    previous: HashMap<WorkloadKey, Status>,
-    first: bool,
-) -> (HashMap<WorkloadKey, Status>, Vec<status::Judged>) {
-    let mut statuses = HashMap::with_capacity(workloads.len());
+    previous: HashSet<WorkloadKey>,
+    announce: bool,
+) -> (HashSet<WorkloadKey>, Vec<status::Judged>) {
+    let mut over = HashSet::new();
+    let mut audited = 0;
     let mut all = Vec::with_capacity(workloads.len());
     let mut gauges = Vec::with_capacity(workloads.len());
     for w in workloads {
@@ -261,21 +280,23 @@ async fn evaluate(
         let Some(judged) = status::judge(w, lookup, policy) else { continue };
         let w = &judged.workload;
         let key = WorkloadKey::new(&w.namespace, &w.deployment);
-        let was_over = previous.get(&key).is_some_and(|s| s.is_over());
+        let was_over = previous.contains(&key);
         let now_over = judged.status.is_over();
-        if !first
+        if announce
             && was_over != now_over
             && let Some(queue) = events
         {
             queue.offer(transition(&judged, now_over));
         }
         gauges.push((w.namespace.clone(), w.deployment.clone(), w.replicas, w.hpa.as_ref().map(|h| h.1), now_over));
-        statuses.insert(key, judged.status);
+        audited += 1;
+        if now_over {
+            over.insert(key);
+        }
         all.push(judged);
     }
-    let over = gauges.iter().filter(|g| g.4).count();
-    metrics.publish_workloads(Box::new(Gauges(gauges)), statuses.len(), over);
-    (statuses, all)
+    metrics.publish_workloads(Box::new(Gauges(gauges)), audited, over.len());
+    (over, all)
 }
 
 fn transition(judged: &status::Judged, over: bool) -> WorkloadEvent {

@@ -431,7 +431,9 @@ fn continuous_audit_drains(c: &Cluster) {
     assert_eq!(w.exit_code_within(std::time::Duration::from_secs(15)), Some(0), "exits 0 after the delay");
     let said: Vec<String> = w.messages.try_iter().collect();
     assert!(said.iter().any(|m| m.starts_with("shutting down: not ready")), "{said:?}");
-    assert!(said.iter().any(|m| m == "all connections drained; exiting"), "{said:?}");
+    assert!(said.iter().any(|m| m == "all connections drained"), "{said:?}");
+    assert!(said.iter().any(|m| m == "continuous audit stopped; the day's usage is saved"), "{said:?}");
+    assert!(said.last().is_some_and(|m| m == "exiting"), "{said:?}");
 
     let mut w = start(30);
     w.signal("TERM");

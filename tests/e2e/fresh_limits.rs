@@ -185,8 +185,7 @@ fn raise_then_lower(c: &Cluster, registry: &Registry, webhook_up: bool) {
 
 /// The webhook pods' decision records about team-f (their stdout).
 fn records(c: &Cluster) -> Vec<serde_json::Value> {
-    let ran =
-        c.kubectl("admin", &["logs", "-n", RELEASE, "-l", WEBHOOK_PODS, "--tail=-1", "--prefix=false"]).success();
+    let ran = c.kubectl("admin", &["logs", "-n", RELEASE, "-l", WEBHOOK_PODS, "--tail=-1", "--prefix=false"]).success();
     ran.stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())

@@ -15,6 +15,10 @@ pub fn all() -> Vec<Scenario> {
             "usage records: a day too large for one ConfigMap is sharded, a change rewrites one shard, and a restart at midnight loses no high",
             sharded_day_across_midnight,
         ),
+        (
+            "SIGTERM to watch loses nothing: highs reached 1 s before it are saved and billed, and a workload that went over meanwhile gets exactly one Event from the next watch",
+            sigterm_loses_nothing,
+        ),
     ]
 }
 
@@ -22,7 +26,8 @@ pub fn all() -> Vec<Scenario> {
 const RELEASE_NS: &str = "rg-usage";
 const STATE: &str = "usage-rg-usage";
 
-/// The state ConfigMap's (date, highs of `ns`/`name` as [replicas, hpaMax, cpu, memGiB, registered, owner]).
+/// The state ConfigMap's (date, highs of `ns`/`name` as [replicas, hpaMax, cpu, memGiB, registered,
+/// owner, announcedOver]).
 fn saved(c: &Cluster, ns: &str, name: &str) -> Option<(String, serde_json::Value)> {
     let ran = c.kubectl("admin", &["get", "configmap", STATE, "-n", RELEASE_NS, "-o", "json"]);
     let cm: serde_json::Value = serde_json::from_str(&ran.stdout).ok()?;
@@ -66,16 +71,20 @@ fn day_of_3_6_4(c: &Cluster) {
     )
     .unwrap();
     let replicas = |n: i32| format!("replica_guard_workload_replicas{{deployment=\"api\",namespace=\"{ns}\"}} {n}");
+    // The revision of the registry file the passes read (its SHA-256), saved with the highs.
+    let registry = std::fs::read_to_string(dir.path().join("limits.yaml")).unwrap();
+    let revision = replica_guard::limits::store::Revision::digest(&registry).id.to_string();
 
     let watching = start_watch(&kubeconfig, &config);
     wait_for_metric(&watching, &replicas(3));
-    let today = wait_for_saved(c, ns, "api", serde_json::json!([3, null, 2.0, 4.0, 4, "payments-team"]));
+    let today =
+        wait_for_saved(c, ns, "api", serde_json::json!([3, null, 2.0, 4.0, 4, "payments-team", false, revision]));
     assert_eq!(today, replica_guard::cluster::usage::today().to_string(), "the UTC day");
     for n in [6, 4] {
         c.kubectl("admin", &["scale", "deploy/api", "-n", ns, &format!("--replicas={n}")]).success();
         wait_for_metric(&watching, &replicas(n));
     }
-    wait_for_saved(c, ns, "api", serde_json::json!([6, null, 2.0, 4.0, 4, "payments-team"]));
+    wait_for_saved(c, ns, "api", serde_json::json!([6, null, 2.0, 4.0, 4, "payments-team", false, revision]));
     drop(watching);
 
     // The pod was down over midnight: its saved day is yesterday's now.
@@ -97,14 +106,25 @@ fn day_of_3_6_4(c: &Cluster) {
         record,
         serde_json::json!({
             "log": "replica-guard-usage", "date": yesterday.to_string(), "cluster": "e2e-east", "namespace": ns, "deployment": "api",
-            "owner": "payments-team", "registeredMaxReplicas": 4, "maxReplicasSeen": 6, "hpaMaxReplicasSeen": null,
+            "owner": "payments-team", "registeredMaxReplicas": 4, "registryRevision": revision,
+            "maxReplicasSeen": 6, "hpaMaxReplicasSeen": null,
             "cpuRequests": 2.0, "memoryRequestsGib": 4.0,
             "dayCost": per_day(294.0), "dayCostAtMaxSeen": per_day(351.0),
         })
     );
     // Today starts with what runs now.
-    let date = wait_for_saved(c, ns, "api", serde_json::json!([4, null, 2.0, 4.0, 4, "payments-team"]));
+    let date =
+        wait_for_saved(c, ns, "api", serde_json::json!([4, null, 2.0, 4.0, 4, "payments-team", false, revision]));
     assert_eq!(date, today);
+}
+
+/// Waits (at most 30 s) until `done`.
+fn wait_for(what: &str, done: &dyn Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Every shard of the saved day `state` in `release_ns`: (its name, date, rows).
@@ -167,14 +187,6 @@ fn sharded_day_across_midnight(c: &Cluster) {
         ),
     )
     .unwrap();
-    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !done() {
-            assert!(Instant::now() < deadline, "never: {what}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
-
     let watching = start_watch(&kubeconfig, &config);
     wait_for("the whole day saved", &|| saved_highs(c, release_ns, state, ns).len() == 1_000);
     let saved = shards(c, release_ns, state);
@@ -225,4 +237,107 @@ fn sharded_day_across_midnight(c: &Cluster) {
         !now.is_empty() && now.iter().all(|(_, date, _)| *date == today)
     });
     assert_eq!(saved_highs(c, release_ns, state, ns)[&name(7)], 2);
+}
+
+/// `watch` with the chart's audit account, usage state and Events, passing every 30 s (so nothing
+/// but the stop itself can save what happens just before it): two Deployments reach new highs and
+/// one goes over its limit, a second before SIGTERM. Nothing is lost: the stop saves the highs,
+/// the next `watch` announces the workload over its limit once, a third announces nothing again,
+/// and the day's usage lines carry the highs.
+fn sigterm_loses_nothing(c: &Cluster) {
+    let (ns, release_ns, state) = ("s-drain", "rg-drain", "drain-rg-usage");
+    c.namespace(ns);
+    for name in ["grow", "spike", "over"] {
+        c.apply("admin", &deployment(ns, name, 3, "nginx:1"), &[]).success();
+    }
+    let kinds = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
+    let (_, kubeconfig) = c.chart_account(release_ns, "fullnameOverride: drain-rg\n", &kinds, "drain-rg-audit");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("limits.yaml"),
+        format!(
+            "entries:\n  - {{namespace: {ns}, deployment: grow, maxReplicas: 8}}\n  - {{namespace: {ns}, deployment: spike, maxReplicas: 8}}\n  - {{namespace: {ns}, deployment: over, maxReplicas: 4}}\n"
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server: {{adminAddress: '127.0.0.1:0', shutdownDelaySeconds: 0, shutdownTimeoutSeconds: 20}}\nregistry: {{file: {{path: limits.yaml}}}}\nevents: {{enabled: true}}\naudit: {{intervalSeconds: 30, usage: {{enabled: true, state: {{namespace: {release_ns}, name: {state}}}}}}}\ncluster: {{name: e2e-east}}\nlogging: {{format: json}}\n"
+        ),
+    )
+    .unwrap();
+    let highs = |name: &str| saved_highs(c, release_ns, state, ns).get(name).copied();
+    let above = |name: &str| c.events_about(ns, name).iter().filter(|e| e["reason"] == "AboveRegisteredLimit").count();
+
+    let mut watching = start_watch(&kubeconfig, &config);
+    wait_for("the first pass saved", &|| highs("over") == Some(3));
+    c.kubectl("admin", &["scale", "deploy/grow", "-n", ns, "--replicas=7"]).success();
+    for n in [7, 3] {
+        c.kubectl("admin", &["scale", "deploy/spike", "-n", ns, &format!("--replicas={n}")]).success();
+    }
+    c.kubectl("admin", &["scale", "deploy/over", "-n", ns, "--replicas=6"]).success();
+    std::thread::sleep(Duration::from_secs(1));
+    let signalled = Instant::now();
+    watching.signal("TERM");
+    let code = watching.exit_code_within(Duration::from_secs(25));
+    let drained = signalled.elapsed();
+    assert_eq!(code, Some(0), "watch drains and exits 0");
+    eprintln!("watch: SIGTERM to exit {:.2} s, the day's usage saved", drained.as_secs_f64());
+    assert_eq!(highs("grow"), Some(7), "the new high, reached 1 s before SIGTERM, is saved");
+    assert_eq!(highs("spike"), Some(7), "3 -> 7 -> 3 within that second is saved as 7");
+    assert_eq!(above("over"), 0, "no pass ran between going over and the signal");
+
+    // The next watch announces the workload that went over while none was judging it: once.
+    let watching = start_watch(&kubeconfig, &config);
+    wait_for("one Event for the workload over its limit", &|| above("over") == 1);
+    let mut watching = {
+        // Saved as announced by that pass: a third watch does not announce it again.
+        let started = Instant::now();
+        while !saved_announced(c, release_ns, state, ns, "over") {
+            assert!(started.elapsed() < Duration::from_secs(20), "the announcement was not saved");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        watching.signal("TERM");
+        let mut watching = watching;
+        assert_eq!(watching.exit_code_within(Duration::from_secs(25)), Some(0));
+        start_watch(&kubeconfig, &config)
+    };
+    wait_for_metric(
+        &watching,
+        &format!("replica_guard_workload_over_limit{{deployment=\"over\",namespace=\"{ns}\"}} 1"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(above("over"), 1, "not announced again after a restart");
+    watching.signal("TERM");
+    assert_eq!(watching.exit_code_within(Duration::from_secs(25)), Some(0));
+
+    // The day's lines (the saved day made yesterday's, as after midnight) carry both highs.
+    let yesterday = replica_guard::cluster::usage::today().yesterday().unwrap();
+    for (shard, _, _) in shards(c, release_ns, state) {
+        let patch = format!("{{\"data\":{{\"date\":\"{yesterday}\"}}}}");
+        c.kubectl("admin", &["patch", "configmap", &shard, "-n", release_ns, "--type=merge", "-p", &patch]).success();
+    }
+    let watching = start_watch(&kubeconfig, &config);
+    let mut seen = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.len() < 3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let record = watching.usage.recv_timeout(left).expect("the day's usage lines");
+        if record["namespace"] == ns {
+            seen.insert(record["deployment"].as_str().unwrap().to_string(), record["maxReplicasSeen"].clone());
+        }
+    }
+    assert_eq!(seen["grow"], 7);
+    assert_eq!(seen["spike"], 7);
+    assert_eq!(seen["over"], 6);
+}
+
+/// Whether the saved day marks `ns`/`name` as announced over its limit.
+fn saved_announced(c: &Cluster, release_ns: &str, state: &str, ns: &str, name: &str) -> bool {
+    shards(c, release_ns, state)
+        .iter()
+        .flat_map(|(_, _, rows)| rows)
+        .any(|r| r[0] == ns && r[1] == name && r[8] == true)
 }
