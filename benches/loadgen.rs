@@ -154,14 +154,15 @@ async fn floor(address: SocketAddr, cert: PathBuf, key: PathBuf) {
         }
     }
     let key = replica_guard::server::tls::load_certified_key(&cert, &key).unwrap();
-    let tls = replica_guard::server::tls::server_config(Arc::new(replica_guard::server::tls::CertStore::new(key)));
+    let tls =
+        replica_guard::server::tls::server_config(Arc::new(replica_guard::server::tls::CertStore::new(key)), None);
     let app = Router::new().route("/validate", post(validate));
     let listener = tokio::net::TcpListener::bind(address).await.unwrap();
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     eprintln!("floor serving on {address}");
     let limits = replica_guard::server::connections::Bounds::default();
     let metrics = replica_guard::metrics::Metrics::new().connections(replica_guard::metrics::Listener::Admission);
-    let tls = Some(tokio_rustls::TlsAcceptor::from(tls));
+    let tls = Some(replica_guard::server::connections::Tls::for_anyone(tls));
     replica_guard::server::connections::serve(listener, tls, app, stop_rx, limits, metrics).await;
 }
 

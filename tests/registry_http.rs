@@ -308,14 +308,15 @@ async fn an_https_registry_behind_an_internal_ca_is_trusted_through_ca_file() {
     certs.write(&dir.path().join("tls.crt"), &dir.path().join("tls.key")).unwrap();
     let key = replica_guard::server::tls::load_certified_key(&dir.path().join("tls.crt"), &dir.path().join("tls.key"))
         .unwrap();
-    let tls = replica_guard::server::tls::server_config(Arc::new(replica_guard::server::tls::CertStore::new(key)));
+    let tls =
+        replica_guard::server::tls::server_config(Arc::new(replica_guard::server::tls::CertStore::new(key)), None);
     let app = Router::new().route("/limits/{ns}/{name}", get(|| async { axum::Json(json!({"maxReplicas": 4})) }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     let limits = replica_guard::server::connections::Bounds::default();
     let metrics = replica_guard::metrics::Metrics::new().connections(replica_guard::metrics::Listener::Admission);
-    let tls = Some(tokio_rustls::TlsAcceptor::from(tls));
+    let tls = Some(replica_guard::server::connections::Tls::for_anyone(tls));
     tokio::spawn(replica_guard::server::connections::serve(listener, tls, app, stop_rx, limits, metrics));
 
     let section = |ca: &str| format!("  http: {{url: 'https://{address}/limits/{{namespace}}/{{name}}'{ca}}}");

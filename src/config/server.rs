@@ -58,6 +58,21 @@ pub struct TlsConfig {
     /// How often the certificate files are checked for a new version.
     #[serde(default = "default_poll_interval")]
     pub reload_interval_seconds: f64,
+    /// Only callers with a client certificate from this CA (the API server, through its
+    /// `AdmissionConfiguration` `kubeConfigFile`) may ask the admission port.
+    #[serde(default)]
+    pub client_auth: Option<ClientAuthConfig>,
+}
+
+/// `server.tls.clientAuth`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientAuthConfig {
+    /// PEM CA certificate(s) the client certificate must chain to.
+    pub ca_file: PathBuf,
+    /// When set, the client certificate's common name or one of its DNS names must be one of these.
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
 fn default_address() -> SocketAddr {
@@ -118,6 +133,7 @@ impl Default for TlsConfig {
             key_file: default_key_file(),
             generate_dev_certificate: false,
             reload_interval_seconds: default_poll_interval(),
+            client_auth: None,
         }
     }
 }

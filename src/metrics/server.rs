@@ -9,6 +9,7 @@ pub(super) struct Families {
     shed: IntCounterVec,
     connections_open: IntGaugeVec,
     connections_at_limit: IntCounterVec,
+    unauthenticated: IntCounterVec,
     tls_cert_expiry: Gauge,
 }
 
@@ -40,6 +41,12 @@ impl Families {
                 "Times a new connection had to wait because server.maxConnections were open, by listener.",
                 &["listener"],
             ),
+            unauthenticated: counter(
+                r,
+                "replica_guard_unauthenticated_connections_total",
+                "Connections to the admission port refused with server.tls.clientAuth on, by reason (no-certificate, untrusted-certificate, name-not-allowed): no decision, no Event, no record.",
+                &["reason"],
+            ),
             tls_cert_expiry: register(
                 r,
                 Gauge::new(
@@ -52,6 +59,11 @@ impl Families {
 }
 
 impl Metrics {
+    /// A caller refused by `server.tls.clientAuth`; `reason` is one of a few fixed words.
+    pub fn unauthenticated(&self, reason: &'static str) {
+        self.server.unauthenticated.with_label_values(&[reason]).inc();
+    }
+
     /// A body that could not be evaluated (answered 4xx); `reason` is a short fixed label.
     pub fn bad_request(&self, reason: &'static str) {
         self.server.bad_requests.with_label_values(&[reason]).inc();

@@ -70,7 +70,7 @@ impl Lifecycle {
         &mut self,
         address: SocketAddr,
         key: &'static str,
-        tls: Option<tokio_rustls::TlsAcceptor>,
+        tls: Option<connections::Tls>,
         app: axum::Router,
         metrics: ConnectionMetrics,
     ) -> Result<SocketAddr, RunError> {

@@ -29,6 +29,8 @@ pub enum RunError {
     #[error("serving certificate: {0}")]
     Tls(#[from] crate::server::tls::TlsError),
     #[error("{0}")]
+    Callers(#[from] crate::server::callers::CallersError),
+    #[error("{0}")]
     Registry(#[from] crate::limits::OpenError),
     #[error("the registry could not be read: {0}")]
     RegistryNotRead(String),

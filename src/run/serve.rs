@@ -9,8 +9,9 @@ use crate::config::{Config, Source, seconds};
 use crate::json_lines::JsonLines;
 use crate::limits;
 use crate::metrics::{Listener, Metrics};
+use crate::server::callers::Callers;
 use crate::server::health::Health;
-use crate::server::{body, routes, tls};
+use crate::server::{body, connections, routes, tls};
 use crate::webhook::Webhook;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,7 +74,13 @@ pub async fn start_with(
         body_timeout: seconds(server.request_timeout_seconds),
         budget: body::BodyBudget::new(server.buffered_bytes_budget()),
     });
-    let tls = tokio_rustls::TlsAcceptor::from(tls::server_config(certificate));
+    let callers = match &server.tls.client_auth {
+        Some(auth) => Some(Arc::new(Callers::load(&auth.ca_file, &auth.names, metrics.clone())?)),
+        None => None,
+    };
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(tls::server_config(certificate, callers.as_ref().map(|c| c.verifier())));
+    let tls = connections::Tls { acceptor, callers };
     let connections = metrics.connections(Listener::Admission);
     let https_address = lifecycle.listen(server.address, "server.address", Some(tls), admission, connections).await?;
     let admin_address = lifecycle.admin(server.admin_address, &metrics).await?;

@@ -72,9 +72,23 @@ const H2_MAX_STREAMS: u32 = 64;
 
 /// Serves `listener` until `stop` turns true (TLS when `tls` is given), then drains (see the
 /// module doc) and returns.
+/// A TLS listener's handshake, and who may call it (`server.tls.clientAuth`; none: anyone).
+#[derive(Clone)]
+pub struct Tls {
+    pub acceptor: TlsAcceptor,
+    pub callers: Option<Arc<super::callers::Callers>>,
+}
+
+impl Tls {
+    /// A handshake that asks for no client certificate: anyone may call.
+    pub fn for_anyone(config: Arc<rustls::ServerConfig>) -> Self {
+        Self { acceptor: TlsAcceptor::from(config), callers: None }
+    }
+}
+
 pub async fn serve(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Tls>,
     app: Router,
     mut stop: watch::Receiver<bool>,
     limits: Bounds,
@@ -132,7 +146,7 @@ pub async fn serve(
 async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Tls>,
     app: Router,
     mut stop: watch::Receiver<bool>,
     limits: Bounds,
@@ -150,15 +164,26 @@ async fn serve_connection(
             }
         })
     };
-    let Some(acceptor) = tls else {
+    let Some(Tls { acceptor, callers }) = tls else {
         let conn = h1(limits).serve_connection(TokioIo::new(tcp), service);
         return drive(conn, peer, &activity, &mut stop, limits).await;
     };
     let stream = match tokio::time::timeout(limits.header, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Ok(Err(e)) => {
+            if let Some(callers) = &callers {
+                callers.handshake_failed(&e);
+            }
+            return tracing::debug!(%peer, error = %e, "TLS handshake failed");
+        }
         Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
     };
+    // A certificate the CA signed, but not one of the allowed callers: closed unread.
+    if let Some(callers) = &callers
+        && !callers.admits(stream.get_ref().1.peer_certificates())
+    {
+        return;
+    }
     activity.touch();
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
         let conn = h2().serve_connection(TokioIo::new(stream), service);

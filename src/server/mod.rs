@@ -4,6 +4,7 @@
 //! `crate::run` (`run::lifecycle`, `run::shutdown`).
 
 pub mod body;
+pub mod callers;
 pub mod connections;
 pub mod health;
 pub mod routes;

@@ -113,14 +113,21 @@ impl ResolvesServerCert for CertStore {
     }
 }
 
-/// TLS 1.2 and 1.3 only; ALPN offers HTTP/2 and HTTP/1.1 (the API server uses HTTP/1.1).
-pub fn server_config(store: Arc<CertStore>) -> Arc<ServerConfig> {
+/// TLS 1.2 and 1.3 only; ALPN offers HTTP/2 and HTTP/1.1 (the API server uses HTTP/1.1). With
+/// `clients`, a client certificate that it verifies is required (`server.tls.clientAuth`).
+pub fn server_config(
+    store: Arc<CertStore>,
+    clients: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> Arc<ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&version::TLS13, &version::TLS12])
-        .expect("ring supports TLS 1.2 and 1.3")
-        .with_no_client_auth()
-        .with_cert_resolver(store);
+        .expect("ring supports TLS 1.2 and 1.3");
+    let mut config = match clients {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    }
+    .with_cert_resolver(store);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Arc::new(config)
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod emulator;
+pub mod pki;
 use axum::body::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::StatusCode;
@@ -107,12 +108,24 @@ impl TestServer {
         registry_section: &str,
         kube_api: Option<SocketAddr>,
     ) -> Self {
+        Self::start_tls(policy, registry, server_extra, registry_section, kube_api, "").await
+    }
+
+    /// `start_full` with more keys of `server.tls` (`clientAuth: {...}`), in flow style.
+    pub async fn start_tls(
+        policy: &str,
+        registry: &str,
+        server_extra: &str,
+        registry_section: &str,
+        kube_api: Option<SocketAddr>,
+        tls_extra: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let certs = replica_guard::certs::generate(&replica_guard::certs::local_names()).unwrap();
         certs.write(&dir.path().join("tls.crt"), &dir.path().join("tls.key")).unwrap();
         std::fs::write(dir.path().join("limits.yaml"), registry).unwrap();
         let config = format!(
-            "server:\n  address: 127.0.0.1:0\n  adminAddress: 127.0.0.1:0\n  tls: {{certFile: tls.crt, keyFile: tls.key, reloadIntervalSeconds: 0.1}}\n{server_extra}\npolicy:\n{}\nregistry:\n{registry_section}\n",
+            "server:\n  address: 127.0.0.1:0\n  adminAddress: 127.0.0.1:0\n  tls: {{certFile: tls.crt, keyFile: tls.key, reloadIntervalSeconds: 0.1{tls_extra}}}\n{server_extra}\npolicy:\n{}\nregistry:\n{registry_section}\n",
             indent(policy)
         );
         std::fs::write(dir.path().join("config.yaml"), config).unwrap();
@@ -207,16 +220,28 @@ pub struct Client {
 }
 
 pub fn tls_connector(ca_pem: &str, alpn: &[&[u8]]) -> TlsConnector {
+    tls_connector_as(ca_pem, alpn, None)
+}
+
+/// A client presenting `identity` (PEM certificate and key) when the server asks for one.
+pub fn tls_connector_as(ca_pem: &str, alpn: &[&[u8]], identity: Option<(&str, &str)>) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_slice_iter(cert.as_bytes()).map(Result::unwrap).collect();
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+            config.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => config.with_no_client_auth(),
+    };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     TlsConnector::from(Arc::new(config))
 }
@@ -227,11 +252,21 @@ impl Client {
     }
 
     pub async fn try_connect(address: SocketAddr, ca_pem: &str, protocol: Protocol) -> Result<Self, String> {
+        Self::try_connect_as(address, ca_pem, protocol, None).await
+    }
+
+    /// `try_connect`, presenting `identity` (PEM certificate and key) when asked for one.
+    pub async fn try_connect_as(
+        address: SocketAddr,
+        ca_pem: &str,
+        protocol: Protocol,
+        identity: Option<(&str, &str)>,
+    ) -> Result<Self, String> {
         let alpn: &[u8] = match protocol {
             Protocol::Http1 => b"http/1.1",
             Protocol::Http2 => b"h2",
         };
-        let connector = tls_connector(ca_pem, &[alpn]);
+        let connector = tls_connector_as(ca_pem, &[alpn], identity);
         let tcp = TcpStream::connect(address).await.map_err(|e| e.to_string())?;
         // As Go's net/http does: without it, Nagle and delayed ACKs add ~40 ms to some requests.
         tcp.set_nodelay(true).map_err(|e| e.to_string())?;

@@ -10,7 +10,8 @@
 //! `alice@example.com` (team-a-devs), `bob@example.com` (platform-admins). Team members get the
 //! built-in `edit` ClusterRole in each story namespace, as a platform grants it.
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+pub use crate::common::pki::Pki;
+use rcgen::KeyPair;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
@@ -159,44 +160,6 @@ pub fn in_placement(placement: &Option<Placement>, program: &Path) -> Command {
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A CA and what it signs.
-pub struct Pki {
-    pub ca_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Pki {
-    pub fn new(name: &str) -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(DnType::CommonName, name);
-        let cert = ca.self_signed(&key).unwrap();
-        Self { ca_pem: cert.pem(), issuer: Issuer::new(ca, key) }
-    }
-
-    /// (certificate PEM, key PEM) for a server with `names`, or a client `user` in `group`.
-    pub fn sign(&self, names: &[&str], user: Option<(&str, &str)>) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-        match user {
-            Some((user, group)) => {
-                params.distinguished_name.push(DnType::CommonName, user);
-                if !group.is_empty() {
-                    params.distinguished_name.push(DnType::OrganizationName, group);
-                }
-                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-            }
-            None => {
-                params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("server"));
-                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-            }
-        }
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
 }
 
 pub fn write(path: &Path, text: &str) {
