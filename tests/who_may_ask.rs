@@ -22,7 +22,10 @@ async fn webhook(api_server_ca: &Pki) -> TestServer {
     server
 }
 
-async fn review_as(server: &TestServer, identity: Option<(&str, &str)>) -> Result<serde_json::Value, String> {
+/// A client certificate and its key, PEM.
+type Identity<'a> = Option<(&'a str, &'a str)>;
+
+async fn review_as(server: &TestServer, identity: Identity<'_>) -> Result<serde_json::Value, String> {
     let mut client = Client::try_connect_as(server.https, &server.ca_pem, Protocol::Http1, identity).await?;
     let (status, body) = client
         .post("/validate", "application/json", fixture("deployment-patch-4-to-7.json"))
@@ -49,7 +52,7 @@ async fn only_the_api_server_gets_a_decision() {
     assert_eq!(server.audit_records().len(), 1, "its decision is recorded");
 
     // Everyone else: no decision.
-    let callers: [(&str, Option<(&str, &str)>, &str); 3] = [
+    let callers: [(&str, Identity, &str); 3] = [
         ("no certificate (curl -k)", None, "no-certificate"),
         ("a certificate from another CA", Some((&forged_cert, &forged_key)), "untrusted-certificate"),
         ("the CA's certificate for another name", Some((&tenant_cert, &tenant_key)), "name-not-allowed"),
