@@ -104,6 +104,14 @@ enum Command {
         #[arg(long, env = "REPLICA_GUARD_CONFIG")]
         config: PathBuf,
     },
+    /// Print the usage lines of the day so far (and of any saved day not printed yet) from the
+    /// continuous audit's saved state, without waiting for midnight; in the cluster: `kubectl exec
+    /// deploy/<release>-audit -- replica-guard usage --config /etc/replica-guard/config/config.yaml`.
+    Usage {
+        /// The config whose `audit.usage.state`, `cluster` and `pricing` the lines use (the audit's).
+        #[arg(long, env = "REPLICA_GUARD_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -115,6 +123,7 @@ fn main() -> ExitCode {
     let result: anyhow::Result<u8> = match cli.command {
         Command::Serve { config } => long_running(&config, async |config| run::serve::run(config).await),
         Command::Watch { config } => long_running(&config, async |config| run::watch::run(config).await),
+        Command::Usage { config } => run::usage::usage(&config).map(|_| 0).map_err(Into::into),
         Command::Certs { out_dir, names } => offline::certs(&out_dir, names).map_err(Into::into),
         Command::Check { config, inputs, namespace, user, groups, cluster, output, fail_on_warn } => {
             let options = replica_guard::check::Options { namespace, user, groups };

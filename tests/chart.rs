@@ -454,6 +454,32 @@ fn network_policy_lets_only_the_api_server_reach_the_admission_port() {
 
 #[test]
 #[ignore = "needs helm; .ci/run runs it"]
+fn client_auth_mounts_the_api_servers_ca_and_names_the_caller() {
+    let objects = render("");
+    assert!(rendered_config(&objects).server.tls.client_auth.is_none(), "off by default");
+    let objects = render(
+        "webhook: {clientAuth: {enabled: true, caBundle: '-----BEGIN CERTIFICATE-----', names: [kube-apiserver]}}",
+    );
+    let auth = rendered_config(&objects).server.tls.client_auth.expect("server.tls.clientAuth");
+    assert_eq!(auth.ca_file, PathBuf::from("/etc/replica-guard/client-ca/ca.crt"));
+    assert_eq!(auth.names, ["kube-apiserver"]);
+    let ca = find(&objects, "ConfigMap", "rg-replica-guard-client-ca");
+    assert!(ca["data"]["ca.crt"].as_str().unwrap().contains("BEGIN CERTIFICATE"));
+    let pod = &find(&objects, "Deployment", "rg-replica-guard")["spec"]["template"]["spec"];
+    assert!(pod["volumes"].as_array().unwrap().iter().any(|v| v["configMap"]["name"] == "rg-replica-guard-client-ca"));
+    assert!(
+        pod["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["mountPath"] == "/etc/replica-guard/client-ca")
+    );
+    let error = template("webhook: {clientAuth: {enabled: true}}").unwrap_err();
+    assert!(error.contains("webhook.clientAuth.caBundle is required"), "{error}");
+}
+
+#[test]
+#[ignore = "needs helm; .ci/run runs it"]
 fn webhook_options_and_schema_errors() {
     let objects = render(
         "webhook: {failurePolicy: Ignore, timeoutSeconds: 5, scale: {enabled: false}, excludeNamespaces: [monitoring], objectSelector: {matchLabels: {guarded: 'yes'}}, matchConditions: [{name: not-ci, expression: 'request.userInfo.username != \"ci\"'}]}",

@@ -109,12 +109,8 @@ impl UsageLog {
     }
 
     fn print(&self, day: &Day) {
-        let records =
-            day.records(&self.cluster, self.pricing.as_ref(), |ns| self.policy.exemption(ns, "", &[]).is_none());
-        for record in &records {
-            self.out.write(record);
-        }
-        tracing::info!(date = %day.date, records = records.len(), "usage records printed");
+        let records = write_day(day, &self.cluster, self.pricing.as_ref(), &self.policy, &self.out);
+        tracing::info!(date = %day.date, records, "usage records printed");
     }
 
     /// Saves the day when something changed since the last save.
@@ -128,4 +124,13 @@ impl UsageLog {
             Err(e) => tracing::warn!(error = %e, "usage records: the day could not be saved"),
         }
     }
+}
+
+/// Writes `day`'s usage lines to `out` (none for namespaces the policy exempts); returns how many.
+pub fn write_day(day: &Day, cluster: &str, pricing: Option<&Pricing>, policy: &Policy, out: &JsonLines) -> usize {
+    let records = day.records(cluster, pricing, |ns| policy.exemption(ns, "", &[]).is_none());
+    for record in &records {
+        out.write(record);
+    }
+    records.len()
 }

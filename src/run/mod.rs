@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod offline;
 pub mod serve;
 pub mod shutdown;
+pub mod usage;
 pub mod watch;
 
 use crate::config::Config;
@@ -30,6 +31,8 @@ pub enum RunError {
     Tls(#[from] crate::server::tls::TlsError),
     #[error("{0}")]
     Callers(#[from] crate::server::callers::CallersError),
+    #[error("{0}")]
+    Usage(#[from] usage::UsageError),
     #[error("{0}")]
     Registry(#[from] crate::limits::OpenError),
     #[error("the registry could not be read: {0}")]

@@ -101,7 +101,7 @@ pub async fn start_with(
 /// the cluster's life and readable everywhere (the chart grants `get` on that one namespace), so a
 /// first install needs no name and its usage records still tell clusters apart. Said loudly: a
 /// readable name is what a billing table wants.
-async fn cluster_name(config: &Config, kube: &kube::Client) -> Option<String> {
+pub(super) async fn cluster_name(config: &Config, kube: &kube::Client) -> Option<String> {
     if let Some(name) = &config.cluster.name {
         return Some(name.clone());
     }

@@ -398,9 +398,20 @@ pub fn write_serve_config(dir: &std::path::Path, extra_server: &str) -> PathBuf 
 
 /// `write_serve_config` with a `policy:` section (YAML, unindented) and a registry file.
 pub fn write_serve_config_with(dir: &std::path::Path, extra_server: &str, policy: &str, registry: &str) -> PathBuf {
+    write_serve_config_tls(dir, extra_server, policy, registry, "")
+}
+
+/// `write_serve_config_with`, with more keys of `server.tls` in flow style (`, clientAuth: {...}`).
+pub fn write_serve_config_tls(
+    dir: &std::path::Path,
+    extra_server: &str,
+    policy: &str,
+    registry: &str,
+    tls_extra: &str,
+) -> PathBuf {
     std::fs::write(dir.join("limits.yaml"), registry).unwrap();
     let config = format!(
-        "server:\n  address: 127.0.0.1:0\n  adminAddress: 127.0.0.1:0\n  tls: {{certFile: certs/tls.crt, keyFile: certs/tls.key, generateDevCertificate: true}}\n{extra_server}\npolicy:\n{}\nregistry:\n  file: {{path: limits.yaml, pollIntervalSeconds: 0.2}}\nlogging: {{format: json}}\n",
+        "server:\n  address: 127.0.0.1:0\n  adminAddress: 127.0.0.1:0\n  tls: {{certFile: certs/tls.crt, keyFile: certs/tls.key, generateDevCertificate: true{tls_extra}}}\n{extra_server}\npolicy:\n{}\nregistry:\n  file: {{path: limits.yaml, pollIntervalSeconds: 0.2}}\nlogging: {{format: json}}\n",
         indent(policy)
     );
     let path = dir.join("config.yaml");

@@ -185,6 +185,10 @@ pub struct Cluster {
     pub api: SocketAddr,
     pub kubeconfig: PathBuf,
     pub pki: Pki,
+    /// The CA of the client certificate the API server presents to every webhook that asks for
+    /// one (`AdmissionConfiguration` `kubeConfigFile`, user `*`; common name `kube-apiserver`):
+    /// what a webhook's `server.tls.clientAuth.caFile` trusts.
+    pub webhook_client_ca: String,
     /// `None`: on 127.0.0.1.
     pub placement: Option<Placement>,
     etcd_url: String,
@@ -279,6 +283,27 @@ impl Cluster {
             write(&dir.join(format!("pki/{name}.crt")), &cert);
             write(&dir.join(format!("pki/{name}.key")), &key);
         }
+        // The API server's own identity towards webhooks, from a CA of its own (the users' CA
+        // must not vouch for the API server).
+        let webhook_client = Pki::new("the API server's webhook client CA");
+        let (cert, key) = webhook_client.sign(&[], Some(("kube-apiserver", "")));
+        write(&dir.join("pki/webhook-client.crt"), &cert);
+        write(&dir.join("pki/webhook-client.key"), &key);
+        write(
+            &dir.join("webhook-client.kubeconfig"),
+            &format!(
+                "apiVersion: v1\nkind: Config\nusers:\n- name: '*'\n  user:\n    client-certificate: {}\n    client-key: {}\n",
+                dir.join("pki/webhook-client.crt").display(),
+                dir.join("pki/webhook-client.key").display()
+            ),
+        );
+        write(
+            &dir.join("admission.yaml"),
+            &format!(
+                "apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n- name: ValidatingAdmissionWebhook\n  configuration:\n    apiVersion: apiserver.config.k8s.io/v1\n    kind: WebhookAdmissionConfiguration\n    kubeConfigFile: {}\n",
+                dir.join("webhook-client.kubeconfig").display()
+            ),
+        );
         let kubeconfig = dir.join("kubeconfig");
         write(&kubeconfig, &kubeconfig_text(&dir, api, &["admin", "alice", "bob"]));
         write(&dir.join("controller-manager.kubeconfig"), &kubeconfig_text(&dir, api, &["controller-manager"]));
@@ -311,6 +336,7 @@ impl Cluster {
             api,
             kubeconfig,
             pki,
+            webhook_client_ca: webhook_client.ca_pem,
             placement,
             etcd_url,
             processes: Mutex::new(processes),
@@ -393,6 +419,8 @@ impl Cluster {
                 &format!("--service-cluster-ip-range={SERVICE_RANGE}"),
                 // `service:` webhook calls go to the Service's EndpointSlices (no kube-proxy needed).
                 "--enable-aggregator-routing=true",
+                // A client certificate for every webhook that asks for one.
+                &format!("--admission-control-config-file={}", p("admission.yaml")),
             ]),
             &self.dir.join("kube-apiserver.log"),
         );

@@ -28,7 +28,60 @@ pub fn all() -> Vec<Scenario> {
         ("helm install within the limit passes, helm upgrade above it fails", helm_install_and_upgrade),
         ("a registry edit is picked up by the next apply", registry_edit_is_picked_up),
         ("webhook down: failurePolicy Fail refuses, Ignore lets through", webhook_down_fail_and_ignore),
+        (
+            "who may ask: the API server's calls pass (its client certificate); a forged review from a pod without one leaves no Event, no record, no metric",
+            a_forged_review_leaves_nothing,
+        ),
     ]
+}
+
+/// Every story's webhook answers only the API server (`Registered`: `server.tls.clientAuth` with the
+/// CA of the API server's webhook client certificate). A tenant who reaches the port posts the
+/// review of the issue — alice scaling payments-api in this namespace — without a certificate.
+fn a_forged_review_leaves_nothing(c: &Cluster) {
+    let ns = "s-forged";
+    c.namespace(ns);
+    // With Events on, through the chart's ServiceAccount, as installed.
+    let kinds = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"];
+    let (_, events) = c.chart_account("rg-forged", "audit: {enabled: false}\n", &kinds, "rg-replica-guard");
+    let rg = Registered::start_reporting(c, ns, POLICY, &registry(ns, 4), "Fail", Some(&events));
+    c.apply("alice", &deployment(ns, "payments-api", 3, "nginx:1"), &[]).success();
+    // The API server's call: answered, as in every other story, and its Event written.
+    let ran = c.apply("alice", &deployment(ns, "payments-api", 6, "nginx:1"), &[]);
+    assert!(denied_with(&ran, "exceeds PED max 4"), "{}", ran.stderr);
+    let reviews = rg.reviews();
+    let mut events = 0;
+    for _ in 0..50 {
+        events = c.events_about(ns, "payments-api").len();
+        if events > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(events, 1, "the API server's call left its Event");
+    let mut forged = crate::common::fixture_json("deployment-patch-4-to-7.json");
+    forged["request"]["namespace"] = ns.into();
+    forged["request"]["userInfo"]["username"] = "alice@example.com".into();
+    let body = serde_json::to_vec(&forged).unwrap();
+    let (address, ca) = (rg.process.https, rg.process.ca_pem.clone());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let answered = runtime.block_on(async move {
+        let protocol = crate::common::Protocol::Http1;
+        let mut client = crate::common::Client::try_connect_as(address, &ca, protocol, None).await?;
+        client.post("/validate", "application/json", body).await.map(|(status, _)| status.as_u16())
+    });
+    assert!(answered.is_err(), "a review without the API server's certificate was answered: {answered:?}");
+    assert_eq!(rg.metric("replica_guard_unauthenticated_connections_total{reason=\"no-certificate\"}"), 1.0);
+    assert_eq!(rg.reviews(), reviews, "no decision");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(c.events_about(ns, "payments-api").len(), events, "no Event");
+    assert_eq!(
+        rg.metric(&format!(
+            "replica_guard_violations_total{{deployment=\"payments-api\",mode=\"enforce\",namespace=\"{ns}\"}}"
+        )),
+        1.0,
+        "only the API server's call counted"
+    );
 }
 
 fn apply_within_the_limit_is_silent(c: &Cluster) {

@@ -313,6 +313,20 @@ fn sigterm_loses_nothing(c: &Cluster) {
     watching.signal("TERM");
     assert_eq!(watching.exit_code_within(Duration::from_secs(25)), Some(0));
 
+    // The operator's look at the day so far, without waiting for midnight.
+    let ran = std::process::Command::new(env!("CARGO_BIN_EXE_replica-guard"))
+        .args(["usage", "--config"])
+        .arg(&config)
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "replica-guard usage: {}", String::from_utf8_lossy(&ran.stderr));
+    let today: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&ran.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let grow = today.iter().find(|r| r["namespace"] == ns && r["deployment"] == "grow").expect("grow's line");
+    assert_eq!(grow["maxReplicasSeen"], 7, "{grow}");
+    assert_eq!(grow["date"], replica_guard::cluster::usage::today().to_string());
+
     // The day's lines (the saved day made yesterday's, as after midnight) carry both highs.
     let yesterday = replica_guard::cluster::usage::today().yesterday().unwrap();
     for (shard, _, _) in shards(c, release_ns, state) {

@@ -1,7 +1,9 @@
 //! replica-guard as the API server meets it in the user stories: the release binary as a process
 //! on 127.0.0.1 (a dev certificate with the `IP:127.0.0.1` SAN), registered with a `url:`
 //! clientConfig and a namespaceSelector for its story's namespace only, so a story that fails
-//! leaves nothing that touches the next one.
+//! leaves nothing that touches the next one. It answers only the API server: every story runs
+//! with `server.tls.clientAuth` on, trusting the CA of the client certificate the suite's API
+//! server presents to webhooks (`Cluster::webhook_client_ca`).
 
 use crate::cluster::{Cluster, Ran};
 use crate::common::ServeProcess;
@@ -30,13 +32,43 @@ impl<'a> Registered<'a> {
     /// Starts replica-guard with `policy` and `registry` and registers it for `namespace`, with
     /// `failurePolicy`.
     pub fn start(cluster: &'a Cluster, namespace: &str, policy: &str, registry: &str, failure: &str) -> Self {
-        let process = ServeProcess::start_with("", policy, registry);
+        Self::start_reporting(cluster, namespace, policy, registry, failure, None)
+    }
+
+    /// `start`, writing Events through `events` (a kubeconfig of the chart's ServiceAccount) when given.
+    pub fn start_reporting(
+        cluster: &'a Cluster,
+        namespace: &str,
+        policy: &str,
+        registry: &str,
+        failure: &str,
+        events: Option<&std::path::Path>,
+    ) -> Self {
+        let process = Self::answering_only_the_api_server(cluster, policy, registry, events);
         let name = format!("rg-{namespace}");
         let url = format!("https://{}/validate", process.https);
         cluster.apply("admin", &configuration(&name, namespace, &url, &process.ca_pem, failure), &[]).success();
         let registered = Self { cluster, process, name, namespace: namespace.to_string() };
         registered.wait_until_called();
         registered
+    }
+
+    /// `serve` with `server.tls.clientAuth`: the API server's client CA, its name.
+    fn answering_only_the_api_server(
+        cluster: &Cluster,
+        policy: &str,
+        registry: &str,
+        events: Option<&std::path::Path>,
+    ) -> ServeProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("api-server-client-ca.crt");
+        std::fs::write(&ca, &cluster.webhook_client_ca).unwrap();
+        let tls = format!(", clientAuth: {{caFile: '{}', names: [kube-apiserver]}}", ca.display());
+        // The lines after `server:`'s own: an unindented one starts the top-level `events:`.
+        let after_server = if events.is_some() { "events: {enabled: true}" } else { "" };
+        let config = crate::common::write_serve_config_tls(dir.path(), after_server, policy, registry, &tls);
+        let env: Vec<(&str, String)> = events.map(|k| ("KUBECONFIG", k.display().to_string())).into_iter().collect();
+        ServeProcess::start_config(dir, &config, &env)
     }
 
     /// The API server picks up a new webhook configuration within a second or so: dry-run the
