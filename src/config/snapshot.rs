@@ -147,6 +147,11 @@ impl FirestoreRegistryConfig {
         Ok(())
     }
 
+    /// The sync's timing: every `refreshSeconds`, at most `timeoutSeconds`, the shrink guard.
+    pub fn sync(&self) -> (std::time::Duration, std::time::Duration, f64) {
+        (super::seconds(self.refresh_seconds), super::seconds(self.timeout_seconds), self.max_shrink_fraction)
+    }
+
     /// The gRPC endpoint of the `Listen` stream: `url`'s scheme and host, without the REST path.
     pub fn grpc_url(&self) -> String {
         let url = self.url.trim_end_matches('/');
@@ -215,6 +220,11 @@ fn default_rows_per_page() -> u32 {
 }
 
 impl BigQueryRegistryConfig {
+    /// The sync's timing: every `refreshSeconds`, at most `timeoutSeconds`, the shrink guard.
+    pub fn sync(&self) -> (std::time::Duration, std::time::Duration, f64) {
+        (super::seconds(self.refresh_seconds), super::seconds(self.timeout_seconds), self.max_shrink_fraction)
+    }
+
     pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
         let sync =
             Sync { refresh: self.refresh_seconds, timeout: self.timeout_seconds, max_shrink: self.max_shrink_fraction };

@@ -16,7 +16,7 @@
 
 use super::RegistryError;
 use super::entry::TooMany;
-use super::firestore_source::{Decoder, Document, FirestoreLister, Integer, Typed};
+use super::firestore_source::{Decoder, Document, FirestoreReader, Integer, Typed};
 use super::store::Revision;
 use super::sync::{Applier, Listed, Listing};
 use super::transport::RemoteJson;
@@ -77,7 +77,7 @@ enum Ended {
 impl Listener {
     pub fn new(
         config: &FirestoreRegistryConfig,
-        lister: &FirestoreLister,
+        reader: &FirestoreReader,
         applier: Arc<Applier>,
         max_entries: usize,
     ) -> Result<Self, ListenError> {
@@ -110,8 +110,9 @@ impl Listener {
             database: config.database_path(),
             parent,
             collection_id: collection_id.to_string(),
-            remote: lister.remote.clone(),
-            decoder: lister.decoder.clone(),
+            // The reader's client and token: one connection pool, one metadata token.
+            remote: reader.remote.clone(),
+            decoder: reader.decoder.clone(),
             applier,
             max_entries,
             grpc_url,

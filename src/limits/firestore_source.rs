@@ -33,10 +33,10 @@ const MAX_DOCUMENT_BYTES: usize = 8 * 1024;
 
 pub struct FirestoreLister {
     /// Shared with the `FirestoreReader` it makes: one connection pool, one cached token.
-    pub(super) remote: Arc<RemoteJson>,
+    remote: Arc<RemoteJson>,
     list_url: String,
     page_size: u32,
-    pub(super) decoder: Arc<Decoder>,
+    decoder: Arc<Decoder>,
 }
 
 /// What turns a page into entries (shared with the blocking task that decodes it, the reader and
@@ -245,13 +245,13 @@ impl ListRegistry for FirestoreLister {
 /// on namespace and deployment) or by its id `<namespace>--<deployment>`, as the listing reads it;
 /// the workload's own entry first, then its namespace's default.
 pub struct FirestoreReader {
-    remote: Arc<RemoteJson>,
+    pub(super) remote: Arc<RemoteJson>,
     /// `…/documents/{collection}`: documents by id.
     list_url: String,
     /// `…/documents[/parent path]:runQuery` and the collection's own id.
     query_url: String,
     collection_id: String,
-    decoder: Arc<Decoder>,
+    pub(super) decoder: Arc<Decoder>,
 }
 
 #[derive(Deserialize)]

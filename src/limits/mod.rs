@@ -143,26 +143,18 @@ pub async fn open(
             let lister = firestore_source::FirestoreLister::new(fs)?;
             // A denial is checked against Firestore itself before it refuses (`webhook`).
             let reader = lister.reader();
-            let store = Arc::new(store::SnapshotStore::new(SourceKind::Firestore, &metrics));
-            let applier = Arc::new(sync::Applier::new(
-                SourceKind::Firestore,
-                store.clone(),
-                metrics,
-                bounds,
-                fs.max_shrink_fraction,
-            ));
+            let (store, syncer) =
+                synced(lister, SourceKind::Firestore, metrics, bounds, registry.max_entries, fs.sync());
             // Changes pushed within a second by the Listen stream; the sync is the safety net.
-            let listener = match fs.listen {
-                true => Some(firestore_listen::Listener::new(fs, &lister, applier.clone(), registry.max_entries)?),
-                false => None,
-            };
-            let timing = (seconds(fs.refresh_seconds), seconds(fs.timeout_seconds));
-            let syncer = synced(lister, applier, registry.max_entries, timing);
-            let refresher: BoxFuture<'static, ()> = match listener {
-                Some(listener) => Box::pin(async move {
-                    tokio::join!(syncer.run(), listener.run());
-                }),
-                None => Box::pin(syncer.run()),
+            let refresher: BoxFuture<'static, ()> = match fs.listen {
+                true => {
+                    let listener =
+                        firestore_listen::Listener::new(fs, &reader, syncer.applier.clone(), registry.max_entries)?;
+                    Box::pin(async move {
+                        tokio::join!(syncer.run(), listener.run());
+                    })
+                }
+                false => Box::pin(syncer.run()),
             };
             Ok(Opened {
                 source: Arc::new(firestore_source::FirestoreSnapshot { store: store.clone(), reader }),
@@ -172,28 +164,25 @@ pub async fn open(
         }
         Source::BigQuery(bq) => {
             let lister = bigquery_source::BigQueryLister::new(bq)?;
-            let store = Arc::new(store::SnapshotStore::new(SourceKind::BigQuery, &metrics));
-            let applier = Arc::new(sync::Applier::new(
-                SourceKind::BigQuery,
-                store.clone(),
-                metrics,
-                bounds,
-                bq.max_shrink_fraction,
-            ));
-            let timing = (seconds(bq.refresh_seconds), seconds(bq.timeout_seconds));
-            let syncer = synced(lister, applier, registry.max_entries, timing);
+            let (store, syncer) =
+                synced(lister, SourceKind::BigQuery, metrics, bounds, registry.max_entries, bq.sync());
             Ok(Opened { source: store.clone(), snapshot: Some(store), refresher: Some(Box::pin(syncer.run())) })
         }
     }
 }
 
-/// The background sync of a snapshot source: lists the registry every `refresh` (`timing` is
-/// refresh and the timeout of one sync) and hands each listing to `applier`.
+/// A snapshot source's store and the background sync that fills it: lists the registry every
+/// `refresh` (`timing`: refresh, the timeout of one sync, the shrink guard's fraction) and hands
+/// each listing to its `Applier`, which a push feed may share.
 fn synced<L: sync::ListRegistry>(
     lister: L,
-    applier: Arc<sync::Applier>,
+    source: crate::metrics::SourceKind,
+    metrics: Arc<crate::metrics::Metrics>,
+    bounds: crate::decision::policy::PlatformBounds,
     max_entries: usize,
-    (refresh, timeout): (std::time::Duration, std::time::Duration),
-) -> sync::Syncer<L> {
-    sync::Syncer { lister, applier, max_entries, refresh, timeout }
+    (refresh, timeout, max_shrink): (std::time::Duration, std::time::Duration, f64),
+) -> (Arc<store::SnapshotStore>, sync::Syncer<L>) {
+    let store = Arc::new(store::SnapshotStore::new(source, &metrics));
+    let applier = Arc::new(sync::Applier::new(source, store.clone(), metrics, bounds, max_shrink));
+    (store, sync::Syncer { lister, applier, max_entries, refresh, timeout })
 }

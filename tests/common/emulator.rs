@@ -3,10 +3,11 @@
 //! (`registry_firestore_emulator.rs`) or inside the real node's network namespace, where the
 //! chart's pods reach it (`tests/e2e/freshness.rs`). REST and gRPC (`Listen`) share its port.
 
+use super::process::Process;
 use serde_json::{Value, json};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Where Debian's package puts the launcher (a shell script around the jar); `FIRESTORE_EMULATOR`
@@ -15,7 +16,8 @@ const LAUNCHER: &str = "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emula
 
 pub struct Emulator {
     pub address: SocketAddr,
-    child: Child,
+    /// Killed when dropped (and with the thread that started it).
+    process: Process,
 }
 
 /// The emulator's jar, or what to install.
@@ -37,7 +39,6 @@ impl Emulator {
     /// its output in `log`, and waits (at most 90 s) until it listens. It is killed when dropped,
     /// or with the thread that started it (PDEATHSIG).
     pub fn start(ip: IpAddr, port: u16, netns: Option<&str>, log: &Path) -> Result<Self, String> {
-        use std::os::unix::process::CommandExt;
         let jar = jar()?;
         let mut command = match netns {
             Some(netns) => {
@@ -53,27 +54,16 @@ impl Emulator {
             .args(["com.google.cloud.datastore.emulator.firestore.CloudFirestore", "start"])
             .arg(format!("--host={ip}"))
             .arg(format!("--port={port}"));
-        let log = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
-        // SAFETY: prctl is async-signal-safe; it asks the kernel to kill the emulator with us.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| {
-                format!("cannot start Firestore's emulator (java): {e}; install a Java runtime (default-jre-headless)")
-            })?;
-        let mut emulator = Self { address: SocketAddr::new(ip, port), child };
+        let process = Process::try_spawn("Firestore's emulator", &mut command, log)
+            .map_err(|e| format!("{e}; it needs a Java runtime (default-jre-headless)"))?;
+        let mut emulator = Self { address: SocketAddr::new(ip, port), process };
         let deadline = Instant::now() + Duration::from_secs(90);
         while std::net::TcpStream::connect_timeout(&emulator.address, Duration::from_secs(1)).is_err() {
-            if let Ok(Some(status)) = emulator.child.try_wait() {
-                return Err(format!("Firestore's emulator exited ({status}) before it listened on {ip}:{port}"));
+            if !emulator.process.is_running() {
+                return Err(format!(
+                    "Firestore's emulator exited before it listened on {ip}:{port}; its log: {}",
+                    log.display()
+                ));
             }
             if Instant::now() > deadline {
                 return Err(format!("Firestore's emulator did not listen on {ip}:{port} within 90 s"));
@@ -98,13 +88,6 @@ impl Emulator {
     pub fn delete(&self, project: &str, collection: &str, id: &str) -> u16 {
         let path = format!("/v1/projects/{project}/databases/(default)/documents/{collection}/{id}");
         request(self.address, "DELETE", &path, None)
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod emulator;
 pub mod pki;
+pub mod process;
 use axum::body::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::StatusCode;

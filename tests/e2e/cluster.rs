@@ -11,12 +11,12 @@
 //! built-in `edit` ClusterRole in each story namespace, as a platform grants it.
 
 pub use crate::common::pki::Pki;
+pub use crate::common::process::Process;
 use rcgen::KeyPair;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -94,47 +94,6 @@ fn newest_minor() -> Result<String, String> {
         .collect();
     minors.sort();
     minors.pop().map(|(_, _, name)| name).ok_or_else(|| format!("no build module under {}", dir.display()))
-}
-
-/// A process that is killed when dropped, and when the suite dies (PDEATHSIG).
-pub struct Process {
-    pub name: &'static str,
-    child: Child,
-}
-
-impl Process {
-    pub fn spawn(name: &'static str, command: &mut Command, log: &Path) -> Self {
-        let log = std::fs::File::create(log).unwrap();
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the child if we die.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Self { name, child }
-    }
-
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// What the controller manager runs on a node: Deployments, ReplicaSets, EndpointSlices, service
