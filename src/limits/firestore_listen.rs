@@ -97,14 +97,7 @@ impl Listener {
             }
             endpoint = endpoint.tls_config(tls).map_err(|e| bad(e.to_string()))?;
         }
-        let list = config.list_url();
-        let documents = format!("{}/documents/", config.database_path());
-        let path = list.split_once(&documents).map_or("", |(_, path)| path);
-        let (parent_path, collection_id) = path.rsplit_once('/').unwrap_or(("", path));
-        let parent = match parent_path {
-            "" => format!("{}/documents", config.database_path()),
-            p => format!("{}/documents/{p}", config.database_path()),
-        };
+        let (parent, collection_id) = query_target(config);
         Ok(Self {
             channel: endpoint.connect_lazy(),
             database: config.database_path(),
@@ -346,6 +339,17 @@ struct Stream {
     changed: bool,
 }
 
+/// What the stream listens to: the collection's parent (`projects/P/databases/D/documents`, or
+/// below a document for a nested collection) and the collection's own id.
+fn query_target(config: &FirestoreRegistryConfig) -> (String, String) {
+    let documents = format!("{}/documents", config.database_path());
+    let path = config.collection.trim_matches('/');
+    match path.rsplit_once('/') {
+        Some((parent, id)) => (format!("{documents}/{parent}"), id.to_string()),
+        None => (documents, path.to_string()),
+    }
+}
+
 /// A streamed value as the REST decoder's typed value: the kinds an entry reads, or none.
 fn typed(value: &fs::Value) -> Typed<'_> {
     use fs::value::ValueType;
@@ -367,4 +371,48 @@ fn refuses_the_request(status: &tonic::Status) -> bool {
 /// A gRPC status in words: its code and message.
 fn status_words(status: &tonic::Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> FirestoreRegistryConfig {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn the_stream_goes_to_the_rest_urls_host_and_listens_to_the_collection() {
+        let cases = [
+            (
+                "{project: p, collection: ped-limits}",
+                "https://firestore.googleapis.com",
+                "projects/p/databases/(default)/documents",
+                "ped-limits",
+            ),
+            (
+                "{project: p, database: reg, collection: /teams/platform/limits/, url: 'http://127.0.0.1:8080/v1'}",
+                "http://127.0.0.1:8080",
+                "projects/p/databases/reg/documents/teams/platform",
+                "limits",
+            ),
+        ];
+        for (yaml, grpc, parent, id) in cases {
+            let c = config(yaml);
+            assert_eq!(c.grpc_url(), grpc, "{yaml}");
+            assert_eq!(query_target(&c), (parent.to_string(), id.to_string()), "{yaml}");
+        }
+    }
+
+    #[test]
+    fn streamed_values_read_as_the_rest_listing_reads_them() {
+        use fs::value::ValueType;
+        let value = |v: ValueType| fs::Value { value_type: Some(v) };
+        assert_eq!(typed(&value(ValueType::StringValue("warn".into()))).string_value.as_deref(), Some("warn"));
+        assert!(matches!(typed(&value(ValueType::IntegerValue(6))).integer_value, Some(Integer::Number(6))));
+        assert!(typed(&value(ValueType::NullValue(0))).null_value.is_some());
+        let double = value(ValueType::DoubleValue(6.0));
+        let other = typed(&double);
+        assert!(other.string_value.is_none() && other.integer_value.is_none() && other.null_value.is_none());
+    }
 }
