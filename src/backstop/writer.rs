@@ -54,7 +54,7 @@ fn resource() -> ApiResource {
 impl Writer {
     /// Runs until `stop`: a pass under way is completed first (the parameters are never left
     /// half-written by a rollout of the audit pod), then it returns.
-    pub async fn run(self, mut stop: crate::stop::Stop) {
+    pub async fn run(self, mut stop: crate::part::Stop) {
         let mut changes = self.store.changes();
         let mut computed = None;
         let mut scope = self.scope.as_ref().map(|s| Scope::watch(self.client.clone(), s));

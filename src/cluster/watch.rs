@@ -24,7 +24,6 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// An HPA: the Deployment it scales, and its own (name, maxReplicas).
@@ -153,7 +152,7 @@ pub struct Audit {
     /// How often every workload is judged again.
     pub interval: Duration,
     /// Turns true after the first complete pass.
-    pub ready: Arc<AtomicBool>,
+    pub ready: crate::part::Ready,
     /// The daily usage records, when on.
     pub usage: Option<UsageLog>,
     /// Which report APIs to write (`audit.reports`).
@@ -164,7 +163,7 @@ pub struct Audit {
 
 /// Runs the continuous audit until `stop`; then saves the day's usage as it stands (the highs seen
 /// since the last pass included) and returns.
-pub async fn run(audit: Audit, mut stop: crate::stop::Stop) {
+pub async fn run(audit: Audit, mut stop: crate::part::Stop) {
     let Audit { client, limits, policy, events, metrics, interval, ready, mut usage, reports: reports_wanted, cluster } =
         audit;
     let report_client = client.clone();
@@ -220,14 +219,14 @@ pub async fn run(audit: Audit, mut stop: crate::stop::Stop) {
                     continue;
                 }
                 let started = std::time::Instant::now();
-                let announce = announce_first || ready.load(Ordering::Acquire);
+                let announce = announce_first || ready.is_set();
                 let workloads = known.workloads();
                 if let Some(usage) = usage.as_mut() {
                     usage.pass(&workloads);
                 }
                 let judged;
                 (previous, judged) = evaluate(workloads, limits.as_ref(), &policy, events.as_ref(), &metrics, previous, announce).await;
-                ready.store(true, Ordering::Release);
+                ready.set();
                 if let Some(usage) = usage.as_mut() {
                     usage.announced_over(&previous);
                     for j in &judged {

@@ -30,9 +30,10 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
-    pub fn new(server: &ServerConfig, health: Arc<Health>) -> Self {
+    /// A lifecycle whose `/readyz` holds no condition yet: the parts add theirs (`health`).
+    pub fn new(server: &ServerConfig) -> Self {
         Self {
-            health,
+            health: Arc::new(Health::default()),
             bounds: connections::Bounds::from_config(server),
             delay: seconds(server.shutdown_delay_seconds),
             stop: watch::channel(false).0,
@@ -50,11 +51,11 @@ impl Lifecycle {
 
     /// Runs the part `name` made by `part` from the stop signal: on SIGTERM it is told to stop,
     /// and waited for (within `server.shutdownTimeoutSeconds`) while it finishes what it holds.
-    pub fn spawn_part<F>(&mut self, name: &'static str, part: impl FnOnce(crate::stop::Stop) -> F)
+    pub fn spawn_part<F>(&mut self, name: &'static str, part: impl FnOnce(crate::part::Stop) -> F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let stop = crate::stop::Stop::new(self.stop.subscribe());
+        let stop = crate::part::Stop::new(self.stop.subscribe());
         self.parts.push((name, tokio::spawn(part(stop))));
     }
 

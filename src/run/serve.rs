@@ -10,7 +10,6 @@ use crate::json_lines::JsonLines;
 use crate::limits;
 use crate::metrics::{Listener, Metrics};
 use crate::server::callers::Callers;
-use crate::server::health::Health;
 use crate::server::{body, connections, routes, tls};
 use crate::webhook::Webhook;
 use std::net::SocketAddr;
@@ -55,8 +54,11 @@ pub async fn start_with(
         None => None,
     };
     let opened = limits::open(&config.registry, config.policy.platform_bounds, metrics.clone(), kube.clone()).await?;
-    let health = Arc::new(Health::new(opened.source.clone(), Some(certificate.clone())));
-    let mut lifecycle = Lifecycle::new(&config.server, health);
+    let mut lifecycle = Lifecycle::new(&config.server);
+    let serving = certificate.clone();
+    lifecycle.health.require("serving certificate expired", move || !serving.expired());
+    let limits = opened.source.clone();
+    lifecycle.health.require("registry not read yet", move || limits.is_ready());
     if let Some(refresher) = opened.refresher {
         lifecycle.spawn(refresher);
     }

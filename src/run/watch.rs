@@ -12,10 +12,8 @@ use crate::config::{Config, seconds};
 use crate::json_lines::JsonLines;
 use crate::limits;
 use crate::metrics::Metrics;
-use crate::server::health::Health;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 /// A started continuous audit: where its admin listener is, and its lifecycle to stop it.
 pub struct Running {
@@ -43,10 +41,10 @@ pub async fn start_with(
     let config = &config;
     let opened =
         limits::open(&config.registry, config.policy.platform_bounds, metrics.clone(), Some(kube.clone())).await?;
-    let first_pass = Arc::new(AtomicBool::new(false));
-    let health =
-        Arc::new(Health::new(opened.source.clone(), None).waiting_for("first audit pass not done", first_pass.clone()));
-    let mut lifecycle = Lifecycle::new(&config.server, health);
+    let mut lifecycle = Lifecycle::new(&config.server);
+    let first_pass = lifecycle.health.reported("first audit pass not done");
+    let limits = opened.source.clone();
+    lifecycle.health.require("registry not read yet", move || limits.is_ready());
     if let Some(refresher) = opened.refresher {
         lifecycle.spawn(refresher);
     }

@@ -1,47 +1,45 @@
-//! What `/readyz` reports on: the registry read at least once, the serving certificate not
-//! expired (the webhook), something of the process's own to wait for (the continuous audit's
-//! first pass), and not shutting down.
+//! What `/readyz` reports on: the conditions the parts of the process registered with their
+//! lifecycle (the registry read at least once, the serving certificate not expired, the
+//! continuous audit's first pass done), and not shutting down. A part that knows when it is ready
+//! reports it through its own `Ready` handle; no field here names any of them.
 
-use super::tls::CertStore;
-use crate::limits::LimitSource;
-use std::sync::Arc;
+use crate::part::Ready;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+type Check = Box<dyn Fn() -> bool + Send + Sync>;
+
 pub struct Health {
-    limits: Arc<dyn LimitSource>,
-    /// The webhook's serving certificate (the audit process serves no TLS).
-    certificate: Option<Arc<CertStore>>,
-    /// Something else to wait for, and how to say it is not done (the audit's first pass).
-    waiting_for: Option<(&'static str, Arc<AtomicBool>)>,
+    /// Each condition and what `/readyz` says while it does not hold, in the order registered.
+    conditions: Mutex<Vec<(&'static str, Check)>>,
     shutting_down: AtomicBool,
 }
 
+impl Default for Health {
+    fn default() -> Self {
+        Self { conditions: Mutex::new(vec![]), shutting_down: AtomicBool::new(false) }
+    }
+}
+
 impl Health {
-    pub fn new(limits: Arc<dyn LimitSource>, certificate: Option<Arc<CertStore>>) -> Self {
-        Self { limits, certificate, waiting_for: None, shutting_down: AtomicBool::new(false) }
+    /// Not ready, saying `problem`, while `holds` says false.
+    pub fn require(&self, problem: &'static str, holds: impl Fn() -> bool + Send + Sync + 'static) {
+        self.conditions.lock().unwrap_or_else(|p| p.into_inner()).push((problem, Box::new(holds)));
     }
 
-    /// Not ready, saying `what`, until `done` turns true.
-    pub fn waiting_for(mut self, what: &'static str, done: Arc<AtomicBool>) -> Self {
-        self.waiting_for = Some((what, done));
-        self
+    /// A readiness its part reports: not ready, saying `problem`, until the part sets it.
+    pub fn reported(&self, problem: &'static str) -> Ready {
+        let ready = Ready::default();
+        let seen = ready.clone();
+        self.require(problem, move || seen.is_set());
+        ready
     }
 
-    /// Why the process is not ready; empty when it is. (A certificate that cannot be loaded
-    /// stops the start; one that expired while serving is reported here.)
+    /// Why the process is not ready; empty when it is.
     pub fn problems(&self) -> Vec<&'static str> {
-        let mut problems = vec![];
-        if self.certificate.as_ref().is_some_and(|c| c.expired()) {
-            problems.push("serving certificate expired");
-        }
-        if let Some((what, done)) = &self.waiting_for
-            && !done.load(Ordering::Acquire)
-        {
-            problems.push(what);
-        }
-        if !self.limits.is_ready() {
-            problems.push("registry not read yet");
-        }
+        let conditions = self.conditions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut problems: Vec<&'static str> =
+            conditions.iter().filter(|(_, holds)| !holds()).map(|(problem, _)| *problem).collect();
         if self.shutting_down.load(Ordering::Acquire) {
             problems.push("shutting down");
         }

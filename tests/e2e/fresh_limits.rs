@@ -80,16 +80,28 @@ fn switch_to(c: &Cluster, firestore: bool) -> Registry {
         ];
         (registry, sets)
     } else {
-        let configmap = serde_json::json!({
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": CONFIGMAP, "namespace": RELEASE},
-            "data": {"limits.yaml": registry_yaml(4)},
-        });
-        c.apply("admin", &configmap.to_string(), &[]).success();
+        write_configmap(c, &registry_yaml(4));
         (Registry::ConfigMap, vec!["registry.source=configMap".to_string()])
     };
+    upgrade(c, &sets);
+    c.apply("admin", &deployment(TEAM, "payments-api", 4, "nginx:1"), &[]).success();
+    registry
+}
+
+/// The platform's registry ConfigMap (`registry.source=configMap`), holding `limits`.
+pub fn write_configmap(c: &Cluster, limits: &str) {
+    let configmap = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": CONFIGMAP, "namespace": RELEASE},
+        "data": {"limits.yaml": limits},
+    });
+    c.apply("admin", &configmap.to_string(), &[]).success();
+}
+
+/// `helm upgrade --reuse-values` with `sets`, and both Deployments rolled out.
+pub fn upgrade(c: &Cluster, sets: &[String]) {
     let mut args = vec!["upgrade", "rg", chart(), "-n", RELEASE, "--reuse-values"];
-    for set in &sets {
+    for set in sets {
         args.extend(["--set", set]);
     }
     c.helm(&args).success();
@@ -97,12 +109,10 @@ fn switch_to(c: &Cluster, firestore: bool) -> Registry {
     c.kubectl("admin", &["rollout", "status", "deploy/rg-replica-guard-audit", "-n", RELEASE, "--timeout=240s"])
         .success();
     wait_ready(c, WEBHOOK_PODS, 3, Duration::from_secs(120));
-    c.apply("admin", &deployment(TEAM, "payments-api", 4, "nginx:1"), &[]).success();
-    registry
 }
 
 /// Back to the values the other node stories install with (the file registry).
-fn restore(c: &Cluster) {
+pub fn restore(c: &Cluster) {
     let values = values(c).display().to_string();
     c.helm(&["upgrade", "rg", chart(), "-n", RELEASE, "-f", &values]).success();
     c.kubectl("admin", &["rollout", "status", "deploy/rg-replica-guard", "-n", RELEASE, "--timeout=240s"]).success();

@@ -50,6 +50,10 @@ pub fn all() -> Vec<Scenario> {
             "node: PED raises a limit in Firestore (the emulator) or the platform's ConfigMap: kubectl apply two seconds later is allowed, webhook up and with every webhook pod gone; lowered, refused",
             crate::fresh_limits::a_raised_limit_is_honoured_within_seconds,
         ),
+        (
+            "node: kubectl rollout restart of the audit pod loses nothing: highs reached a second before it are saved, a workload that went over meanwhile gets exactly one Event",
+            audit_pod_rollout_loses_nothing,
+        ),
         ("node: kubectl drain of the node stops at the PodDisruptionBudget", drain_respects_the_budget),
     ]
 }
@@ -839,4 +843,88 @@ fn readme_stories_through_the_real_pods(c: &Cluster) {
         std::thread::sleep(Duration::from_secs(1));
     };
     assert!(state.contains("payments-api") && state.contains("api"), "the day's highs are kept: {state}");
+}
+
+/// The saved replicas highs of `ns` in the audit pod's usage state (every shard), and who stands
+/// announced over its limit there.
+fn saved_usage(c: &Cluster, ns: &str) -> (std::collections::HashMap<String, i64>, Vec<String>) {
+    let ran = c.kubectl("admin", &["get", "configmaps", "-n", RELEASE, "-o", "json"]).success();
+    let list: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    let rows: Vec<serde_json::Value> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|cm| cm["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("rg-replica-guard-usage")))
+        .filter_map(|cm| serde_json::from_str::<Vec<serde_json::Value>>(cm["data"]["workloads"].as_str()?).ok())
+        .flatten()
+        .filter(|r| r[0] == ns)
+        .collect();
+    let highs = rows.iter().map(|r| (r[1].as_str().unwrap().to_string(), r[2].as_i64().unwrap())).collect();
+    let announced = rows.iter().filter(|r| r[8] == true).map(|r| r[1].as_str().unwrap().to_string()).collect();
+    (highs, announced)
+}
+
+/// The chart's audit pod, replaced by `kubectl rollout restart` (the kubelet's SIGTERM, the
+/// chart's Recreate strategy): what it held a second before is not lost, and what happened while
+/// it was away is announced once by the next pod.
+fn audit_pod_rollout_loses_nothing(c: &Cluster) {
+    use crate::fresh_limits::{restore, upgrade, write_configmap};
+    installed(c);
+    let ns = "team-u";
+    c.namespace(ns);
+    for name in ["grow", "spike", "over"] {
+        c.apply("admin", &deployment(ns, name, 3, "nginx:1"), &[]).success();
+    }
+    let limits = |over: i32| {
+        format!(
+            "entries:\n- {{namespace: {ns}, deployment: grow, maxReplicas: 8}}\n- {{namespace: {ns}, deployment: spike, maxReplicas: 8}}\n- {{namespace: {ns}, deployment: over, maxReplicas: {over}}}\n"
+        )
+    };
+    write_configmap(c, &limits(4));
+    upgrade(c, &["registry.source=configMap".to_string()]);
+    eventually("the audit pod's first pass saved", Duration::from_secs(90), || {
+        match saved_usage(c, ns).0.get("over") {
+            Some(3) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let above = || c.events_about(ns, "over").iter().filter(|e| e["reason"] == "AboveRegisteredLimit").count();
+    // A second before the rollout: two new highs, and "over" put over its limit by a lowered entry
+    // (the audit's next pass is up to 30 s away).
+    c.kubectl("admin", &["scale", "deploy/grow", "-n", ns, "--replicas=7"]).success();
+    for n in [7, 3] {
+        c.kubectl("admin", &["scale", "deploy/spike", "-n", ns, &format!("--replicas={n}")]).success();
+    }
+    write_configmap(c, &limits(2));
+    std::thread::sleep(Duration::from_secs(1));
+    let restarted = Instant::now();
+    c.kubectl("admin", &["rollout", "restart", "deploy/rg-replica-guard-audit", "-n", RELEASE]).success();
+    c.kubectl("admin", &["rollout", "status", "deploy/rg-replica-guard-audit", "-n", RELEASE, "--timeout=240s"])
+        .success();
+    wait_ready(c, "app.kubernetes.io/name=replica-guard-audit", 1, Duration::from_secs(120));
+    eprintln!(
+        "node: the audit pod replaced and Ready {:.1} s after rollout restart",
+        restarted.elapsed().as_secs_f64()
+    );
+    let (highs, _) = saved_usage(c, ns);
+    assert_eq!(
+        (highs.get("grow"), highs.get("spike")),
+        (Some(&7), Some(&7)),
+        "the highs of the second before: {highs:?}"
+    );
+    eventually("one Event for the workload over its limit", Duration::from_secs(60), || match above() {
+        1 => Ok(()),
+        n => Err(format!("{n} Events")),
+    });
+    eventually("its announcement saved", Duration::from_secs(60), || {
+        if saved_usage(c, ns).1.contains(&"over".to_string()) { Ok(()) } else { Err("not yet".into()) }
+    });
+    // Replaced once more: nothing to announce again.
+    c.kubectl("admin", &["rollout", "restart", "deploy/rg-replica-guard-audit", "-n", RELEASE]).success();
+    c.kubectl("admin", &["rollout", "status", "deploy/rg-replica-guard-audit", "-n", RELEASE, "--timeout=240s"])
+        .success();
+    wait_ready(c, "app.kubernetes.io/name=replica-guard-audit", 1, Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(above(), 1, "not announced again by the next audit pod");
+    restore(c);
 }
