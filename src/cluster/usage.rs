@@ -31,9 +31,9 @@ pub struct High {
     pub registered: Option<i32>,
     /// The registry entry's owner (the team billed), from the same pass.
     pub owner: Option<String>,
-    /// The registry revision that pass read (`limits::store::Revision`). Saved with the day when
-    /// something else changed, never alone: it moves with every sync, and saving for it alone
-    /// would rewrite every shard every pass.
+    /// The registry revision that pass read (`limits::store::Revision`). Kept in memory only: it
+    /// moves with every sync, and saving it would make every save rewrite every shard; after a
+    /// restart the next pass names it again.
     pub revision: Option<std::sync::Arc<str>>,
     /// Announced as over its limit (an Event) and not announced back within since: saved with
     /// the day, so the next `watch` after a restart neither repeats nor misses an announcement.

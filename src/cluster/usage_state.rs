@@ -44,8 +44,9 @@ pub enum StateError {
 }
 
 /// One Deployment's highs, compact: [namespace, deployment, replicas, hpaMax, cpu, memoryGiB,
-/// registered, owner, announcedOver, registryRevision] (the last three may be missing: older
-/// states).
+/// registered, owner, announcedOver] (the last two may be missing: older states). The registry
+/// revision is not saved: it moves with every sync, and a row that changed with it would make a
+/// save rewrite every shard instead of the one whose Deployment changed.
 #[derive(Serialize, Deserialize)]
 struct Row(
     String,
@@ -57,7 +58,6 @@ struct Row(
     Option<i32>,
     #[serde(default)] Option<String>,
     #[serde(default)] bool,
-    #[serde(default)] Option<String>,
 );
 
 /// The name of shard `index` of the state named `name`.
@@ -97,7 +97,6 @@ fn layout(day: &Day, mut shards: usize) -> Result<Vec<BTreeMap<&'static str, Str
                 h.registered,
                 h.owner.clone(),
                 h.announced_over,
-                h.revision.as_deref().map(str::to_string),
             );
             (placement(key), serde_json::to_string(&row).unwrap_or_default())
         })
@@ -206,21 +205,11 @@ impl StateStore {
                 .collect();
             self.written[index] = Some(content_hash(&as_read));
             let day = days.entry(date).or_insert_with(|| Day::new(date));
-            for Row(
-                namespace,
-                deployment,
-                replicas,
-                hpa_max,
-                cpu,
-                memory_gib,
-                registered,
-                owner,
-                announced_over,
-                revision,
-            ) in rows
+            for Row(namespace, deployment, replicas, hpa_max, cpu, memory_gib, registered, owner, announced_over) in
+                rows
             {
-                let revision = revision.map(Into::into);
-                let high = High { replicas, hpa_max, cpu, memory_gib, registered, owner, revision, announced_over };
+                let high =
+                    High { replicas, hpa_max, cpu, memory_gib, registered, owner, revision: None, announced_over };
                 day.highs.insert(WorkloadKey { namespace, deployment }, high);
             }
         }
