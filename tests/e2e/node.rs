@@ -339,12 +339,18 @@ fn find_dir(base: &Path, name: &str) -> Option<PathBuf> {
 
 /// The cgroup v1 controllers mounted under /sys/fs/cgroup (cpu, memory, pids, ..., name=systemd).
 fn controllers() -> Vec<PathBuf> {
+    hierarchies(&["cgroup"])
+}
+
+/// Where cgroup hierarchies of type `kinds` are mounted (`cgroup`: the v1 controllers; `cgroup2`: the
+/// unified hierarchy a hybrid host mounts too, where runc mirrors every pod's cgroup).
+fn hierarchies(kinds: &[&str]) -> Vec<PathBuf> {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     mounts
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() > 2 && f[2] == "cgroup").then(|| PathBuf::from(f[1]))
+            (f.len() > 2 && kinds.contains(&f[2])).then(|| PathBuf::from(f[1]))
         })
         .collect()
 }
@@ -444,8 +450,9 @@ fn clean(ours: impl Fn(&str) -> bool, netns_before: &BTreeSet<String>) {
             let _ = Command::new("ip").args(["netns", "del", netns]).status();
         }
     }
-    for controller in controllers() {
-        remove_cgroup(&controller.join(CGROUP_ROOT));
+    // Every hierarchy, the unified one of a hybrid host included (runc mirrors the pods there).
+    for hierarchy in hierarchies(&["cgroup", "cgroup2"]) {
+        remove_cgroup(&hierarchy.join(CGROUP_ROOT));
     }
 }
 
