@@ -131,12 +131,11 @@ impl Webhook {
 
     async fn decide(&self, request: &Request<'_>, subject: Subject, started: Instant) -> Answer {
         // A no-op or exempt request is decided without its limit, so the registry is not asked.
-        let lookup = if subject.is_no_op()
-            || self.policy.exemption(&subject.namespace, &subject.user, &subject.groups).is_some()
-        {
-            Lookup::Unregistered
-        } else {
-            self.limits.lookup(&subject.namespace, &subject.deployment).await
+        let asked = !(subject.is_no_op()
+            || self.policy.exemption(&subject.namespace, &subject.user, &subject.groups).is_some());
+        let lookup = match asked {
+            true => self.limits.lookup(&subject.namespace, &subject.deployment).await,
+            false => Lookup::Unregistered,
         };
         let mut decision = decision::decide(&subject, &lookup, &self.policy);
         let (reread, reread_revision) = match self.reread_before_denial(&subject, &lookup, &mut decision).await {
@@ -145,7 +144,6 @@ impl Webhook {
         };
         // Which registry state the decision used: the re-read's, else the snapshot's or cache's;
         // none when the registry was not asked. Only what is recorded asks for it.
-        let asked = !matches!(lookup, Lookup::Unregistered) || decision.limit.is_some();
         let revision = match reread_revision {
             Some(revision) => Some(revision),
             None if asked && DecisionRecord::is_worth_recording(&subject, &decision) => {
