@@ -3,8 +3,10 @@
 //! `table` is the in-memory view every snapshot source (file, ConfigMap, Firestore) produces,
 //! `file` parses and validates the registry YAML, `store` keeps the last good snapshot while
 //! reloads come and go, `file_source` watches a file on disk and feeds the store, `sync` lists a
-//! remote registry whole in the background (`firestore_source`, `bigquery_source`), and `http_source` asks one
-//! document per workload through `cache`.
+//! remote registry whole in the background (`firestore_source`, `bigquery_source`) with the
+//! Firestore collection also followed by its `Listen` stream (`firestore_listen`) and a denial's
+//! entry read again past the snapshot (`firestore_reader`), and `http_source` asks one document
+//! per workload through `cache`.
 
 pub mod bigquery_source;
 pub mod cache;
@@ -14,6 +16,7 @@ pub mod error;
 pub mod file;
 pub mod file_source;
 pub mod firestore_listen;
+pub mod firestore_reader;
 pub mod firestore_source;
 pub mod http_source;
 pub mod store;
@@ -157,7 +160,7 @@ pub async fn open(
                 false => Box::pin(syncer.run()),
             };
             Ok(Opened {
-                source: Arc::new(firestore_source::FirestoreSnapshot { store: store.clone(), reader }),
+                source: Arc::new(firestore_reader::FirestoreSnapshot { store: store.clone(), reader }),
                 snapshot: Some(store),
                 refresher: Some(refresher),
             })
