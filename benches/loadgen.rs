@@ -161,7 +161,8 @@ async fn floor(address: SocketAddr, cert: PathBuf, key: PathBuf) {
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     eprintln!("floor serving on {address}");
     let limits = replica_guard::server::connections::Bounds::default();
-    let metrics = replica_guard::metrics::Metrics::new().connections(replica_guard::metrics::Listener::Admission);
+    let metrics =
+        replica_guard::metrics::Metrics::new().server.connections(replica_guard::metrics::Listener::Admission);
     let tls = Some(replica_guard::server::connections::Tls::for_anyone(tls));
     replica_guard::server::connections::serve(listener, tls, app, stop_rx, limits, metrics).await;
 }

@@ -111,7 +111,7 @@ impl EventQueue {
     /// Queues an event; a full queue drops it (counted), never waits.
     pub fn offer(&self, event: WorkloadEvent) {
         if self.sender.try_send(event).is_err() {
-            self.metrics.event("dropped-queue-full");
+            self.metrics.audit.event("dropped-queue-full");
         }
     }
 }
@@ -132,7 +132,7 @@ async fn publish(mut receiver: mpsc::Receiver<WorkloadEvent>, recorder: Recorder
     let mut buckets = Buckets::default();
     while let Some(event) = receiver.recv().await {
         if let Err(level) = buckets.take(&event.namespace, &event.deployment, Instant::now()) {
-            metrics.event(level);
+            metrics.audit.event(level);
             continue;
         }
         let reference = ObjectReference {
@@ -150,9 +150,9 @@ async fn publish(mut receiver: mpsc::Receiver<WorkloadEvent>, recorder: Recorder
             secondary: None,
         };
         match recorder.publish(&ev, &reference).await {
-            Ok(()) => metrics.event("published"),
+            Ok(()) => metrics.audit.event("published"),
             Err(e) => {
-                metrics.event("failed");
+                metrics.audit.event("failed");
                 tracing::warn!(error = %e, namespace = %event.namespace, deployment = %event.deployment, "could not publish the event");
             }
         }

@@ -108,7 +108,7 @@ impl Webhook {
                 Ok(Target::NotHandled(why)) => {
                     tracing::info!(kind = %request.kind.kind, why, "not a replica path; allowed");
                     record_decision("not-handled");
-                    self.metrics.not_handled(operation_name(&request.operation));
+                    self.metrics.admission.not_handled(operation_name(&request.operation));
                     Ok(Answer { response: respond::allowed(&request.uid), decided: None })
                 }
                 Err(e) => Err(self.bad_request(e)),
@@ -125,7 +125,7 @@ impl Webhook {
     /// Logs and counts a body that cannot be evaluated (answered with HTTP 400).
     fn bad_request(&self, e: ReviewError) -> ReviewError {
         tracing::warn!(error = %e, "bad admission request");
-        self.metrics.bad_request(e.reason());
+        self.metrics.server.bad_request(e.reason());
         e
     }
 
@@ -191,7 +191,7 @@ impl Webhook {
             }
             Err(_) => (Reread::TimedOut, None),
         };
-        self.metrics.registry_reread(outcome.as_str());
+        self.metrics.registry.reread(outcome.as_str());
         Some((outcome, revision))
     }
 
@@ -209,7 +209,7 @@ impl Webhook {
         let m = &self.metrics;
         let workload = metric_labels(subject, decision);
         if let Rule::Exempt(e) = decision.rule {
-            m.exempt(e.as_str());
+            m.admission.exempt(e.as_str());
         }
         if !subject.dry_run {
             if let Some(queue) = &self.events
@@ -218,14 +218,14 @@ impl Webhook {
                 queue.offer(event);
             }
             for field in respond::changed_fields(subject) {
-                m.field_changed(workload, field);
+                m.admission.field_changed(workload, field);
             }
             if let (true, Some(mode)) = (decision.is_violation(), decision.mode) {
-                m.violation(workload, mode.as_str());
+                m.admission.violation(workload, mode.as_str());
             }
             match decision.override_use {
-                Override::Honoured => m.override_used(workload, true),
-                Override::Ignored => m.override_used(workload, false),
+                Override::Honoured => m.admission.override_used(workload, true),
+                Override::Ignored => m.admission.override_used(workload, false),
                 Override::NotUsed => {}
             }
         }
@@ -251,7 +251,12 @@ impl Webhook {
             Path::Scale => RequestKind::Scale,
             Path::Hpa { .. } => RequestKind::Hpa,
         };
-        m.decided(kind, subject.operation.as_str(), decision.verdict.as_str(), started.elapsed().as_secs_f64());
+        m.admission.decided(
+            kind,
+            subject.operation.as_str(),
+            decision.verdict.as_str(),
+            started.elapsed().as_secs_f64(),
+        );
     }
 }
 

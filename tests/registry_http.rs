@@ -315,7 +315,8 @@ async fn an_https_registry_behind_an_internal_ca_is_trusted_through_ca_file() {
     let address = listener.local_addr().unwrap();
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     let limits = replica_guard::server::connections::Bounds::default();
-    let metrics = replica_guard::metrics::Metrics::new().connections(replica_guard::metrics::Listener::Admission);
+    let metrics =
+        replica_guard::metrics::Metrics::new().server.connections(replica_guard::metrics::Listener::Admission);
     let tls = Some(replica_guard::server::connections::Tls::for_anyone(tls));
     tokio::spawn(replica_guard::server::connections::serve(listener, tls, app, stop_rx, limits, metrics));
 

@@ -144,7 +144,7 @@ impl Writer {
                 }
             }
         }
-        self.metrics.backstop_pass(pass.applied, pass.deleted, pass.failed, wanted.len());
+        self.metrics.audit.backstop_pass(pass.applied, pass.deleted, pass.failed, wanted.len());
         Ok(pass)
     }
 

@@ -146,6 +146,15 @@ fn push_object(source: &str, document: usize, value: Value, out: &mut Vec<Manife
     Ok(())
 }
 
+/// The group, version and plural of the kinds judged; None for everything else.
+pub fn resource(kind: &str, api_version: &str) -> Option<(&'static str, &'static str)> {
+    match (kind, api_version.split_once('/').map_or("", |(g, _)| g)) {
+        ("Deployment", "apps") => Some(("apps", "deployments")),
+        ("HorizontalPodAutoscaler", "autoscaling") => Some(("autoscaling", "horizontalpodautoscalers")),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! namespace and kind (paged lists, in the manifest's own API version, so that the live object
 //! and the manifest have the same shape), never one request per manifest.
 
-use super::input::Manifest;
+use super::input::{Manifest, resource};
 use crate::cluster::inventory::{InventoryError, list_each};
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::core::GroupVersionKind;
@@ -33,7 +33,7 @@ impl Live {
             let field = |pointer: &str| m.object.pointer(pointer).and_then(Value::as_str);
             let (Some(kind), Some(api_version)) = (field("/kind"), field("/apiVersion")) else { continue };
             // The same kinds `check` judges, by the same rule.
-            let Some((_, plural)) = super::resource(kind, api_version) else { continue };
+            let Some((_, plural)) = resource(kind, api_version) else { continue };
             let namespace = field("/metadata/namespace").unwrap_or(default_namespace);
             wanted.insert((namespace.to_string(), api_version.to_string(), kind.to_string(), plural));
             if let Some(name) = field("/metadata/name") {

@@ -17,7 +17,7 @@ pub mod output;
 
 use crate::decision::{Rule, Verdict};
 use crate::webhook::{Decided, Webhook};
-use input::Manifest;
+use input::{Manifest, resource};
 use live::Live;
 use serde_json::{Value, json};
 
@@ -63,15 +63,6 @@ impl Checked {
     /// Refused only because the registry could not be asked: the check could not run.
     pub fn registry_unreachable(&self) -> bool {
         matches!(&self.outcome, Outcome::Decided(d) if d.decision.rule == Rule::RegistryUnavailable)
-    }
-}
-
-/// The group, version and plural of the kinds judged; None for everything else.
-pub(crate) fn resource(kind: &str, api_version: &str) -> Option<(&'static str, &'static str)> {
-    match (kind, api_version.split_once('/').map_or("", |(g, _)| g)) {
-        ("Deployment", "apps") => Some(("apps", "deployments")),
-        ("HorizontalPodAutoscaler", "autoscaling") => Some(("autoscaling", "horizontalpodautoscalers")),
-        _ => None,
     }
 }
 

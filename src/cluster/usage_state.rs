@@ -264,7 +264,7 @@ impl StateStore {
                 }
             }
         }
-        self.metrics.usage_saved(written, bytes, deleted, failed, shards.len(), total);
+        self.metrics.audit.usage_saved(written, bytes, deleted, failed, shards.len(), total);
         first_error.map_or(Ok(()), Err)
     }
 

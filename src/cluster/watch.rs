@@ -252,7 +252,7 @@ pub async fn run(audit: Audit, mut stop: crate::part::Stop) {
                         reports.insert(api, written);
                     }
                 }
-                metrics.audit_pass(started.elapsed().as_secs_f64());
+                metrics.audit.pass(started.elapsed().as_secs_f64());
             }
         }
     }
@@ -294,7 +294,7 @@ async fn evaluate(
         }
         all.push(judged);
     }
-    metrics.publish_workloads(Box::new(Gauges(gauges)), audited, over.len());
+    metrics.audit.publish_workloads(Box::new(Gauges(gauges)), audited, over.len());
     (over, all)
 }
 

@@ -145,7 +145,7 @@ impl<F: Fetch> CachedSource<F> {
 
     async fn remember(&self, key: WorkloadKey, answer: Option<Limit>) {
         self.last_known.insert(key, answer).await;
-        self.metrics.registry_answered();
+        self.metrics.registry.answered();
     }
 }
 
@@ -155,7 +155,7 @@ impl<F: Fetch> LimitSource for CachedSource<F> {
             let started = Instant::now();
             let (lookup, result) = self.lookup_inner(namespace, deployment).await;
             let seconds = started.elapsed().as_secs_f64();
-            self.metrics.registry_lookup(self.source, result, seconds, self.fresh.entry_count());
+            self.metrics.registry.lookup(self.source, result, seconds, self.fresh.entry_count());
             lookup
         })
     }

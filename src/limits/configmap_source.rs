@@ -73,7 +73,7 @@ impl ConfigMapSource {
 
     fn apply(&self, cm: &ConfigMap) {
         let Some(text) = cm.data.as_ref().and_then(|d| d.get(&self.key)) else {
-            self.metrics.registry_failed(SourceKind::ConfigMap, "missing");
+            self.metrics.registry.failed(SourceKind::ConfigMap, "missing");
             self.store
                 .load_failed(&format!("the ConfigMap {}/{} has no data key {}", self.namespace, self.name, self.key));
             return tracing::error!(
@@ -95,7 +95,7 @@ impl ConfigMapSource {
     }
 
     fn missing(&self, what: &str) {
-        self.metrics.registry_failed(SourceKind::ConfigMap, "missing");
+        self.metrics.registry.failed(SourceKind::ConfigMap, "missing");
         self.store.load_failed(&format!("the ConfigMap {}/{} was {what}", self.namespace, self.name));
         tracing::error!(configmap = %format!("{}/{}", self.namespace, self.name), "registry ConfigMap {what}; the last good registry stays in use");
     }

@@ -42,7 +42,7 @@ impl FileSource {
     /// number of entries.
     pub fn load(&self) -> Result<usize, FileSourceError> {
         let text = std::fs::read_to_string(&self.path).map_err(|error| {
-            self.metrics.registry_failed(SourceKind::File, "read");
+            self.metrics.registry.failed(SourceKind::File, "read");
             FileSourceError::Read { path: self.path.clone(), error }
         })?;
         let revision = Revision::digest(&text);

@@ -16,8 +16,8 @@
 
 use super::RegistryError;
 use super::entry::TooMany;
+use super::firestore_document::{Decoder, Document, Integer, Typed};
 use super::firestore_reader::FirestoreReader;
-use super::firestore_source::{Decoder, Document, Integer, Typed};
 use super::store::Revision;
 use super::sync::{Applier, Listed, Listing};
 use super::transport::RemoteJson;

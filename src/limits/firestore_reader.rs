@@ -3,7 +3,7 @@
 
 use super::BoxFuture;
 use super::RegistryError;
-use super::firestore_source::{Decoder, Document, MAX_DOCUMENT_BYTES};
+use super::firestore_document::{Decoder, Document, MAX_DOCUMENT_BYTES};
 use super::store::Revision;
 use super::transport::{RemoteJson, percent_encode};
 use hyper::Method;

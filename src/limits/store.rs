@@ -74,8 +74,8 @@ impl SnapshotStore {
             current: ArcSwap::from_pointee(Current { table: Arc::default(), revision: None }),
             load: watch::Sender::new(Load::Pending),
             generation: watch::Sender::new(0),
-            hits: metrics.registry_lookup_counter(source, LookupResult::Hit),
-            negatives: metrics.registry_lookup_counter(source, LookupResult::Negative),
+            hits: metrics.registry.lookup_counter(source, LookupResult::Hit),
+            negatives: metrics.registry.lookup_counter(source, LookupResult::Negative),
         }
     }
 
@@ -130,14 +130,14 @@ pub fn apply_document(
             let entries = table.len();
             let out_of_bounds = table.out_of_bounds(bounds);
             let table = Arc::new(table);
-            let _ = metrics.publish_registry(Box::new(table.clone()), entries, out_of_bounds);
-            metrics.registry_revision(revision.read_at);
+            let _ = metrics.registry.publish(Box::new(table.clone()), entries, out_of_bounds);
+            metrics.registry.revision(revision.read_at);
             let _ = store.replace(table, revision);
-            metrics.registry_loaded(source);
+            metrics.registry.loaded(source);
             Ok(entries)
         }
         Err(e) => {
-            metrics.registry_failed(source, e.metric_label());
+            metrics.registry.failed(source, e.metric_label());
             store.load_failed(&e.to_string());
             Err(e)
         }

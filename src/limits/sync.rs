@@ -137,7 +137,7 @@ impl Applier {
         .unwrap_or_else(|e| Err(RegistryError::Decode(format!("building the registry failed: {e}"))));
         let outcome = match built {
             Err(e) => {
-                self.metrics.registry_failed(self.source, e.metric_label());
+                self.metrics.registry.failed(self.source, e.metric_label());
                 Synced::Failed(e.to_string())
             }
             Ok((table, revision, out_of_bounds, differs)) => {
@@ -156,8 +156,8 @@ impl Applier {
                     if compare || !self.store.is_ready() {
                         self.baseline.store(entries, Ordering::SeqCst);
                     }
-                    let old_view = self.metrics.publish_registry(Box::new(table.clone()), entries, out_of_bounds);
-                    self.metrics.registry_revision(revision.read_at);
+                    let old_view = self.metrics.registry.publish(Box::new(table.clone()), entries, out_of_bounds);
+                    self.metrics.registry.revision(revision.read_at);
                     let old = self.store.replace(table, revision);
                     tokio::task::spawn_blocking(move || drop((old, old_view)));
                     Synced::Applied { entries }
@@ -172,7 +172,7 @@ impl Applier {
         let source = self.source.as_str();
         match outcome {
             Synced::Applied { entries } => {
-                self.metrics.registry_loaded(self.source);
+                self.metrics.registry.loaded(self.source);
                 let revision = self.store.revision().map(|r| r.id);
                 tracing::info!(source, entries, revision = revision.as_deref(), "registry synced");
             }
@@ -181,7 +181,7 @@ impl Applier {
                 tracing::error!(source, error = %why, "registry sync failed; the last good registry stays in use");
             }
             Synced::HeldBack { entries, previous } => {
-                self.metrics.registry_held_back(self.source);
+                self.metrics.registry.held_back(self.source);
                 tracing::error!(
                     source,
                     entries,

@@ -1,10 +1,11 @@
 //! The admission requests: how many, how they were decided and how long it took, and per
 //! workload the changed fields, violations and overrides (dry runs not counted).
 
-use super::{Metrics, RequestKind, WorkloadLabels, counter, histogram};
+use super::family::{counter, histogram};
+use super::labels::{RequestKind, WorkloadLabels};
 use prometheus::{HistogramVec, IntCounterVec, Registry};
 
-pub(super) struct Families {
+pub struct Families {
     requests: IntCounterVec,
     duration: HistogramVec,
     field_changes: IntCounterVec,
@@ -56,32 +57,32 @@ impl Families {
     }
 }
 
-impl Metrics {
+impl Families {
     /// One decided admission request.
     pub fn decided(&self, kind: RequestKind, operation: &str, verdict: &str, seconds: f64) {
-        self.admission.requests.with_label_values(&[kind.as_str(), operation, verdict]).inc();
-        self.admission.duration.with_label_values(&[kind.as_str()]).observe(seconds);
+        self.requests.with_label_values(&[kind.as_str(), operation, verdict]).inc();
+        self.duration.with_label_values(&[kind.as_str()]).observe(seconds);
     }
 
     /// A request on no replica path, allowed without a decision.
     pub fn not_handled(&self, operation: &str) {
-        self.admission.requests.with_label_values(&[RequestKind::Other.as_str(), operation, "not-handled"]).inc();
+        self.requests.with_label_values(&[RequestKind::Other.as_str(), operation, "not-handled"]).inc();
     }
 
     pub fn exempt(&self, exemption: &'static str) {
-        self.admission.exemptions.with_label_values(&[exemption]).inc();
+        self.exemptions.with_label_values(&[exemption]).inc();
     }
 
     pub fn field_changed(&self, w: WorkloadLabels<'_>, field: &'static str) {
-        self.admission.field_changes.with_label_values(&[w.namespace, w.deployment, field]).inc();
+        self.field_changes.with_label_values(&[w.namespace, w.deployment, field]).inc();
     }
 
     pub fn violation(&self, w: WorkloadLabels<'_>, mode: &'static str) {
-        self.admission.violations.with_label_values(&[w.namespace, w.deployment, mode]).inc();
+        self.violations.with_label_values(&[w.namespace, w.deployment, mode]).inc();
     }
 
     pub fn override_used(&self, w: WorkloadLabels<'_>, honoured: bool) {
         let result = if honoured { "honoured" } else { "ignored" };
-        self.admission.overrides.with_label_values(&[w.namespace, w.deployment, result]).inc();
+        self.overrides.with_label_values(&[w.namespace, w.deployment, result]).inc();
     }
 }

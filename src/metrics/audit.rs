@@ -1,11 +1,14 @@
 //! The continuous audit's last pass, the backstop parameters it writes, and the Kubernetes
 //! Events of admission and the audit.
 
-use super::{Exposition, Metrics, counter, gauge};
+use super::family::{Exposition, counter, gauge, register};
+use arc_swap::ArcSwapOption;
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Registry};
 use std::sync::Arc;
 
-pub(super) struct Families {
+pub struct Families {
+    /// Rendered at scrape time (see `Exposition`).
+    view: ArcSwapOption<Box<dyn Exposition>>,
     workloads_audited: IntGauge,
     workloads_over: IntGauge,
     events: IntCounterVec,
@@ -19,8 +22,16 @@ pub(super) struct Families {
 }
 
 impl Families {
+    /// The view's samples, if one was published.
+    pub(super) fn render_view(&self, out: &mut String) {
+        if let Some(view) = self.view.load_full() {
+            view.render(out);
+        }
+    }
+
     pub(super) fn new(r: &Registry) -> Self {
         Self {
+            view: ArcSwapOption::empty(),
             workloads_audited: gauge(
                 r,
                 "replica_guard_audited_workloads",
@@ -48,7 +59,7 @@ impl Families {
                 "replica_guard_backstop_namespaces",
                 "Namespaces with enforce-mode limits the backstop policy's parameters should carry.",
             ),
-            pass_seconds: super::register(
+            pass_seconds: register(
                 r,
                 Gauge::new("replica_guard_audit_pass_seconds", "Seconds the last continuous audit pass took."),
             ),
@@ -58,7 +69,7 @@ impl Families {
                 "Writes of the usage records' day to its ConfigMaps, by result (written, deleted, failed).",
                 &["result"],
             ),
-            usage_bytes_written: super::register(
+            usage_bytes_written: register(
                 r,
                 IntCounter::new(
                     "replica_guard_usage_state_written_bytes_total",
@@ -75,25 +86,25 @@ impl Families {
     }
 }
 
-impl Metrics {
+impl Families {
     /// Publishes the continuous audit's last pass: its per-workload gauges and counts.
     pub fn publish_workloads(&self, view: Box<dyn Exposition>, audited: usize, over: usize) {
-        self.audit.workloads_audited.set(audited as i64);
-        self.audit.workloads_over.set(over as i64);
-        self.workload_view.store(Some(Arc::new(view)));
+        self.workloads_audited.set(audited as i64);
+        self.workloads_over.set(over as i64);
+        self.view.store(Some(Arc::new(view)));
     }
 
     /// One pass of the backstop's parameter writer.
     pub fn backstop_pass(&self, applied: usize, deleted: usize, failed: usize, namespaces: usize) {
         for (result, n) in [("applied", applied), ("deleted", deleted), ("failed", failed)] {
-            self.audit.backstop_writes.with_label_values(&[result]).inc_by(n as u64);
+            self.backstop_writes.with_label_values(&[result]).inc_by(n as u64);
         }
-        self.audit.backstop_namespaces.set(namespaces as i64);
+        self.backstop_namespaces.set(namespaces as i64);
     }
 
     /// How long the last audit pass took.
-    pub fn audit_pass(&self, seconds: f64) {
-        self.audit.pass_seconds.set(seconds);
+    pub fn pass(&self, seconds: f64) {
+        self.pass_seconds.set(seconds);
     }
 
     /// One save of the usage day: shards written (and their bytes), deleted, failed; the layout.
@@ -107,15 +118,15 @@ impl Metrics {
         total: usize,
     ) {
         for (result, n) in [("written", written), ("deleted", deleted), ("failed", failed)] {
-            self.audit.usage_writes.with_label_values(&[result]).inc_by(n as u64);
+            self.usage_writes.with_label_values(&[result]).inc_by(n as u64);
         }
-        self.audit.usage_bytes_written.inc_by(bytes as u64);
-        self.audit.usage_shards.set(shards as i64);
-        self.audit.usage_bytes.set(total as i64);
+        self.usage_bytes_written.inc_by(bytes as u64);
+        self.usage_shards.set(shards as i64);
+        self.usage_bytes.set(total as i64);
     }
 
     /// An Event's fate.
     pub fn event(&self, result: &'static str) {
-        self.audit.events.with_label_values(&[result]).inc();
+        self.events.with_label_values(&[result]).inc();
     }
 }

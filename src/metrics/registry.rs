@@ -1,12 +1,16 @@
 //! The registry: its loads and syncs (and why one failed), its lookups, the current snapshot's
 //! size, and the cache in front of a remote registry.
 
-use super::{Exposition, LookupResult, Metrics, SourceKind, counter, gauge, histogram, register};
+use super::family::{Exposition, counter, gauge, histogram, register};
+use super::labels::{LookupResult, SourceKind};
+use arc_swap::ArcSwapOption;
 use prometheus::{Gauge, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub(super) struct Families {
+pub struct Families {
+    /// Rendered at scrape time (see `Exposition`).
+    view: ArcSwapOption<Box<dyn Exposition>>,
     entries: IntGauge,
     out_of_bounds: IntGauge,
     reloads: IntCounterVec,
@@ -23,8 +27,16 @@ pub(super) struct Families {
 }
 
 impl Families {
+    /// The view's samples, if one was published.
+    pub(super) fn render_view(&self, out: &mut String) {
+        if let Some(view) = self.view.load_full() {
+            view.render(out);
+        }
+    }
+
     pub(super) fn new(r: &Registry) -> Self {
         Self {
+            view: ArcSwapOption::empty(),
             entries: gauge(r, "replica_guard_registry_entries", "Entries in the current registry snapshot."),
             out_of_bounds: gauge(
                 r,
@@ -98,66 +110,66 @@ fn unix_millis(time: std::time::SystemTime) -> u64 {
     time.duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_millis().max(1) as u64)
 }
 
-impl Metrics {
+impl Families {
     /// Publishes a new registry snapshot: its size, how many entries are outside the platform
     /// bounds, and its per-entry gauges (written by the snapshot itself at scrape time). Returns
     /// the view it replaces, for the caller to drop where freeing a large registry blocks nobody.
-    pub fn publish_registry(
+    pub fn publish(
         &self,
         view: Box<dyn Exposition>,
         entries: usize,
         out_of_bounds: usize,
     ) -> Option<Arc<Box<dyn Exposition>>> {
-        self.registry.entries.set(entries as i64);
-        self.registry.out_of_bounds.set(out_of_bounds as i64);
-        self.registry_view.swap(Some(Arc::new(view)))
+        self.entries.set(entries as i64);
+        self.out_of_bounds.set(out_of_bounds as i64);
+        self.view.swap(Some(Arc::new(view)))
     }
 
     /// The counter of one lookup result of one source, resolved once by hot paths.
-    pub fn registry_lookup_counter(&self, source: SourceKind, result: LookupResult) -> IntCounter {
-        self.registry.lookups.with_label_values(&[source.as_str(), result.as_str()])
+    pub fn lookup_counter(&self, source: SourceKind, result: LookupResult) -> IntCounter {
+        self.lookups.with_label_values(&[source.as_str(), result.as_str()])
     }
 
     /// A lookup that went through a cache: its result and how long it took.
-    pub fn registry_lookup(&self, source: SourceKind, result: LookupResult, seconds: f64, cache_entries: u64) {
-        self.registry_lookup_counter(source, result).inc();
-        self.registry.lookup_duration.with_label_values(&[source.as_str()]).observe(seconds);
-        self.registry.cache_entries.set(cache_entries as i64);
+    pub fn lookup(&self, source: SourceKind, result: LookupResult, seconds: f64, cache_entries: u64) {
+        self.lookup_counter(source, result).inc();
+        self.lookup_duration.with_label_values(&[source.as_str()]).observe(seconds);
+        self.cache_entries.set(cache_entries as i64);
     }
 
     /// A sync the shrink guard held back (`result="held-back"`): the registry answered, but the
     /// new snapshot would remove too much at once, so the last good one stays.
-    pub fn registry_held_back(&self, source: SourceKind) {
-        self.registry.reloads.with_label_values(&[source.as_str(), "held-back"]).inc();
+    pub fn held_back(&self, source: SourceKind) {
+        self.reloads.with_label_values(&[source.as_str(), "held-back"]).inc();
     }
 
     /// The snapshot now answers from a revision read at `read_at` (`replica_guard_registry_revision_age_seconds`).
-    pub fn registry_revision(&self, read_at: std::time::SystemTime) {
-        self.registry.revision_read_at.store(unix_millis(read_at), Ordering::Relaxed);
+    pub fn revision(&self, read_at: std::time::SystemTime) {
+        self.revision_read_at.store(unix_millis(read_at), Ordering::Relaxed);
     }
 
     /// A registry load that succeeded; it also sets the last-success time.
-    pub fn registry_loaded(&self, source: SourceKind) {
-        self.registry.reloads.with_label_values(&[source.as_str(), "success"]).inc();
-        self.registry_answered();
+    pub fn loaded(&self, source: SourceKind) {
+        self.reloads.with_label_values(&[source.as_str(), "success"]).inc();
+        self.answered();
     }
 
     /// A registry load that failed, and why: one of the fixed words of
     /// `RegistryError::metric_label` (`missing` for a ConfigMap or key that is not there, `read`
     /// for a file that cannot be read).
-    pub fn registry_failed(&self, source: SourceKind, reason: &'static str) {
-        self.registry.reloads.with_label_values(&[source.as_str(), "error"]).inc();
-        self.registry.failures.with_label_values(&[source.as_str(), reason]).inc();
+    pub fn failed(&self, source: SourceKind, reason: &'static str) {
+        self.reloads.with_label_values(&[source.as_str(), "error"]).inc();
+        self.failures.with_label_values(&[source.as_str(), reason]).inc();
     }
 
     /// A denial's entry read again from the registry before refusing (`webhook`): its result.
-    pub fn registry_reread(&self, result: &'static str) {
-        self.registry.rereads.with_label_values(&[result]).inc();
+    pub fn reread(&self, result: &'static str) {
+        self.rereads.with_label_values(&[result]).inc();
     }
 
     /// The registry answered (a load, or a remote fetch): sets the last-success time to now.
-    pub fn registry_answered(&self) {
+    pub fn answered(&self) {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        self.registry.last_success.set(now.as_secs_f64());
+        self.last_success.set(now.as_secs_f64());
     }
 }

@@ -1,16 +1,25 @@
 //! The listeners: open connections and waits for a slot, requests refused before or while they
 //! are read, and the serving certificate's expiry.
 
-use super::{ConnectionMetrics, Listener, Metrics, counter, register};
-use prometheus::{Gauge, IntCounterVec, IntGaugeVec, Opts, Registry};
+use super::family::{counter, register};
+use super::labels::Listener;
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
-pub(super) struct Families {
+pub struct Families {
     bad_requests: IntCounterVec,
     shed: IntCounterVec,
     connections_open: IntGaugeVec,
     connections_at_limit: IntCounterVec,
     unauthenticated: IntCounterVec,
     tls_cert_expiry: Gauge,
+}
+
+/// One listener's connection metrics, as its accept loop updates them.
+#[derive(Clone)]
+pub struct ConnectionMetrics {
+    pub open: IntGauge,
+    /// Times a client had to wait because `maxConnections` were open.
+    pub at_limit: IntCounter,
 }
 
 impl Families {
@@ -58,24 +67,24 @@ impl Families {
     }
 }
 
-impl Metrics {
+impl Families {
     /// A caller refused by `server.tls.clientAuth`; `reason` is one of a few fixed words.
     pub fn unauthenticated(&self, reason: &'static str) {
-        self.server.unauthenticated.with_label_values(&[reason]).inc();
+        self.unauthenticated.with_label_values(&[reason]).inc();
     }
 
     /// A body that could not be evaluated (answered 4xx); `reason` is a short fixed label.
     pub fn bad_request(&self, reason: &'static str) {
-        self.server.bad_requests.with_label_values(&[reason]).inc();
+        self.bad_requests.with_label_values(&[reason]).inc();
     }
 
     /// A request answered 503 before it was read.
     pub fn shed(&self, reason: &'static str) {
-        self.server.shed.with_label_values(&[reason]).inc();
+        self.shed.with_label_values(&[reason]).inc();
     }
 
     pub fn tls_cert_expires_at(&self, unix_seconds: i64) {
-        self.server.tls_cert_expiry.set(unix_seconds as f64);
+        self.tls_cert_expiry.set(unix_seconds as f64);
     }
 
     /// The connection metrics of one listener.
@@ -85,8 +94,8 @@ impl Metrics {
             Listener::Admin => "admin",
         };
         ConnectionMetrics {
-            open: self.server.connections_open.with_label_values(&[label]),
-            at_limit: self.server.connections_at_limit.with_label_values(&[label]),
+            open: self.connections_open.with_label_values(&[label]),
+            at_limit: self.connections_at_limit.with_label_values(&[label]),
         }
     }
 }

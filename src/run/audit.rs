@@ -5,8 +5,9 @@
 //! reported. Exit status over all: 1 when anything is over its limit, 3 only when no cluster
 //! could be audited (or the config or registry could not be read), else 0.
 
+use super::RunError;
+use super::client::client;
 use super::offline::{EXIT_DENIED, EXIT_ERROR, print_out, read_registry, runtime};
-use super::{RunError, client};
 use crate::cluster::report::{Audited, Report};
 use crate::cluster::{inventory, status};
 use crate::config::{Config, Source};

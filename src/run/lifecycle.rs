@@ -87,6 +87,6 @@ impl Lifecycle {
     /// health, `/metrics`.
     pub async fn admin(&mut self, address: SocketAddr, metrics: &Arc<Metrics>) -> Result<SocketAddr, RunError> {
         let app = routes::admin(routes::AdminState { health: self.health.clone(), metrics: metrics.clone() });
-        self.listen(address, "server.adminAddress", None, app, metrics.connections(Listener::Admin)).await
+        self.listen(address, "server.adminAddress", None, app, metrics.server.connections(Listener::Admin)).await
     }
 }

@@ -3,7 +3,8 @@
 //! pipelines branch on: 0 fine, 1 denied / over its limit, 2 warnings only (`check
 //! --fail-on-warn`), 3 could not run.
 
-use super::{RunError, client};
+use super::RunError;
+use super::client::client;
 use crate::check::{self, Outcome, input, live::Live, output};
 use crate::config::{Config, Source};
 use crate::decision::Verdict;

@@ -2,9 +2,10 @@
 //! admission and admin listeners, keeps the certificate, the registry and the Event publisher
 //! current in the background, and drains on SIGTERM (`shutdown`).
 
+use super::RunError;
+use super::client::{client, event_queue};
 use super::lifecycle::Lifecycle;
 use super::shutdown::Signals;
-use super::{RunError, client, event_queue};
 use crate::config::{Config, Source, seconds};
 use crate::json_lines::JsonLines;
 use crate::limits;
@@ -83,7 +84,7 @@ pub async fn start_with(
     let acceptor =
         tokio_rustls::TlsAcceptor::from(tls::server_config(certificate, callers.as_ref().map(|c| c.verifier())));
     let tls = connections::Tls { acceptor, callers };
-    let connections = metrics.connections(Listener::Admission);
+    let connections = metrics.server.connections(Listener::Admission);
     let https_address = lifecycle.listen(server.address, "server.address", Some(tls), admission, connections).await?;
     let admin_address = lifecycle.admin(server.admin_address, &metrics).await?;
     tracing::info!(%https_address, %admin_address, "replica-guard is serving");

@@ -4,7 +4,8 @@
 //! replica-guard usage --config /etc/replica-guard/config/config.yaml`. It prints and changes
 //! nothing else: the day's own lines still come at midnight from `watch`.
 
-use super::{RunError, client};
+use super::RunError;
+use super::client::client;
 use crate::cluster::usage_log::write_day;
 use crate::cluster::usage_state::StateStore;
 use crate::config::Config;
@@ -13,24 +14,16 @@ use crate::metrics::Metrics;
 use std::path::Path;
 use std::sync::Arc;
 
-#[derive(Debug, thiserror::Error)]
-pub enum UsageError {
-    #[error("audit.usage.state is not set: there is no saved day to read (the chart sets it with audit.usage.enabled)")]
-    NoState,
-    #[error("{0}")]
-    State(#[from] crate::cluster::usage_state::StateError),
-}
-
 /// Prints the saved days' lines, oldest first; returns how many.
 pub fn usage(config: &Path) -> Result<usize, RunError> {
     let config = Config::load(config)?;
-    let state = config.audit.usage.state.clone().ok_or(UsageError::NoState)?;
+    let state = config.audit.usage.state.clone().ok_or(RunError::NoUsageState)?;
     let runtime = super::offline::runtime()?;
     runtime.block_on(async {
         let kube = client(kube::Client::try_default, "replica-guard usage").await?;
         let cluster = super::watch::cluster_name(&config, &kube).await.unwrap_or_default();
         let mut store = StateStore::new(kube, &state.namespace, &state.name, Arc::new(Metrics::new()));
-        let days = store.load().await.map_err(UsageError::from)?;
+        let days = store.load().await?;
         let out = JsonLines::stdout();
         let pricing = config.pricing.as_ref();
         Ok(days.iter().map(|day| write_day(day, &cluster, pricing, &config.policy, &out)).sum())

@@ -3,9 +3,10 @@
 //! Events, serves the admin listener (`/readyz` after the first complete pass), and drains on
 //! SIGTERM like the webhook (`shutdown`).
 
+use super::RunError;
+use super::client::{client, event_queue};
 use super::lifecycle::Lifecycle;
 use super::shutdown::Signals;
-use super::{RunError, client, event_queue};
 use crate::cluster::usage_log::UsageLog;
 use crate::cluster::usage_state::StateStore;
 use crate::config::{Config, seconds};

@@ -81,7 +81,7 @@ impl Callers {
     }
 
     fn refused(&self, reason: &'static str) {
-        self.metrics.unauthenticated(reason);
+        self.metrics.server.unauthenticated(reason);
         tracing::debug!(reason, "an unauthenticated caller was refused");
     }
 }

@@ -61,7 +61,7 @@ async fn validate(State(s): State<AdmissionState>, headers: HeaderMap, body: Bod
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {
-        s.metrics.bad_request("content-type");
+        s.metrics.server.bad_request("content-type");
         let got = if content_type.is_empty() { "none".to_string() } else { format!("{content_type:?}") };
         return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Content-Type must be application/json, got {got}"));
     }
@@ -69,14 +69,14 @@ async fn validate(State(s): State<AdmissionState>, headers: HeaderMap, body: Bod
     let (bytes, _share) = match body::read(&headers, body, &limits, &s.budget).await {
         Ok(read) => read,
         Err(BodyError::TooLarge) => {
-            s.metrics.bad_request("too-large");
+            s.metrics.server.bad_request("too-large");
             let text = format!("body is larger than {} bytes (server.maxBodyBytes)", s.max_body_bytes);
             let mut response = error(StatusCode::PAYLOAD_TOO_LARGE, text);
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             return response;
         }
         Err(BodyError::OverBudget) => {
-            s.metrics.shed("body-budget");
+            s.metrics.server.shed("body-budget");
             let text = "too many large requests in flight (server.maxBufferedBytes); retry";
             let mut response = error(StatusCode::SERVICE_UNAVAILABLE, text);
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -84,11 +84,11 @@ async fn validate(State(s): State<AdmissionState>, headers: HeaderMap, body: Bod
             return response;
         }
         Err(BodyError::Unreadable(e)) => {
-            s.metrics.bad_request("unreadable");
+            s.metrics.server.bad_request("unreadable");
             return error(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"));
         }
         Err(BodyError::TimedOut) => {
-            s.metrics.bad_request("timeout");
+            s.metrics.server.bad_request("timeout");
             return error(
                 StatusCode::REQUEST_TIMEOUT,
                 format!("request body not received within {} s", s.body_timeout.as_secs_f64()),

@@ -167,7 +167,7 @@ pub async fn reload_on_change(
 /// Sets `replica_guard_tls_cert_expiry_timestamp_seconds` from the serving certificate.
 pub fn publish_expiry(key: &CertifiedKey, metrics: &Metrics) {
     match not_after(key) {
-        Some(expiry) => metrics.tls_cert_expires_at(expiry),
+        Some(expiry) => metrics.server.tls_cert_expires_at(expiry),
         None => tracing::warn!("cannot read the serving certificate's expiry; the expiry metric is not set"),
     }
 }
