@@ -1,5 +1,5 @@
 //! Kubernetes Events, off the request path: from admission (a denial, a warning, an override) and
-//! from the continuous audit (a workload going over its limit and coming back), each an
+//! from the cluster view (a workload going over its limit and coming back), each an
 //! `events.k8s.io/v1` Event on the Deployment, so that kube-eventer or kubernetes-event-exporter
 //! forward them. Never on the request path: the webhook puts the event in a bounded queue
 //! (`try_send`; a full queue drops and counts, it never delays an answer), and one task publishes
@@ -11,6 +11,7 @@
 
 use crate::decision::{Decision, Override, Rule, Subject, Verdict, WorkloadKey};
 use crate::metrics::Metrics;
+use crate::part::{Part, Stop, Unfinished};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use std::collections::HashMap;
@@ -116,16 +117,35 @@ impl EventQueue {
     }
 }
 
-/// A queue of `capacity` events and the task that publishes them as `reporter`.
+/// The part that publishes what the queue holds. It needs no stop signal: it ends once every
+/// sender is gone (the webhook's connections, the cluster view), having sent what was queued.
+pub struct Publisher {
+    receiver: mpsc::Receiver<WorkloadEvent>,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+}
+
+impl Part for Publisher {
+    fn name(&self) -> &'static str {
+        "event publisher"
+    }
+
+    async fn run(self, _stop: Stop) -> Result<(), Unfinished> {
+        publish(self.receiver, self.recorder, self.metrics).await;
+        Ok(())
+    }
+}
+
+/// A queue of `capacity` events and the part that publishes them as `reporter`.
 pub fn start(
     client: kube::Client,
     reporter: Reporter,
     capacity: usize,
     metrics: Arc<Metrics>,
-) -> (EventQueue, impl Future<Output = ()> + Send + 'static) {
+) -> (EventQueue, Publisher) {
     let (sender, receiver) = mpsc::channel(capacity);
     let recorder = Recorder::new(client, reporter);
-    (EventQueue { sender, metrics: metrics.clone() }, publish(receiver, recorder, metrics))
+    (EventQueue { sender, metrics: metrics.clone() }, Publisher { receiver, recorder, metrics })
 }
 
 async fn publish(mut receiver: mpsc::Receiver<WorkloadEvent>, recorder: Recorder, metrics: Arc<Metrics>) {

@@ -1,5 +1,5 @@
 //! The `replica-guard` command line: parses it and hands each command to `run` (`serve` the
-//! webhook, `watch` the continuous audit, `check`, `audit` and `certs` the offline commands).
+//! webhook, `watch` `watch`, `check`, `audit` and `certs` the offline commands).
 //! A command line that makes no sense exits 3, like every other failure.
 
 use clap::{Parser, Subcommand};

@@ -117,8 +117,8 @@ fn defaults_generate_tls_and_a_hardened_webhook() {
     assert!(usage.enabled);
     let state = usage.state.expect("a restart must not lose the day");
     assert_eq!((state.namespace.as_str(), state.name.as_str()), ("replica-guard", "rg-replica-guard-usage"));
-    let shards: Vec<String> = (0..replica_guard::cluster::usage_state::MAX_SHARDS)
-        .map(|i| replica_guard::cluster::usage_state::shard_name("rg-replica-guard-usage", i))
+    let shards: Vec<String> = (0..replica_guard::cluster::usage::state::MAX_SHARDS)
+        .map(|i| replica_guard::cluster::usage::state::shard_name("rg-replica-guard-usage", i))
         .collect();
     assert_eq!(
         find(&objects, "Role", "rg-replica-guard-audit-usage")["rules"],

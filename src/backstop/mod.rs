@@ -3,7 +3,7 @@
 //! parameters are one `BackstopLimits` object per namespace, in that namespace (the binding leaves
 //! `paramRef.namespace` unset, so the API server reads only the request's own namespace's object:
 //! the cost of a request does not grow with the number of teams). `parameters` computes them from
-//! the registry (pure); `writer` keeps them in the cluster (the continuous audit's process).
+//! the registry (pure); `writer` keeps them in the cluster (`watch`'s process).
 //!
 //! Tenants cannot edit them: `BackstopLimits` is a kind of replica-guard's own, which the
 //! `edit` and `admin` roles do not aggregate.

@@ -12,6 +12,7 @@ use super::{GROUP, KIND, PARAMETERS_NAME, PLURAL, VERSION};
 use crate::decision::policy::Policy;
 use crate::limits::store::SnapshotStore;
 use crate::metrics::Metrics;
+use crate::part::{Part, Stop, Unfinished};
 use crate::words::KubeError;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind, Selector};
@@ -51,10 +52,21 @@ fn resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, VERSION, KIND), PLURAL)
 }
 
+impl Part for Writer {
+    fn name(&self) -> &'static str {
+        "backstop writer"
+    }
+
+    async fn run(self, stop: Stop) -> Result<(), Unfinished> {
+        self.write_until(stop).await;
+        Ok(())
+    }
+}
+
 impl Writer {
     /// Runs until `stop`: a pass under way is completed first (the parameters are never left
     /// half-written by a rollout of the audit pod), then it returns.
-    pub async fn run(self, mut stop: crate::part::Stop) {
+    async fn write_until(self, mut stop: Stop) {
         let mut changes = self.store.changes();
         let mut computed = None;
         let mut scope = self.scope.as_ref().map(|s| Scope::watch(self.client.clone(), s));

@@ -1,5 +1,5 @@
 //! The sections of the cluster-facing features: `cluster:` (which cluster this is), `events:`
-//! (Kubernetes Events), `audit:` (the continuous audit, `replica-guard watch`) and `pricing:` (the
+//! (Kubernetes Events), `audit:` (`watch`, `replica-guard watch`) and `pricing:` (the
 //! cost formula of its records).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -40,7 +40,7 @@ impl ClusterConfig {
     }
 }
 
-/// The continuous audit (`replica-guard watch`).
+/// `replica-guard watch`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuditConfig {

@@ -58,7 +58,7 @@ pub struct Subject {
 }
 
 /// A workload as users and the registry name it: a Deployment in a namespace. The key of every
-/// per-workload map (the registry cache, the continuous audit, the day's usage, Event buckets).
+/// per-workload map (the registry cache, `watch`, the day's usage, Event buckets).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WorkloadKey {
     pub namespace: String,

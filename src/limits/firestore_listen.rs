@@ -22,6 +22,7 @@ use super::store::Revision;
 use super::sync::{Applier, Listed, Listing};
 use super::transport::RemoteJson;
 use crate::config::FirestoreRegistryConfig;
+use crate::part::Stop;
 use googleapis_tonic_google_firestore_v1::google::firestore::v1 as fs;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -35,6 +36,8 @@ const TARGET: i32 = 1;
 const STREAM_LIFETIME: Duration = Duration::from_secs(30 * 60);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a closed stream is given to end on the way out.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
@@ -73,6 +76,8 @@ enum Ended {
     Reopen,
     /// The server or the network ended it: reopen after a backoff.
     Failed(String),
+    /// The process is stopping: the request side was closed and the server ended the stream.
+    Stopped,
 }
 
 impl Listener {
@@ -113,13 +118,15 @@ impl Listener {
         })
     }
 
-    /// Listens until dropped: reopens every stream that ends, resuming where the last one was.
-    pub async fn run(self) {
+    /// Listens until `stop`: reopens every stream that ends, resuming where the last one was. On
+    /// the way out the stream is closed as a client ends it (its request side first), not cut.
+    pub async fn run(self, mut stop: Stop) {
         let mut feed = Feed::default();
         let mut backoff = FIRST_BACKOFF;
         loop {
             let opened = Instant::now();
-            match self.listen(&mut feed).await {
+            match self.listen(&mut feed, stop.clone()).await {
+                Ended::Stopped => return,
                 Ended::Reopen => backoff = FIRST_BACKOFF,
                 Ended::Failed(why) => {
                     // A stream that ran a while before failing starts the backoff over.
@@ -132,7 +139,10 @@ impl Listener {
                         retry_in_seconds = backoff.as_secs(),
                         "the Firestore listener's stream ended; the periodic sync keeps the registry meanwhile"
                     );
-                    tokio::time::sleep(backoff).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = stop.requested() => return,
+                    }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
@@ -140,8 +150,8 @@ impl Listener {
     }
 
     /// One stream, from open to end.
-    async fn listen(&self, feed: &mut Feed) -> Ended {
-        let request = match self.request(feed).await {
+    async fn listen(&self, feed: &mut Feed, mut stop: Stop) -> Ended {
+        let request = match self.request(feed, stop.clone()).await {
             Ok(request) => request,
             Err(e) => return Ended::Failed(e.to_string()),
         };
@@ -168,6 +178,7 @@ impl Listener {
         loop {
             let message = tokio::select! {
                 message = stream.message() => message,
+                () = stop.requested() => return closed(stream).await,
                 () = &mut lifetime => return Ended::Reopen,
                 () = self.applier.feed_missed() => {
                     tracing::warn!("a sync found a registry the listener had not seen; the listener reads it whole again");
@@ -195,6 +206,7 @@ impl Listener {
     async fn request(
         &self,
         feed: &Feed,
+        mut stop: Stop,
     ) -> Result<
         tonic::Request<impl futures_util::Stream<Item = fs::ListenRequest> + Send + 'static + use<>>,
         RegistryError,
@@ -221,8 +233,11 @@ impl Listener {
             target_change: Some(fs::listen_request::TargetChange::AddTarget(target)),
             ..Default::default()
         };
-        // The request side stays open for the stream's life: closing it would end the stream.
-        let requests = futures_util::stream::once(std::future::ready(add)).chain(futures_util::stream::pending());
+        // The request side stays open for the stream's life (closing it ends the stream), until the
+        // process stops: then it closes, and the server ends the stream.
+        let closing = futures_util::stream::once(async move { stop.requested().await })
+            .filter_map(|()| std::future::ready(None::<fs::ListenRequest>));
+        let requests = futures_util::stream::once(std::future::ready(add)).chain(closing);
         let mut request = tonic::Request::new(requests);
         let metadata = request.metadata_mut();
         let text =
@@ -334,6 +349,15 @@ impl Listener {
 
 /// Where one stream is: whether its target is current (its consistent points count), the resume
 /// token not yet committed, and whether documents changed since the last consistent point.
+/// Waits (a little) for the server to end a stream whose request side was closed.
+async fn closed(mut stream: tonic::Streaming<fs::ListenResponse>) -> Ended {
+    let ended = async { while let Ok(Some(_)) = stream.message().await {} };
+    if tokio::time::timeout(CLOSE_WAIT, ended).await.is_err() {
+        tracing::debug!("the Firestore listener's stream did not end within 2 s of its close; dropped");
+    }
+    Ended::Stopped
+}
+
 struct Stream {
     current: bool,
     pending_token: Option<Vec<u8>>,

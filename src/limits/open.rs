@@ -4,7 +4,37 @@
 use super::source::{BoxFuture, LimitSource};
 use super::{bigquery_source, cache, configmap_source, file_source, firestore_listen, firestore_reader};
 use super::{firestore_source, http_source, store, sync, transport};
+use crate::part::{Part, Stop, Unfinished};
 use std::sync::Arc;
+
+/// What keeps an opened source current, run as a part of the process: a file poll, a ConfigMap
+/// watch, a sync — and with it the Listen stream, which closes its stream on the way out.
+pub struct Refresh(Box<dyn FnOnce(Stop) -> BoxFuture<'static, ()> + Send>);
+
+impl Refresh {
+    /// A refresh with nothing to finish: dropped when the process stops.
+    fn until_stopped(task: impl Future<Output = ()> + Send + 'static) -> Self {
+        Self(Box::new(move |mut stop| {
+            Box::pin(async move {
+                tokio::select! {
+                    () = task => {}
+                    () = stop.requested() => {}
+                }
+            })
+        }))
+    }
+}
+
+impl Part for Refresh {
+    fn name(&self) -> &'static str {
+        "registry refresh"
+    }
+
+    async fn run(self, stop: Stop) -> Result<(), Unfinished> {
+        (self.0)(stop).await;
+        Ok(())
+    }
+}
 
 /// A registry source opened from the config: what answers lookups, and the task that keeps it
 /// current (to be spawned by the caller; an offline check drops it).
@@ -13,7 +43,7 @@ pub struct Opened {
     /// The whole registry in memory, for a source read whole (not `registry.http`, asked per
     /// workload): what the backstop's parameters are computed from.
     pub snapshot: Option<Arc<store::SnapshotStore>>,
-    pub refresher: Option<BoxFuture<'static, ()>>,
+    pub refresh: Option<Refresh>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +83,11 @@ pub async fn open(
             let refresher = source.clone().reload_on_change(seconds(file.poll_interval_seconds));
             let entries = source.load()?;
             tracing::info!(path = %file.path.display(), entries, "registry file loaded");
-            Ok(Opened { source: store.clone(), snapshot: Some(store), refresher: Some(Box::pin(refresher)) })
+            Ok(Opened {
+                source: store.clone(),
+                snapshot: Some(store),
+                refresh: Some(Refresh::until_stopped(refresher)),
+            })
         }
         Source::Http(http) => {
             let c = &registry.cache;
@@ -67,7 +101,7 @@ pub async fn open(
             Ok(Opened {
                 source: Arc::new(cache::CachedSource::new(fetcher, settings, metrics, SourceKind::Http)),
                 snapshot: None,
-                refresher: None,
+                refresh: None,
             })
         }
         Source::ConfigMap(cm) => {
@@ -81,7 +115,11 @@ pub async fn open(
                 bounds,
                 registry.max_entries,
             );
-            Ok(Opened { source: store.clone(), snapshot: Some(store), refresher: Some(Box::pin(source.run())) })
+            Ok(Opened {
+                source: store.clone(),
+                snapshot: Some(store),
+                refresh: Some(Refresh::until_stopped(source.run())),
+            })
         }
         Source::Firestore(fs) => {
             let lister = firestore_source::FirestoreLister::new(fs)?;
@@ -90,27 +128,37 @@ pub async fn open(
             let (store, syncer) =
                 synced(lister, SourceKind::Firestore, metrics, bounds, registry.max_entries, fs.sync());
             // Changes pushed within a second by the Listen stream; the sync is the safety net.
-            let refresher: BoxFuture<'static, ()> = match fs.listen {
+            let refresh = match fs.listen {
                 true => {
                     let listener =
                         firestore_listen::Listener::new(fs, &reader, syncer.applier.clone(), registry.max_entries)?;
-                    Box::pin(async move {
-                        tokio::join!(syncer.run(), listener.run());
-                    })
+                    // Stops when the listener has closed its stream; the sync is dropped with it.
+                    Refresh(Box::new(move |stop| {
+                        Box::pin(async move {
+                            tokio::select! {
+                                () = syncer.run() => {}
+                                () = listener.run(stop) => {}
+                            }
+                        })
+                    }))
                 }
-                false => Box::pin(syncer.run()),
+                false => Refresh::until_stopped(syncer.run()),
             };
             Ok(Opened {
                 source: Arc::new(firestore_reader::FirestoreSnapshot { store: store.clone(), reader }),
                 snapshot: Some(store),
-                refresher: Some(refresher),
+                refresh: Some(refresh),
             })
         }
         Source::BigQuery(bq) => {
             let lister = bigquery_source::BigQueryLister::new(bq)?;
             let (store, syncer) =
                 synced(lister, SourceKind::BigQuery, metrics, bounds, registry.max_entries, bq.sync());
-            Ok(Opened { source: store.clone(), snapshot: Some(store), refresher: Some(Box::pin(syncer.run())) })
+            Ok(Opened {
+                source: store.clone(),
+                snapshot: Some(store),
+                refresh: Some(Refresh::until_stopped(syncer.run())),
+            })
         }
     }
 }

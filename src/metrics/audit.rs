@@ -1,4 +1,4 @@
-//! The continuous audit's last pass, the backstop parameters it writes, and the Kubernetes
+//! `watch`'s last pass, the backstop parameters it writes, and the Kubernetes
 //! Events of admission and the audit.
 
 use super::family::{Exposition, counter, gauge, register};
@@ -35,7 +35,7 @@ impl Families {
             workloads_audited: gauge(
                 r,
                 "replica_guard_audited_workloads",
-                "Deployments the continuous audit judged in its last pass.",
+                "Deployments the cluster view judged in its last pass.",
             ),
             workloads_over: gauge(
                 r,
@@ -61,7 +61,7 @@ impl Families {
             ),
             pass_seconds: register(
                 r,
-                Gauge::new("replica_guard_audit_pass_seconds", "Seconds the last continuous audit pass took."),
+                Gauge::new("replica_guard_audit_pass_seconds", "Seconds the last pass of the cluster view took."),
             ),
             usage_writes: counter(
                 r,
@@ -87,7 +87,7 @@ impl Families {
 }
 
 impl Families {
-    /// Publishes the continuous audit's last pass: its per-workload gauges and counts.
+    /// Publishes `watch`'s last pass: its per-workload gauges and counts.
     pub fn publish_workloads(&self, view: Box<dyn Exposition>, audited: usize, over: usize) {
         self.workloads_audited.set(audited as i64);
         self.workloads_over.set(over as i64);

@@ -6,7 +6,7 @@
 //! (`metrics.admission.decided(…)`, `metrics.registry.failed(…)`):
 //! `admission` (requests, decisions, per-workload changes), `registry` (loads, lookups, the
 //! snapshot), `server` (connections, shed and bad requests, the certificate), `audit` (the
-//! continuous audit's pass, Events). `labels` holds the bounded label types.
+//! `watch`'s pass, Events). `labels` holds the bounded label types.
 //!
 //! No per-pod "last requested replicas" gauge: each webhook replica sees a different subset of
 //! requests, so such gauges disagree. `registered_max_replicas` is the same on every replica.

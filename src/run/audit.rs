@@ -8,7 +8,7 @@
 use super::RunError;
 use super::client::client;
 use super::offline::{EXIT_DENIED, EXIT_ERROR, print_out, read_registry, runtime};
-use crate::cluster::report::{Audited, Report};
+use crate::cluster::audit::{Audited, Report};
 use crate::cluster::{inventory, status};
 use crate::config::{Config, Source};
 use crate::limits::LimitSource;

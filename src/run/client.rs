@@ -40,8 +40,6 @@ pub(super) fn event_queue(
     });
     let reporter = kube::runtime::events::Reporter { controller: "replica-guard".into(), instance };
     let (queue, publisher) = crate::events::start(client.clone(), reporter, config.events.queue_size, metrics.clone());
-    // Ends once every sender is gone (the webhook's connections, the audit), having sent what
-    // was queued: waited for on the way out, not aborted.
-    lifecycle.spawn_drained("event publisher", publisher);
+    lifecycle.spawn(publisher);
     Some(queue)
 }

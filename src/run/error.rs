@@ -17,7 +17,7 @@ pub enum RunError {
     #[error("audit.usage.state is not set: there is no saved day to read (the chart sets it with audit.usage.enabled)")]
     NoUsageState,
     #[error("{0}")]
-    UsageState(#[from] crate::cluster::usage_state::StateError),
+    UsageState(#[from] crate::cluster::usage::state::StateError),
     #[error("{0}")]
     Registry(#[from] crate::limits::OpenError),
     #[error("the registry could not be read: {0}")]
@@ -38,6 +38,8 @@ pub enum RunError {
     Input(#[from] crate::check::input::InputError),
     #[error("{0}")]
     Certs(#[from] crate::certs::CertError),
+    #[error("stopped without finishing what these held: {0} (see the log above)")]
+    Unfinished(String),
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
     #[error("cannot start the async runtime: {0}")]

@@ -1,10 +1,12 @@
-//! The one lifecycle of a long-running process (`serve`, `watch`): what it reports as health,
-//! the listeners it serves, the background tasks it keeps (registry refresh, certificate reload,
-//! Event publisher, the continuous audit), and how all of them stop (`shutdown`).
+//! The one lifecycle of a long-running process (`serve`, `watch`): what it reports as health
+//! (the readiness each part reports through its handle), the listeners it serves, the parts it
+//! runs (`part::Part`: registry refresh, certificate reload, Event publisher, backstop writer,
+//! cluster view) with the stop signal it hands each of them, and how all of them stop (`shutdown`).
 
 use super::RunError;
 use crate::config::{ServerConfig, seconds};
 use crate::metrics::{ConnectionMetrics, Listener, Metrics};
+use crate::part::{Part, Ready, Stop, Unfinished};
 use crate::server::health::Health;
 use crate::server::{connections, routes};
 use std::net::SocketAddr;
@@ -21,10 +23,8 @@ pub struct Lifecycle {
     pub(super) delay: Duration,
     pub(super) stop: watch::Sender<bool>,
     pub(super) listeners: Vec<JoinHandle<()>>,
-    /// Parts that finish what they hold when stopped (`stop::Stop`), waited for on the way out.
-    pub(super) parts: Vec<(&'static str, JoinHandle<()>)>,
-    /// Helpers with nothing to finish (a registry refresh, a certificate reload): aborted.
-    pub(super) background: Vec<JoinHandle<()>>,
+    /// The parts, told to stop and waited for on the way out.
+    pub(super) parts: Vec<(&'static str, JoinHandle<Result<(), Unfinished>>)>,
     /// How long the parts may take to finish (`server.shutdownTimeoutSeconds`).
     pub(super) grace: Duration,
 }
@@ -39,30 +39,20 @@ impl Lifecycle {
             stop: watch::channel(false).0,
             listeners: vec![],
             parts: vec![],
-            background: vec![],
             grace: seconds(server.shutdown_timeout_seconds),
         }
     }
 
-    /// Keeps `task` running until the process stops; it is aborted then (it holds nothing).
-    pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
-        self.background.push(tokio::spawn(task));
+    /// Runs `part` until the process stops; then it is told to, and waited for (within
+    /// `server.shutdownTimeoutSeconds`) while it finishes what it holds.
+    pub fn spawn(&mut self, part: impl Part) {
+        let stop = Stop::new(self.stop.subscribe());
+        self.parts.push((part.name(), tokio::spawn(part.run(stop))));
     }
 
-    /// Runs the part `name` made by `part` from the stop signal: on SIGTERM it is told to stop,
-    /// and waited for (within `server.shutdownTimeoutSeconds`) while it finishes what it holds.
-    pub fn spawn_part<F>(&mut self, name: &'static str, part: impl FnOnce(crate::part::Stop) -> F)
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        let stop = crate::part::Stop::new(self.stop.subscribe());
-        self.parts.push((name, tokio::spawn(part(stop))));
-    }
-
-    /// Runs `task`, which ends on its own once the parts that feed it are gone (the Event
-    /// publisher, whose queue closes with its last sender): waited for like a part.
-    pub fn spawn_drained(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
-        self.parts.push((name, tokio::spawn(task)));
+    /// A readiness the part it is given to reports: `/readyz` says `problem` until it is set.
+    pub fn readiness(&self, problem: &'static str) -> Ready {
+        self.health.reported(problem)
     }
 
     /// Binds `address` (the config key `key` names it in errors) and serves `app` on it, with TLS

@@ -1,5 +1,5 @@
 //! Where each process is put together, one file per command: `serve` (the webhook), `watch`
-//! (the continuous audit) and `offline` (`check`, `audit`, `certs`). The long-running two share
+//! (the cluster view) and `offline` (`check`, `audit`, `certs`). The long-running two share
 //! one `Lifecycle` (health, listeners, the parts and their stop signal) and one `shutdown` (what
 //! SIGTERM does); each process makes at most one Kubernetes client (`client`) and hands it to every
 //! part that needs it. Why a command failed: `error`.

@@ -130,7 +130,7 @@ fn judge(config: &Config, args: &CheckArgs) -> Result<u8, RunError> {
 }
 
 /// The config's registry, read once for an offline command: a file at once; a ConfigMap or a
-/// Firestore/BigQuery snapshot by running its refresher until the first load says how it went.
+/// Firestore/BigQuery snapshot by running its refresh until the first load says how it went.
 fn open_registry(
     config: &Config,
     runtime: &tokio::runtime::Runtime,
@@ -149,8 +149,8 @@ pub(super) async fn read_registry(
     let opened = crate::limits::open(&config.registry, config.policy.platform_bounds, metrics.clone(), kube).await?;
     let first_read_in_background =
         matches!(config.registry.source(), Source::ConfigMap(_) | Source::Firestore(_) | Source::BigQuery(_));
-    if let Some(refresher) = opened.refresher.filter(|_| first_read_in_background) {
-        let refreshing = tokio::spawn(refresher);
+    if let Some(refresh) = opened.refresh.filter(|_| first_read_in_background) {
+        let refreshing = tokio::spawn(crate::part::Part::run(refresh, crate::part::Stop::never()));
         let loaded = tokio::time::timeout(Duration::from_secs(10), opened.source.first_load()).await;
         refreshing.abort();
         match loaded {

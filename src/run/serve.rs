@@ -10,6 +10,7 @@ use crate::config::{Config, Source, seconds};
 use crate::json_lines::JsonLines;
 use crate::limits;
 use crate::metrics::{Listener, Metrics};
+use crate::part::Helper;
 use crate::server::callers::Callers;
 use crate::server::{body, connections, routes, tls};
 use crate::webhook::Webhook;
@@ -25,9 +26,9 @@ pub struct Running {
 }
 
 impl Running {
-    /// Drains as on SIGTERM (`shutdown`).
-    pub async fn shutdown(self) {
-        self.lifecycle.drain().await;
+    /// Drains as on SIGTERM (`shutdown`); returns the parts that could not finish.
+    pub async fn shutdown(self) -> Vec<&'static str> {
+        self.lifecycle.drain().await
     }
 }
 
@@ -60,10 +61,10 @@ pub async fn start_with(
     lifecycle.health.require("serving certificate expired", move || !serving.expired());
     let limits = opened.source.clone();
     lifecycle.health.require("registry not read yet", move || limits.is_ready());
-    if let Some(refresher) = opened.refresher {
-        lifecycle.spawn(refresher);
+    if let Some(refresh) = opened.refresh {
+        lifecycle.spawn(refresh);
     }
-    lifecycle.spawn(reload_certificate);
+    lifecycle.spawn(Helper { name: "certificate reload", task: reload_certificate });
     let mut webhook = Webhook::new(config.policy.clone(), opened.source, metrics.clone(), records)
         .with_reread(seconds(config.registry.cache.reread_timeout_seconds));
     if let Some(queue) = event_queue(config, kube.as_ref(), &metrics, &mut lifecycle) {
@@ -95,6 +96,5 @@ pub async fn start_with(
 pub async fn run(config: &Config) -> Result<(), RunError> {
     let signals = Signals::listen()?;
     let running = start(config, JsonLines::stdout()).await?;
-    running.lifecycle.run_until_signal(signals).await;
-    Ok(())
+    running.lifecycle.run_until_signal(signals).await
 }

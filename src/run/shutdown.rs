@@ -7,10 +7,12 @@
 //! 3. the listeners stop accepting; open connections finish their in-flight requests within
 //!    `server.shutdownTimeoutSeconds` (keep-alive connections are closed after their response);
 //! 4. the long-running parts are told to stop and finish what they hold, within the same
-//!    `server.shutdownTimeoutSeconds`: the continuous audit saves the day's usage, the backstop
+//!    `server.shutdownTimeoutSeconds`: the cluster view saves the day's usage, the backstop
 //!    writer completes its pass, the Event publisher sends what is queued once nothing can queue
-//!    more; what has nothing to finish (a registry refresh, a certificate reload) is aborted;
-//! 5. the process exits 0.
+//!    more, the registry's Listen stream is closed; what has nothing to finish (a registry poll,
+//!    a certificate reload) just returns;
+//! 5. the process exits 0 — or 1 when a part could not finish what it held (the day's usage not
+//!    saved, a part still busy when the time was up), each named in the log.
 //!
 //! A second SIGTERM or SIGINT during the drain exits at once (status 1): someone wants it gone now.
 
@@ -42,7 +44,7 @@ impl Signals {
 
 impl Lifecycle {
     /// Runs until a signal arrives, then drains (steps 1 to 4); a second signal exits at once.
-    pub async fn run_until_signal(self, mut signals: Signals) {
+    pub async fn run_until_signal(self, mut signals: Signals) -> Result<(), RunError> {
         let signal = signals.next().await;
         tracing::info!(signal, "received");
         tokio::spawn(async move {
@@ -50,11 +52,12 @@ impl Lifecycle {
             tracing::warn!(signal, "received again while draining; exiting now");
             std::process::exit(1);
         });
-        self.drain().await;
+        let unfinished = self.drain().await;
+        if unfinished.is_empty() { Ok(()) } else { Err(RunError::Unfinished(unfinished.join(", "))) }
     }
 
-    /// Steps 1 to 4 above; returns when every listener has drained.
-    pub async fn drain(self) {
+    /// Steps 1 to 4 above; returns the parts that could not finish what they held.
+    pub async fn drain(self) -> Vec<&'static str> {
         self.health.begin_shutdown();
         tracing::info!(
             delay_seconds = self.delay.as_secs_f64(),
@@ -68,22 +71,31 @@ impl Lifecycle {
         tracing::info!("all connections drained");
         let started = std::time::Instant::now();
         let deadline = tokio::time::Instant::now() + self.grace;
+        let mut unfinished = vec![];
         for (name, mut task) in self.parts {
+            let seconds = || started.elapsed().as_secs_f64();
             match tokio::time::timeout_at(deadline, &mut task).await {
-                Ok(_) => tracing::info!(part = name, seconds = started.elapsed().as_secs_f64(), "finished"),
+                Ok(Ok(Ok(()))) => tracing::info!(part = name, seconds = seconds(), "finished"),
+                Ok(Ok(Err(error))) => {
+                    tracing::error!(part = name, seconds = seconds(), %error, "stopped without finishing");
+                    unfinished.push(name);
+                }
+                Ok(Err(error)) => {
+                    tracing::error!(part = name, %error, "failed");
+                    unfinished.push(name);
+                }
                 Err(_) => {
                     task.abort();
-                    tracing::warn!(
+                    tracing::error!(
                         part = name,
                         grace_seconds = self.grace.as_secs_f64(),
                         "did not finish within server.shutdownTimeoutSeconds; stopped"
                     );
+                    unfinished.push(name);
                 }
             }
         }
-        for task in self.background {
-            task.abort();
-        }
         tracing::info!("exiting");
+        unfinished
     }
 }

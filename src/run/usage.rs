@@ -1,13 +1,13 @@
 //! `replica-guard usage`: the usage lines of the day so far (and of any saved day not printed
-//! yet), read from the continuous audit's saved state — what an operator runs to see today's
+//! yet), read from `watch`'s saved state — what an operator runs to see today's
 //! billing lines without waiting for midnight: `kubectl exec deploy/<release>-audit -n <ns> --
 //! replica-guard usage --config /etc/replica-guard/config/config.yaml`. It prints and changes
 //! nothing else: the day's own lines still come at midnight from `watch`.
 
 use super::RunError;
 use super::client::client;
-use crate::cluster::usage_log::write_day;
-use crate::cluster::usage_state::StateStore;
+use crate::cluster::usage::log::write_day;
+use crate::cluster::usage::state::StateStore;
 use crate::config::Config;
 use crate::json_lines::JsonLines;
 use crate::metrics::Metrics;

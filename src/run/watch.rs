@@ -1,14 +1,17 @@
-//! `replica-guard watch`: the continuous audit (the chart's audit Deployment). Reads the
-//! registry, watches every Deployment and HPA (`cluster::watch`), writes the usage records and
-//! Events, serves the admin listener (`/readyz` after the first complete pass), and drains on
-//! SIGTERM like the webhook (`shutdown`).
+//! `replica-guard watch` (the chart's audit Deployment): reads the registry, runs the cluster view
+//! (`cluster::view`) with its subscribers — announcements (Events, gauges), usage records, policy
+//! reports — and the backstop writer, serves the admin listener (`/readyz` after the first complete
+//! pass), and drains on SIGTERM like the webhook (`shutdown`).
 
 use super::RunError;
 use super::client::{client, event_queue};
 use super::lifecycle::Lifecycle;
 use super::shutdown::Signals;
-use crate::cluster::usage_log::UsageLog;
-use crate::cluster::usage_state::StateStore;
+use crate::cluster::announce::Announcer;
+use crate::cluster::reports::Reports;
+use crate::cluster::usage::log::UsageLog;
+use crate::cluster::usage::state::StateStore;
+use crate::cluster::view::{ClusterView, Subscriber};
 use crate::config::{Config, seconds};
 use crate::json_lines::JsonLines;
 use crate::limits;
@@ -16,41 +19,41 @@ use crate::metrics::Metrics;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// A started continuous audit: where its admin listener is, and its lifecycle to stop it.
+/// A started `watch`: where its admin listener is, and its lifecycle to stop it.
 pub struct Running {
     pub admin_address: SocketAddr,
     lifecycle: Lifecycle,
 }
 
 impl Running {
-    /// Drains as on SIGTERM (`shutdown`).
-    pub async fn shutdown(self) {
-        self.lifecycle.drain().await;
+    /// Drains as on SIGTERM (`shutdown`); returns the parts that could not finish.
+    pub async fn shutdown(self) -> Vec<&'static str> {
+        self.lifecycle.drain().await
     }
 }
 
-/// Starts the continuous audit with the Kubernetes client `kube_client` makes (the one client
+/// Starts `watch` with the Kubernetes client `kube_client` makes (the one client
 /// of the process: the registry's ConfigMap, the watches, Events, PolicyReports, the usage state).
 pub async fn start_with(
     config: &Config,
     kube_client: impl AsyncFnOnce() -> Result<kube::Client, kube::Error>,
 ) -> Result<Running, RunError> {
     let metrics = Arc::new(Metrics::new());
-    let kube = client(kube_client, "the continuous audit").await?;
+    let kube = client(kube_client, "replica-guard watch").await?;
     let mut config = config.clone();
     config.cluster.name = cluster_name(&config, &kube).await;
     let config = &config;
     let opened =
         limits::open(&config.registry, config.policy.platform_bounds, metrics.clone(), Some(kube.clone())).await?;
     let mut lifecycle = Lifecycle::new(&config.server);
-    let first_pass = lifecycle.health.reported("first audit pass not done");
+    let first_pass = lifecycle.readiness("first audit pass not done");
     let limits = opened.source.clone();
     lifecycle.health.require("registry not read yet", move || limits.is_ready());
-    if let Some(refresher) = opened.refresher {
-        lifecycle.spawn(refresher);
+    if let Some(refresh) = opened.refresh {
+        lifecycle.spawn(refresh);
     }
     let events = event_queue(config, Some(&kube), &metrics, &mut lifecycle);
-    let usage = match &config.audit.usage {
+    let mut usage = match &config.audit.usage {
         usage if usage.enabled => {
             let state =
                 usage.state.as_ref().map(|s| StateStore::new(kube.clone(), &s.namespace, &s.name, metrics.clone()));
@@ -71,26 +74,29 @@ pub async fn start_with(
                     // Validated with the config.
                     scope: config.backstop.scope().ok().flatten(),
                 };
-                lifecycle.spawn_part("backstop writer", |stop| writer.run(stop));
+                lifecycle.spawn(writer);
             }
             None => tracing::warn!(
                 "backstop.enabled, but registry.http is asked per workload: there is no whole registry to write the backstop's parameters from; the backstop enforces nothing"
             ),
         }
     }
-    let audit = crate::cluster::watch::Audit {
+    // Who stood announced over their limits when the last `watch` stopped (saved with the day).
+    let restored = usage.as_mut().and_then(UsageLog::take_restored_over);
+    let mut subscribers: Vec<Box<dyn Subscriber>> = vec![Box::new(Announcer::new(events, metrics.clone(), restored))];
+    if let Some(usage) = usage {
+        subscribers.push(Box::new(usage));
+    }
+    subscribers.push(Box::new(Reports::new(kube.clone(), config.audit.reports, config.cluster.name.clone())));
+    lifecycle.spawn(ClusterView {
         client: kube,
         limits: opened.source,
         policy: config.policy.clone(),
-        events,
         metrics: metrics.clone(),
         interval: seconds(config.audit.interval_seconds),
         ready: first_pass,
-        usage,
-        reports: config.audit.reports,
-        cluster: config.cluster.name.clone(),
-    };
-    lifecycle.spawn_part("continuous audit", |stop| crate::cluster::watch::run(audit, stop));
+        subscribers,
+    });
     let admin_address = lifecycle.admin(config.server.admin_address, &metrics).await?;
     tracing::info!(%admin_address, "replica-guard audit is watching the cluster");
     Ok(Running { admin_address, lifecycle })
@@ -124,10 +130,9 @@ pub(super) async fn cluster_name(config: &Config, kube: &kube::Client) -> Option
     }
 }
 
-/// Runs the continuous audit until SIGTERM or SIGINT, then drains.
+/// Runs `watch` until SIGTERM or SIGINT, then drains.
 pub async fn run(config: &Config) -> Result<(), RunError> {
     let signals = Signals::listen()?;
     let running = start_with(config, kube::Client::try_default).await?;
-    running.lifecycle.run_until_signal(signals).await;
-    Ok(())
+    running.lifecycle.run_until_signal(signals).await
 }

@@ -1,6 +1,6 @@
 //! What `/readyz` reports on: the conditions the parts of the process registered with their
 //! lifecycle (the registry read at least once, the serving certificate not expired, the
-//! continuous audit's first pass done), and not shutting down. A part that knows when it is ready
+//! `watch`'s first pass done), and not shutting down. A part that knows when it is ready
 //! reports it through its own `Ready` handle; no field here names any of them.
 
 use crate::part::Ready;

@@ -234,9 +234,9 @@ pub fn run(c: &Cluster, total: usize) {
     drop(watch);
 
     // Down over midnight: every shard's day is yesterday's now; the restart prints that day.
-    let yesterday = replica_guard::cluster::usage::today().yesterday().unwrap().to_string();
+    let yesterday = replica_guard::cluster::usage::day::today().yesterday().unwrap().to_string();
     for i in 0..shards as usize {
-        let name = replica_guard::cluster::usage_state::shard_name("scale-usage", i);
+        let name = replica_guard::cluster::usage::state::shard_name("scale-usage", i);
         let patch = format!("{{\"data\":{{\"date\":\"{yesterday}\"}}}}");
         c.kubectl("admin", &["patch", "configmap", &name, "-n", "default", "--type=merge", "-p", &patch]).success();
     }

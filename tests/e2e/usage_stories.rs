@@ -75,7 +75,7 @@ fn day_of_3_6_4(c: &Cluster) {
     let watching = start_watch(&kubeconfig, &config);
     wait_for_metric(&watching, &replicas(3));
     let today = wait_for_saved(c, ns, "api", serde_json::json!([3, null, 2.0, 4.0, 4, "payments-team", false]));
-    assert_eq!(today, replica_guard::cluster::usage::today().to_string(), "the UTC day");
+    assert_eq!(today, replica_guard::cluster::usage::day::today().to_string(), "the UTC day");
     for n in [6, 4] {
         c.kubectl("admin", &["scale", "deploy/api", "-n", ns, &format!("--replicas={n}")]).success();
         wait_for_metric(&watching, &replicas(n));
@@ -84,7 +84,7 @@ fn day_of_3_6_4(c: &Cluster) {
     drop(watching);
 
     // The pod was down over midnight: its saved day is yesterday's now.
-    let yesterday = replica_guard::cluster::usage::today().yesterday().unwrap();
+    let yesterday = replica_guard::cluster::usage::day::today().yesterday().unwrap();
     let patch = format!("{{\"data\":{{\"date\":\"{yesterday}\"}}}}");
     c.kubectl("admin", &["patch", "configmap", STATE, "-n", RELEASE_NS, "--type=merge", "-p", &patch]).success();
     let watching = start_watch(&kubeconfig, &config);
@@ -133,7 +133,7 @@ fn shards(c: &Cluster, release_ns: &str, state: &str) -> Vec<(String, String, Ve
     let count: usize = first["data"]["shards"].as_str().and_then(|n| n.parse().ok()).unwrap_or(1);
     (0..count)
         .filter_map(|i| {
-            let name = replica_guard::cluster::usage_state::shard_name(state, i);
+            let name = replica_guard::cluster::usage::state::shard_name(state, i);
             let cm = if i == 0 { first.clone() } else { read(&name)? };
             let rows = serde_json::from_str(cm["data"]["workloads"].as_str()?).ok()?;
             Some((name, cm["data"]["date"].as_str()?.to_string(), rows))
@@ -187,7 +187,7 @@ fn sharded_day_across_midnight(c: &Cluster) {
     wait_for("the whole day saved", &|| saved_highs(c, release_ns, state, ns).len() == 1_000);
     let saved = shards(c, release_ns, state);
     assert!(saved.len() >= 2, "more than one ConfigMap: {} shard(s)", saved.len());
-    let today = replica_guard::cluster::usage::today().to_string();
+    let today = replica_guard::cluster::usage::day::today().to_string();
     for (shard, date, rows) in &saved {
         assert_eq!(date, &today, "{shard}");
         assert!(!rows.is_empty(), "{shard} holds part of the day");
@@ -206,7 +206,7 @@ fn sharded_day_across_midnight(c: &Cluster) {
     drop(watching);
 
     // Down over midnight: every shard's day is yesterday's now.
-    let yesterday = replica_guard::cluster::usage::today().yesterday().unwrap();
+    let yesterday = replica_guard::cluster::usage::day::today().yesterday().unwrap();
     for (shard, _, _) in &saved {
         let patch = format!("{{\"data\":{{\"date\":\"{yesterday}\"}}}}");
         c.kubectl("admin", &["patch", "configmap", shard, "-n", release_ns, "--type=merge", "-p", &patch]).success();
@@ -322,10 +322,10 @@ fn sigterm_loses_nothing(c: &Cluster) {
         String::from_utf8_lossy(&ran.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let grow = today.iter().find(|r| r["namespace"] == ns && r["deployment"] == "grow").expect("grow's line");
     assert_eq!(grow["maxReplicasSeen"], 7, "{grow}");
-    assert_eq!(grow["date"], replica_guard::cluster::usage::today().to_string());
+    assert_eq!(grow["date"], replica_guard::cluster::usage::day::today().to_string());
 
     // The day's lines (the saved day made yesterday's, as after midnight) carry both highs.
-    let yesterday = replica_guard::cluster::usage::today().yesterday().unwrap();
+    let yesterday = replica_guard::cluster::usage::day::today().yesterday().unwrap();
     for (shard, _, _) in shards(c, release_ns, state) {
         let patch = format!("{{\"data\":{{\"date\":\"{yesterday}\"}}}}");
         c.kubectl("admin", &["patch", "configmap", &shard, "-n", release_ns, "--type=merge", "-p", &patch]).success();

@@ -11,7 +11,7 @@
 //! Deployment scaled writes one shard), and at most once per audit pass. The layout only grows
 //! during a day (no reshuffling back and forth) and is chosen afresh with each new day.
 
-use super::usage::{Day, High};
+use super::day::{Day, High};
 use crate::decision::WorkloadKey;
 use crate::metrics::Metrics;
 use k8s_openapi::api::core::v1::ConfigMap;

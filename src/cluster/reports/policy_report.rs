@@ -1,13 +1,13 @@
 //! Policy reports in the two formats Policy Reporter reads: `openreports.io/v1alpha1` Report
 //! (the Policy WG's API since it moved to OpenReports; Kyverno writes it since 1.15) and
-//! `wgpolicyk8s.io/v1alpha2` PolicyReport, written by the continuous audit into whichever the
+//! `wgpolicyk8s.io/v1alpha2` PolicyReport, written by `watch` into whichever the
 //! cluster serves (`audit.reports`): one report per namespace, `replica-guard`, with one result
 //! per Deployment (`source: replica-guard`, policy `registered-max-replicas`), a summary of all
 //! results, and no more than `MAX_RESULTS` results (the summary still counts every workload). A
 //! report is written only when its results changed. Both formats have the same results and
 //! summary; a Report also names its source at the top.
 
-use super::status::{Judged, Status};
+use crate::cluster::status::{Judged, Status};
 use crate::config::ReportsConfig;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;

@@ -3,11 +3,11 @@
 //! daily job was meant to fill, exact instead of sampled, because every change the watch sees
 //! counts, not one count a day.
 //!
-//! Pure: `Day` keeps the highs of one UTC day; the continuous audit feeds it every watch event,
+//! Pure: `Day` keeps the highs of one UTC day; `watch` feeds it every watch event,
 //! rolls it over at midnight and prints the finished day's records (`watch.rs`); `usage_state.rs`
 //! keeps the day in a ConfigMap so a restart does not lose it.
 
-use super::pricing::Pricing;
+use crate::cluster::pricing::Pricing;
 use crate::decision::WorkloadKey;
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! The continuous audit's usage records, end to end: feeds the day (`usage::Day`) from the watch,
+//! `watch`'s usage records, end to end: feeds the day (`usage::Day`) from the watch,
 //! rolls it over at the first audit pass after UTC midnight, prints the finished day's lines to
 //! stdout (where the log sink picks them up by `"log": "replica-guard-usage"`), and keeps the day
 //! in its ConfigMaps (`usage_state`) so a restart loses nothing. A restart after midnight prints
@@ -6,13 +6,16 @@
 //! the next prints it again, so the README's queries take the highest per (date, namespace,
 //! deployment).
 
-use super::pricing::Pricing;
-use super::status::RunningWorkload;
-use super::usage::{Day, today};
-use super::usage_state::StateStore;
-use crate::decision::Limit;
+use super::day::{Day, today};
+use super::state::{StateError, StateStore};
+use crate::cluster::pricing::Pricing;
+use crate::cluster::status::RunningWorkload;
+use crate::cluster::view::{Change, Pass, Subscriber};
 use crate::decision::policy::Policy;
+use crate::decision::{Limit, WorkloadKey};
 use crate::json_lines::JsonLines;
+use crate::limits::BoxFuture;
+use crate::part::Unfinished;
 
 pub struct UsageLog {
     cluster: String,
@@ -114,15 +117,61 @@ impl UsageLog {
     }
 
     /// Saves the day when something changed since the last save.
-    pub async fn save(&mut self) {
-        let Some(store) = self.state.as_mut() else { return };
+    pub async fn save(&mut self) -> Result<(), StateError> {
+        let Some(store) = self.state.as_mut() else { return Ok(()) };
         if !self.day.dirty {
-            return;
+            return Ok(());
         }
-        match store.save(&self.day).await {
-            Ok(()) => self.day.dirty = false,
-            Err(e) => tracing::warn!(error = %e, "usage records: the day could not be saved"),
+        store.save(&self.day).await?;
+        self.day.dirty = false;
+        Ok(())
+    }
+
+    /// After a pass: what the registry said of each judged workload, who is over their limits
+    /// now (saved with the day: the next `watch` announces relative to it), and the day saved.
+    async fn after_pass(&mut self, pass: &Pass<'_>) {
+        self.pass(pass.running);
+        let over = pass
+            .judged
+            .iter()
+            .filter(|j| j.status.is_over())
+            .map(|j| WorkloadKey::new(&j.workload.namespace, &j.workload.deployment))
+            .collect();
+        self.announced_over(&over);
+        for j in pass.judged {
+            let (namespace, deployment) = (&j.workload.namespace, &j.workload.deployment);
+            let revision = pass.limits.revision(namespace, deployment).await;
+            self.registered(namespace, deployment, j.limit.as_ref(), revision);
         }
+        if let Err(e) = self.save().await {
+            tracing::warn!(error = %e, "usage records: the day could not be saved; the next pass tries again");
+        }
+    }
+}
+
+impl Subscriber for UsageLog {
+    fn name(&self) -> &'static str {
+        "usage records"
+    }
+
+    fn changed(&mut self, change: Change<'_>) {
+        match change {
+            Change::Deployment(w) => self.deployment(w),
+            Change::Hpa { target, max_replicas } => self.hpa(&target.namespace, &target.deployment, max_replicas),
+        }
+    }
+
+    fn pass<'a>(&'a mut self, pass: &'a Pass<'a>) -> BoxFuture<'a, ()> {
+        Box::pin(self.after_pass(pass))
+    }
+
+    /// The day as it stands (the highs seen since the last pass included) is saved.
+    fn stop(&mut self) -> BoxFuture<'_, Result<(), Unfinished>> {
+        Box::pin(async move {
+            self.save().await.map_err(|e| format!("the day's usage could not be saved: {e}"))?;
+            tracing::info!("usage records: the day is saved");
+            Ok(())
+        })
     }
 }
 
