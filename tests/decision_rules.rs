@@ -1,6 +1,7 @@
 //! Every decision rule of the design, as a table of cases named after the rule. The decision is a
 //! pure function, so these run without a server.
 
+use replica_guard::decision::limit::Unreachable;
 use replica_guard::decision::policy::{ChangeSummary, FailurePolicy, Mode, NamespacePolicy, Policy};
 use replica_guard::decision::{
     Decision, Field, FieldChange, Operation, Override, Path, Rule, Subject, Verdict, decide,
@@ -148,7 +149,7 @@ fn cases() -> Vec<Case> {
         Case { rule: "no-op: an entry outside the platform bounds is not reported on a no-op", subject: update(3, 3), lookup: limit(12), policy: enforce.clone(), verdict: Allowed, decided_by: NoChange, says: "" },
         Case { rule: "no-op: below the registered minimum is not reported on a no-op", subject: update(1, 1), lookup: limit_min(4, 2), policy: enforce.clone(), verdict: Allowed, decided_by: NoChange, says: "" },
         Case { rule: "no-op: a Scale update that keeps the replicas is silent", subject: on(Path::Scale, update(9, 9)), lookup: limit(4), policy: enforce.clone(), verdict: Allowed, decided_by: NoChange, says: "" },
-        Case { rule: "no-op: registry unreachable and fail closed does not refuse a no-op", subject: update(3, 3), lookup: Lookup::Unavailable("timeout".into()), policy: failing(FailurePolicy::Closed), verdict: Allowed, decided_by: NoChange, says: "" },
+        Case { rule: "no-op: registry unreachable and fail closed does not refuse a no-op", subject: update(3, 3), lookup: Lookup::Unavailable(Unreachable::said("timeout")), policy: failing(FailurePolicy::Closed), verdict: Allowed, decided_by: NoChange, says: "" },
         Case { rule: "no-op: not a no-op when a label changed", subject: { let mut s = update(7, 7); s.changes.push(change(Field::Other, "/metadata/labels/team")); s }, lookup: limit(4), policy: enforce.clone(), verdict: Warned, decided_by: Ratchet, says: "replicas 7 is above PED max 4" },
         // The ratchet and the violation hold on every path: kubectl scale and HPAs.
         Case { rule: "scale path: scaling above max is denied", subject: on(Path::Scale, update(6, 9)), lookup: limit(4), policy: enforce.clone(), verdict: Denied, decided_by: Violation, says: "replicas 6 -> 9 exceeds PED max 4 for team-a/payments-api. To deploy, scale to 4 or less" },
@@ -167,8 +168,8 @@ fn cases() -> Vec<Case> {
         Case { rule: "unregistered: deny refuses an update that raises replicas", subject: update(2, 3), lookup: Lookup::Unregistered, policy: unregistered(replica_guard::decision::policy::Unregistered::Deny), verdict: Denied, decided_by: Unregistered, says: "team-a/payments-api is not registered in PED" },
         Case { rule: "unregistered: deny lets an update that does not raise replicas through, with a warning (ratchet)", subject: { let mut s = update(3, 2); s.changes.push(change(Field::Image, "/spec/template/spec/containers/0/image")); s }, lookup: Lookup::Unregistered, policy: unregistered(replica_guard::decision::policy::Unregistered::Deny), verdict: Warned, decided_by: Unregistered, says: "not registered in PED; allowed as replicas not raised, register it with the onboarding pipeline (team-a/payments-api)" },
         // Registry that cannot answer.
-        Case { rule: "registry unavailable: fail open warns", subject: create(3), lookup: Lookup::Unavailable("timeout after 1s".into()), policy: failing(FailurePolicy::Open), verdict: Warned, decided_by: RegistryUnavailable, says: "PED limit not checked: registry unreachable (team-a/payments-api: timeout after 1s)" },
-        Case { rule: "registry unavailable: fail closed denies", subject: create(3), lookup: Lookup::Unavailable("timeout after 1s".into()), policy: failing(FailurePolicy::Closed), verdict: Denied, decided_by: RegistryUnavailable, says: "PED registry unreachable" },
+        Case { rule: "registry unavailable: fail open warns", subject: create(3), lookup: Lookup::Unavailable(Unreachable::said("timeout after 1s")), policy: failing(FailurePolicy::Open), verdict: Warned, decided_by: RegistryUnavailable, says: "PED limit not checked: registry unreachable (team-a/payments-api: timeout after 1s)" },
+        Case { rule: "registry unavailable: fail closed denies", subject: create(3), lookup: Lookup::Unavailable(Unreachable::said("timeout after 1s")), policy: failing(FailurePolicy::Closed), verdict: Denied, decided_by: RegistryUnavailable, says: "PED registry unreachable" },
         // Platform bounds: reported, still enforced as registered.
         Case { rule: "platform bounds: an entry above the bounds is reported", subject: update(3, 10), lookup: limit(12), policy: enforce.clone(), verdict: Warned, decided_by: WithinLimit, says: "PED max 12 is outside the platform bounds 2-8; ask the platform team to correct the PED entry (team-a/payments-api)" },
         Case { rule: "platform bounds: an entry below the bounds is reported and enforced", subject: update(1, 2), lookup: limit(1), policy: enforce.clone(), verdict: Denied, decided_by: Violation, says: "replicas 1 -> 2 exceeds PED max 1" },
@@ -425,7 +426,7 @@ fn warnings_keep_their_point_with_the_longest_names() {
         (
             "registry unreachable",
             long(create(3)),
-            Lookup::Unavailable("timeout".into()),
+            Lookup::Unavailable(Unreachable::said("timeout")),
             policy(Mode::Enforce),
             "PED limit not checked: registry unreachable",
         ),

@@ -188,6 +188,7 @@ async fn a_bad_row_or_a_failed_page_keeps_the_last_snapshot() {
     fake.set(100, "8");
     fake.0.lock().unwrap().rows[45].2 = "eight".into();
     let Synced::Failed(why) = syncer.sync_once().await else { panic!("a bad row") };
+    let why = why.to_string();
     assert_eq!(why, "page 2, row 6: column max_replicas: \"eight\" is not a whole number");
     assert_eq!(max_of(&store, "team-0", "api-0").await, Some((4, Scope::Deployment)), "nothing of it applied");
 
@@ -195,12 +196,14 @@ async fn a_bad_row_or_a_failed_page_keeps_the_last_snapshot() {
     fake.set(100, "8");
     fake.0.lock().unwrap().rows[12].0 = "n".repeat(64);
     let Synced::Failed(why) = syncer.sync_once().await else { panic!("a namespace too long") };
+    let why = why.to_string();
     assert!(why.starts_with("page 1, row 13: column namespace: \"nnnn"), "{why}");
     assert!(why.contains("(64 characters) is not a namespace name (at most 63"), "{why}");
 
     fake.set(100, "8");
     fake.0.lock().unwrap().failing_page = Some(3);
     let Synced::Failed(why) = syncer.sync_once().await else { panic!("page 3 fails") };
+    let why = why.to_string();
     assert!(why.starts_with("jobs.getQueryResults, page 3: ") && why.contains("503"), "{why}");
     assert_eq!(max_of(&store, "team-0", "api-0").await, Some((4, Scope::Deployment)));
     fake.0.lock().unwrap().failing_page = None;

@@ -14,10 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use replica_guard::config::FirestoreRegistryConfig;
 use replica_guard::decision::{Lookup, Scope};
-use replica_guard::limits::LimitSource;
+use replica_guard::limits::entry::TooMany;
 use replica_guard::limits::firestore_source::FirestoreLister;
 use replica_guard::limits::store::SnapshotStore;
 use replica_guard::limits::sync::{Applier, Synced, Syncer};
+use replica_guard::limits::{LimitSource, RegistryError};
 use replica_guard::metrics::{Metrics, SourceKind};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -183,6 +184,7 @@ async fn a_sync_that_fails_halfway_keeps_the_last_snapshot() {
     fake.set(documents(1000, 8));
     fake.0.lock().unwrap().failing_page = Some(3);
     let Synced::Failed(why) = syncer.sync_once().await else { panic!("page 3 fails") };
+    let why = why.to_string();
     assert!(why.starts_with("page 3: ") && why.contains("500"), "{why}");
     assert_eq!(max_of(&store, "team-0", "api-0").await, Some(4), "pages 1 and 2 were not applied");
     fake.0.lock().unwrap().failing_page = None;
@@ -199,6 +201,7 @@ async fn a_bad_document_fails_the_whole_sync_and_says_which_and_where() {
     fake.set(docs);
     let (syncer, store) = syncer(&url, json!({}));
     let Synced::Failed(why) = syncer.sync_once().await else { panic!("a bad document") };
+    let why = why.to_string();
     assert!(why.contains("documents/ped/team-0--api-7: field maxReplicas: integerValue \"four\""), "{why}");
     assert!(!store.is_ready(), "nothing applied, still not ready");
 
@@ -206,6 +209,7 @@ async fn a_bad_document_fails_the_whole_sync_and_says_which_and_where() {
     twice.push(document("team-0", "api-0", 6, true));
     fake.set(twice);
     let Synced::Failed(why) = syncer.sync_once().await else { panic!("a duplicate") };
+    let why = why.to_string();
     assert!(why.contains("both register team-0 deployment api-0"), "{why}");
 }
 
@@ -253,6 +257,7 @@ async fn a_401_reads_a_fresh_token_once() {
     fake.0.lock().unwrap().required_auth = Some("Bearer other".into());
     fake.0.lock().unwrap().requests.clear();
     let Synced::Failed(why) = syncer.sync_once().await else { panic!("refused") };
+    let why = why.to_string();
     assert!(why.contains("401"), "{why}");
     assert_eq!(fake.0.lock().unwrap().requests.len(), 2, "one request and one retry");
     assert!(store.is_ready());
@@ -269,6 +274,7 @@ async fn a_page_slower_than_the_sync_timeout_keeps_the_last_snapshot() {
     fake.0.lock().unwrap().slow_page = Some((2, Duration::from_secs(3)));
     let started = std::time::Instant::now();
     let Synced::Failed(why) = syncer.sync_once().await else { panic!("too slow") };
+    let why = why.to_string();
     assert!(why.contains("took longer than 0.5 s"), "{why}");
     assert!(started.elapsed() < Duration::from_secs(2), "abandoned at the timeout, not after the page");
     assert_eq!(max_of(&store, "team-0", "api-0").await, Some(4));
@@ -418,6 +424,7 @@ async fn entries_out_of_bounds_fail_the_sync_naming_the_document_and_the_field()
         fake.set(docs);
         let (syncer, store) = syncer(&url, json!({}));
         let Synced::Failed(why) = syncer.sync_once().await else { panic!("{bad}: the sync must fail") };
+        let why = why.to_string();
         assert!(why.contains(want), "{why}\nwant: {want}");
         assert!(why.len() < 300, "the error does not repeat the bad value: {} bytes", why.len());
         assert!(!store.is_ready());
@@ -431,12 +438,10 @@ async fn more_entries_than_registry_max_entries_fail_the_sync_at_the_limit() {
     fake.set(documents(1000, 4));
     let (mut syncer, store) = syncer(&url, json!({}));
     syncer.max_entries = 400;
+    assert_eq!(syncer.sync_once().await, Synced::Failed(RegistryError::TooMany(TooMany { max: 400 })));
     assert_eq!(
-        syncer.sync_once().await,
-        Synced::Failed(
-            "the registry holds more than 400 entries (registry.maxEntries); raise registry.maxEntries if it really is that large"
-                .into()
-        )
+        RegistryError::TooMany(TooMany { max: 400 }).to_string(),
+        "the registry holds more than 400 entries (registry.maxEntries); raise registry.maxEntries if it really is that large"
     );
     assert!(!store.is_ready());
     assert_eq!(fake.0.lock().unwrap().requests.len(), 2, "the listing stopped at the page that went past 400");

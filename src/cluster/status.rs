@@ -88,6 +88,7 @@ pub fn judge(workload: RunningWorkload, lookup: Lookup, policy: &Policy) -> Opti
 mod tests {
     use super::*;
     use crate::decision::Scope;
+    use crate::decision::limit::Unreachable;
 
     fn workload(replicas: i32, hpa: Option<i32>) -> RunningWorkload {
         RunningWorkload {
@@ -121,7 +122,7 @@ mod tests {
             (workload(3, Some(10)), limit(4), Status::RatchetOnly),
             (workload(3, None), limit(12), Status::OutOfBounds),
             (workload(3, None), Lookup::Unregistered, Status::Unregistered),
-            (workload(3, None), Lookup::Unavailable("down".into()), Status::Unregistered),
+            (workload(3, None), Lookup::Unavailable(Unreachable::said("down")), Status::Unregistered),
         ];
         for (w, lookup, want) in cases {
             let got = judge(w.clone(), lookup, &policy).unwrap().status;

@@ -2,6 +2,7 @@
 //! messages. Warnings are at most 120 characters, at most four, most important first; deny
 //! messages say what to do next.
 
+use super::limit::Unreachable;
 use super::{Field, Path, Subject};
 use super::{Limit, Scope};
 use crate::decision::policy::{PlatformBounds, Policy};
@@ -149,11 +150,11 @@ pub fn unregistered_not_raised(s: &Subject) -> String {
     )
 }
 
-pub fn registry_unavailable_open(s: &Subject, reason: &str) -> String {
+pub fn registry_unavailable_open(s: &Subject, reason: &Unreachable) -> String {
     format!("PED limit not checked: registry unreachable ({}: {reason})", s.workload())
 }
 
-pub fn registry_unavailable_closed(s: &Subject, reason: &str) -> Denial {
+pub fn registry_unavailable_closed(s: &Subject, reason: &Unreachable) -> Denial {
     Denial {
         headline: format!("PED registry unreachable, cannot check the replica limit of {} ({reason})", s.workload()),
         advice: "Retry in a minute; if it persists, tell the platform team.".to_string(),

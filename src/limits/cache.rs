@@ -11,6 +11,7 @@
 
 use super::{BoxFuture, Limit, LimitSource, Lookup};
 use crate::decision::WorkloadKey;
+use crate::decision::limit::Unreachable;
 use crate::metrics::{LookupResult, Metrics, SourceKind};
 use moka::Expiry;
 use moka::future::Cache;
@@ -39,7 +40,7 @@ pub struct CacheSettings {
 enum Cached {
     Found(Limit),
     NotFound,
-    Failed(Arc<str>),
+    Failed(Unreachable),
 }
 
 /// An answer, and when the registry gave it (a clock for the age, and the time for records).
@@ -107,7 +108,7 @@ impl<F: Fetch> CachedSource<F> {
                 let answer = match fetcher.fetch(&ns, &name).await {
                     Ok(Some(limit)) => Cached::Found(limit),
                     Ok(None) => Cached::NotFound,
-                    Err(e) => Cached::Failed(e.to_string().into()),
+                    Err(e) => Cached::Failed(Unreachable::new(e)),
                 };
                 Fetched::now(answer)
             })
@@ -137,7 +138,7 @@ impl<F: Fetch> CachedSource<F> {
                     if fetched {
                         tracing::error!(namespace, deployment, error = %reason, "registry unreachable and no earlier answer known");
                     }
-                    (Lookup::Unavailable(reason.to_string()), LookupResult::Error)
+                    (Lookup::Unavailable(reason), LookupResult::Error)
                 }
             },
         }
@@ -278,7 +279,7 @@ mod tests {
         *registry.answer.lock().unwrap() = Err("connection refused".into());
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert_eq!(max(&cache.lookup("a", "x").await), Some(4), "the last known value is used");
-        assert_eq!(cache.lookup("a", "never-seen").await, Lookup::Unavailable("connection refused".into()));
+        assert_eq!(cache.lookup("a", "never-seen").await, Lookup::Unavailable(Unreachable::said("connection refused")));
         *registry.answer.lock().unwrap() = Ok(Some(6));
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert_eq!(max(&cache.lookup("a", "x").await), Some(6), "recovery is picked up");

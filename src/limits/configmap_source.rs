@@ -2,6 +2,7 @@
 //! so a GitOps change applies within seconds and without a restart or a volume sync delay.
 //! Needs only get/list/watch on ConfigMaps in that one namespace.
 
+use super::error::NotRead;
 use super::store::{Revision, SnapshotStore, apply_document};
 use crate::decision::policy::PlatformBounds;
 use crate::metrics::{Metrics, SourceKind};
@@ -63,8 +64,7 @@ impl ConfigMapSource {
                 Ok(Event::Delete(_)) => self.missing("deleted"),
                 Err(e) => {
                     let why = super::transport::error_chain(&e);
-                    self.store
-                        .load_failed(&format!("cannot read the ConfigMap {}/{}: {why}", self.namespace, self.name));
+                    self.not_read(format!("cannot be read: {why}"));
                     tracing::warn!(error = %why, configmap = %self.name, "ConfigMap watch failed; retrying")
                 }
             }
@@ -74,8 +74,7 @@ impl ConfigMapSource {
     fn apply(&self, cm: &ConfigMap) {
         let Some(text) = cm.data.as_ref().and_then(|d| d.get(&self.key)) else {
             self.metrics.registry.failed(SourceKind::ConfigMap, "missing");
-            self.store
-                .load_failed(&format!("the ConfigMap {}/{} has no data key {}", self.namespace, self.name, self.key));
+            self.not_read(format!("has no data key {}", self.key));
             return tracing::error!(
                 configmap = %format!("{}/{}", self.namespace, self.name),
                 key = %self.key,
@@ -94,9 +93,14 @@ impl ConfigMapSource {
         }
     }
 
+    fn not_read(&self, problem: String) {
+        let (namespace, name) = (self.namespace.clone(), self.name.clone());
+        self.store.load_failed(NotRead::ConfigMap { namespace, name, problem });
+    }
+
     fn missing(&self, what: &str) {
         self.metrics.registry.failed(SourceKind::ConfigMap, "missing");
-        self.store.load_failed(&format!("the ConfigMap {}/{} was {what}", self.namespace, self.name));
+        self.not_read(format!("was {what}"));
         tracing::error!(configmap = %format!("{}/{}", self.namespace, self.name), "registry ConfigMap {what}; the last good registry stays in use");
     }
 }

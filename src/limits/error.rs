@@ -4,6 +4,7 @@
 //! label per URL or document.
 
 use super::entry::TooMany;
+use super::file::LimitsFileError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
@@ -36,6 +37,25 @@ pub enum RegistryError {
     /// Where it happened (`page 3`, `jobs.getQueryResults, page 2`), around what happened.
     #[error("{context}: {error}")]
     At { context: String, error: Box<RegistryError> },
+}
+
+/// Why the registry has not been read yet: what a command waiting for its first read is told
+/// (`LimitSource::first_load`), and what `/readyz` waits out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotRead {
+    /// A file or a ConfigMap whose document is not a valid registry.
+    #[error("{0}")]
+    Invalid(#[from] LimitsFileError),
+    /// A remote registry's listing failed.
+    #[error("{0}")]
+    Registry(#[from] RegistryError),
+    /// The registry ConfigMap cannot be used: `problem` says why (not found, deleted, no such key,
+    /// the watch failing).
+    #[error("the ConfigMap {namespace}/{name} {problem}")]
+    ConfigMap { namespace: String, name: String, problem: String },
+    /// What read the registry is gone (the process is stopping).
+    #[error("the registry source stopped before its first read")]
+    Stopped,
 }
 
 impl RegistryError {

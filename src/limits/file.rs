@@ -25,7 +25,7 @@ pub use entry::ABSURD_REPLICAS;
 /// about 100 bytes an entry, 64 MiB is over half a million entries).
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum LimitsFileError {
     #[error("registry YAML is invalid: {0}")]
     Syntax(String),

@@ -95,7 +95,7 @@ impl super::LimitSource for FirestoreSnapshot {
         self.store.is_ready()
     }
 
-    fn first_load(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn first_load(&self) -> BoxFuture<'_, Result<(), super::error::NotRead>> {
         self.store.first_load()
     }
 

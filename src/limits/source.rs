@@ -3,6 +3,7 @@
 //! answer comes from, and a denial's re-read past any cache.
 
 use super::Lookup;
+use super::error::NotRead;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ pub trait LimitSource: Send + Sync {
     /// Resolves when the registry has been read for the first time, or with the reason when the
     /// first attempt failed: what an offline command (`check`, `audit`) waits for. A source asked
     /// per request is ready at once.
-    fn first_load(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn first_load(&self) -> BoxFuture<'_, Result<(), NotRead>> {
         Box::pin(std::future::ready(Ok(())))
     }
 

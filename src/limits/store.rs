@@ -3,6 +3,7 @@
 //! reload never reaches the store, so the last good snapshot stays. Each snapshot carries the
 //! registry revision it was read at (`Revision`), which decision records and usage records name.
 
+use super::error::NotRead;
 use super::file::{self, LimitsFileError};
 use super::table::LimitTable;
 use super::{BoxFuture, LimitSource, Lookup};
@@ -19,7 +20,7 @@ use tokio::sync::watch;
 enum Load {
     Pending,
     Loaded,
-    Failed(String),
+    Failed(NotRead),
 }
 
 /// Which state of the registry a snapshot is: an id that names it in the registry's own terms
@@ -88,11 +89,11 @@ impl SnapshotStore {
     }
 
     /// A load failed (`why`); before the first success, whoever waits for it is told.
-    pub fn load_failed(&self, why: &str) {
+    pub fn load_failed(&self, why: NotRead) {
         self.load.send_if_modified(|load| match load {
             Load::Loaded => false,
             _ => {
-                *load = Load::Failed(why.to_string());
+                *load = Load::Failed(why);
                 true
             }
         });
@@ -138,7 +139,7 @@ pub fn apply_document(
         }
         Err(e) => {
             metrics.registry.failed(source, e.metric_label());
-            store.load_failed(&e.to_string());
+            store.load_failed(e.clone().into());
             Err(e)
         }
     }
@@ -162,7 +163,7 @@ impl LimitSource for SnapshotStore {
         Box::pin(std::future::ready(self.current.load().revision.as_ref().map(|r| r.id.clone())))
     }
 
-    fn first_load(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn first_load(&self) -> BoxFuture<'_, Result<(), NotRead>> {
         let mut state = self.load.subscribe();
         Box::pin(async move {
             loop {
@@ -172,7 +173,7 @@ impl LimitSource for SnapshotStore {
                     Load::Pending => {}
                 }
                 if state.changed().await.is_err() {
-                    return Err("the registry source stopped".into());
+                    return Err(NotRead::Stopped);
                 }
             }
         })

@@ -71,7 +71,7 @@ pub enum Synced {
     Applied {
         entries: usize,
     },
-    Failed(String),
+    Failed(RegistryError),
     HeldBack {
         entries: usize,
         previous: usize,
@@ -138,7 +138,7 @@ impl Applier {
         let outcome = match built {
             Err(e) => {
                 self.metrics.registry.failed(self.source, e.metric_label());
-                Synced::Failed(e.to_string())
+                Synced::Failed(e)
             }
             Ok((table, revision, out_of_bounds, differs)) => {
                 let previous = self.store.snapshot().len().max(self.baseline.load(Ordering::SeqCst));
@@ -177,7 +177,7 @@ impl Applier {
                 tracing::info!(source, entries, revision = revision.as_deref(), "registry synced");
             }
             Synced::Failed(why) => {
-                self.store.load_failed(why);
+                self.store.load_failed(why.clone().into());
                 tracing::error!(source, error = %why, "registry sync failed; the last good registry stays in use");
             }
             Synced::HeldBack { entries, previous } => {

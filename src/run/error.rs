@@ -21,7 +21,7 @@ pub enum RunError {
     #[error("{0}")]
     Registry(#[from] crate::limits::OpenError),
     #[error("the registry could not be read: {0}")]
-    RegistryNotRead(String),
+    RegistryNotRead(#[from] crate::limits::error::NotRead),
     #[error("the registry did not answer within 10 s")]
     RegistryTimeout,
     #[error("{needed_by}: no Kubernetes client configuration (in-cluster or kubeconfig): {error}")]

@@ -432,7 +432,7 @@ fn continuous_audit_drains(c: &Cluster) {
     let said: Vec<String> = w.messages.try_iter().collect();
     assert!(said.iter().any(|m| m.starts_with("shutting down: not ready")), "{said:?}");
     assert!(said.iter().any(|m| m == "all connections drained"), "{said:?}");
-    assert!(said.iter().any(|m| m == "continuous audit stopped; the day's usage is saved"), "{said:?}");
+    assert!(said.iter().any(|m| m == "cluster view stopped"), "{said:?}");
     assert!(said.last().is_some_and(|m| m == "exiting"), "{said:?}");
 
     let mut w = start(30);
