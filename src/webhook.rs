@@ -14,7 +14,7 @@ use crate::json_lines::JsonLines;
 use crate::limits::LimitSource;
 use crate::metrics::{Metrics, RequestKind, WorkloadLabels};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing::Instrument;
 
 pub struct Webhook {
@@ -89,7 +89,7 @@ impl Webhook {
     /// Answers one AdmissionReview body. An error means the body was unusable (HTTP 400);
     /// everything else, even a denial, is an answer.
     pub async fn review(&self, body: &[u8]) -> Result<Answer, ReviewError> {
-        let started = Instant::now();
+        let mut timer = self.metrics.admission.timer();
         let request = self.decoded(body)?;
         // Plain `&str` fields: the JSON log format formats a span's fields when it is created, and
         // `Display`/`Debug` fields cost a `format!` each on every request.
@@ -104,7 +104,10 @@ impl Webhook {
         );
         async {
             match subject::target(&request, &self.policy.override_rule.annotation) {
-                Ok(Target::Subject(subject)) => Ok(self.decide(&request, subject, started).await),
+                Ok(Target::Subject(subject)) => {
+                    timer.decided_as(request_kind(&subject.path));
+                    Ok(self.decide(&request, subject).await)
+                }
                 Ok(Target::NotHandled(why)) => {
                     tracing::info!(kind = %request.kind.kind, why, "not a replica path; allowed");
                     record_decision("not-handled");
@@ -129,7 +132,7 @@ impl Webhook {
         e
     }
 
-    async fn decide(&self, request: &Request<'_>, subject: Subject, started: Instant) -> Answer {
+    async fn decide(&self, request: &Request<'_>, subject: Subject) -> Answer {
         // A no-op or exempt request is decided without its limit, so the registry is not asked.
         let asked = !(subject.is_no_op()
             || self.policy.exemption(&subject.namespace, &subject.user, &subject.groups).is_some());
@@ -151,7 +154,7 @@ impl Webhook {
             }
             None => None,
         };
-        self.record(&request.uid, &subject, &decision, started, reread, revision.as_deref());
+        self.record(&request.uid, &subject, &decision, reread, revision.as_deref());
         let mut response = respond::decided(&request.uid, &subject, &decision);
         if let Some(reread) = reread {
             response.audit_annotations.add("registry-reread", reread.as_str());
@@ -202,7 +205,6 @@ impl Webhook {
         uid: &str,
         subject: &Subject,
         decision: &Decision,
-        started: Instant,
         reread: Option<Reread>,
         revision: Option<&str>,
     ) {
@@ -246,17 +248,15 @@ impl Webhook {
             record.registry_revision = revision;
             self.records.write(&record);
         }
-        let kind = match subject.path {
-            Path::Deployment => RequestKind::Deployment,
-            Path::Scale => RequestKind::Scale,
-            Path::Hpa { .. } => RequestKind::Hpa,
-        };
-        m.admission.decided(
-            kind,
-            subject.operation.as_str(),
-            decision.verdict.as_str(),
-            started.elapsed().as_secs_f64(),
-        );
+        m.admission.decided(request_kind(&subject.path), subject.operation.as_str(), decision.verdict.as_str());
+    }
+}
+
+fn request_kind(path: &Path) -> RequestKind {
+    match path {
+        Path::Deployment => RequestKind::Deployment,
+        Path::Scale => RequestKind::Scale,
+        Path::Hpa { .. } => RequestKind::Hpa,
     }
 }
 

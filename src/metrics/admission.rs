@@ -4,6 +4,7 @@
 use super::family::{counter, histogram};
 use super::labels::{RequestKind, WorkloadLabels};
 use prometheus::{HistogramVec, IntCounterVec, Registry};
+use std::time::Instant;
 
 pub struct Families {
     requests: IntCounterVec,
@@ -57,11 +58,39 @@ impl Families {
     }
 }
 
+/// Times one admission request from the moment its body is handed over; when dropped — however
+/// the request ended — observes `replica_guard_admission_duration_seconds` for the kind it was
+/// decided as. A request that was not decided (no replica path, a bad body) is not observed.
+pub struct DecisionTimer<'a> {
+    duration: &'a HistogramVec,
+    started: Instant,
+    kind: Option<RequestKind>,
+}
+
+impl DecisionTimer<'_> {
+    /// The request is decided as `kind`: observed when the timer drops.
+    pub fn decided_as(&mut self, kind: RequestKind) {
+        self.kind = Some(kind);
+    }
+}
+
+impl Drop for DecisionTimer<'_> {
+    fn drop(&mut self) {
+        if let Some(kind) = self.kind {
+            self.duration.with_label_values(&[kind.as_str()]).observe(self.started.elapsed().as_secs_f64());
+        }
+    }
+}
+
 impl Families {
+    /// A timer for one request, started now.
+    pub fn timer(&self) -> DecisionTimer<'_> {
+        DecisionTimer { duration: &self.duration, started: Instant::now(), kind: None }
+    }
+
     /// One decided admission request.
-    pub fn decided(&self, kind: RequestKind, operation: &str, verdict: &str, seconds: f64) {
+    pub fn decided(&self, kind: RequestKind, operation: &str, verdict: &str) {
         self.requests.with_label_values(&[kind.as_str(), operation, verdict]).inc();
-        self.duration.with_label_values(&[kind.as_str()]).observe(seconds);
     }
 
     /// A request on no replica path, allowed without a decision.

@@ -1,14 +1,16 @@
 //! HTTP routes: `POST /validate` on the admission listener; `/healthz`, `/readyz` and
-//! `/metrics` on the admin listener. Input errors are JSON with a 4xx status, never a 5xx.
+//! `/metrics` on the admin listener. What gets no decision is a `Refused` (`refused.rs`): JSON
+//! with a 4xx status (a 503 only for the shared body budget), never a 500.
 
-use super::body::{self, BodyBudget, BodyError};
+use super::body::{self, BodyBudget};
 use super::health::Health;
+use super::refused::Refused;
 use crate::metrics::Metrics;
 use crate::webhook::Webhook;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::sync::Arc;
@@ -47,71 +49,34 @@ pub fn admin(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// A JSON error body: `{"error": "...", "code": 400}`.
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    let body = serde_json::json!({ "error": message.into(), "code": status.as_u16() });
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+async fn not_found() -> Refused {
+    Refused::NotFound
 }
 
-async fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "no such endpoint: admission reviews go to POST /validate")
-}
-
-async fn validate(State(s): State<AdmissionState>, headers: HeaderMap, body: Body) -> Response {
+async fn validate(State(s): State<AdmissionState>, headers: HeaderMap, body: Body) -> Result<Response, Refused> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {
-        s.metrics.server.bad_request("content-type");
-        let got = if content_type.is_empty() { "none".to_string() } else { format!("{content_type:?}") };
-        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Content-Type must be application/json, got {got}"));
+        let got = (!content_type.is_empty()).then(|| content_type.to_string());
+        return Err(Refused::ContentType(got).counted(&s.metrics));
     }
     let limits = body::Bounds { max_bytes: s.max_body_bytes, timeout: s.body_timeout };
-    let (bytes, _share) = match body::read(&headers, body, &limits, &s.budget).await {
-        Ok(read) => read,
-        Err(BodyError::TooLarge) => {
-            s.metrics.server.bad_request("too-large");
-            let text = format!("body is larger than {} bytes (server.maxBodyBytes)", s.max_body_bytes);
-            let mut response = error(StatusCode::PAYLOAD_TOO_LARGE, text);
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return response;
-        }
-        Err(BodyError::OverBudget) => {
-            s.metrics.server.shed("body-budget");
-            let text = "too many large requests in flight (server.maxBufferedBytes); retry";
-            let mut response = error(StatusCode::SERVICE_UNAVAILABLE, text);
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return response;
-        }
-        Err(BodyError::Unreadable(e)) => {
-            s.metrics.server.bad_request("unreadable");
-            return error(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"));
-        }
-        Err(BodyError::TimedOut) => {
-            s.metrics.server.bad_request("timeout");
-            return error(
-                StatusCode::REQUEST_TIMEOUT,
-                format!("request body not received within {} s", s.body_timeout.as_secs_f64()),
-            );
-        }
-    };
+    let (bytes, _share) = body::read(&headers, body, &limits, &s.budget).await.map_err(|error| {
+        Refused::Body { error, max_bytes: s.max_body_bytes, timeout: s.body_timeout }.counted(&s.metrics)
+    })?;
     let answer = if bytes.len() > DECIDE_ON_BLOCKING_POOL_ABOVE {
         let webhook = s.webhook.clone();
         let runtime = tokio::runtime::Handle::current();
         match tokio::task::spawn_blocking(move || runtime.block_on(webhook.review(&bytes))).await {
             Ok(answer) => answer,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down; retry"),
+            Err(_) => return Err(Refused::ShuttingDown),
         }
     } else {
         s.webhook.review(&bytes).await
     };
-    match answer {
-        Ok(answer) => {
-            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], answer.into_json()).into_response()
-        }
-        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
-    }
+    let answer = answer.map_err(Refused::Review)?;
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], answer.into_json()).into_response())
 }
 
 async fn readyz(State(s): State<AdminState>) -> Response {
