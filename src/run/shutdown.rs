@@ -99,3 +99,57 @@ impl Lifecycle {
         unfinished
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServerConfig;
+    use crate::part::{Part, Stop, Unfinished};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A part that, told to stop, takes `takes` to finish and then says `result`.
+    struct Finishing {
+        name: &'static str,
+        takes: std::time::Duration,
+        fails: bool,
+        finished: Arc<AtomicBool>,
+    }
+
+    impl Part for Finishing {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+
+        async fn run(self, mut stop: Stop) -> Result<(), Unfinished> {
+            stop.requested().await;
+            tokio::time::sleep(self.takes).await;
+            self.finished.store(true, Ordering::SeqCst);
+            if self.fails { Err("the day could not be saved".into()) } else { Ok(()) }
+        }
+    }
+
+    #[tokio::test]
+    async fn parts_are_waited_for_and_what_could_not_finish_is_named() {
+        let server = ServerConfig { shutdown_timeout_seconds: 0.5, ..ServerConfig::default() };
+        let mut lifecycle = Lifecycle::new(&server);
+        let part = |name, millis, fails| Finishing {
+            name,
+            takes: std::time::Duration::from_millis(millis),
+            fails,
+            finished: Arc::new(AtomicBool::new(false)),
+        };
+        let (saves, fails, slow) = (part("saves", 100, false), part("fails", 10, true), part("slow", 5_000, false));
+        let saved = saves.finished.clone();
+        let slow_finished = slow.finished.clone();
+        lifecycle.spawn(saves);
+        lifecycle.spawn(fails);
+        lifecycle.spawn(slow);
+        let started = std::time::Instant::now();
+        let unfinished = lifecycle.drain().await;
+        assert!(saved.load(Ordering::SeqCst), "a part taking 100 ms to finish is waited for, not aborted");
+        assert_eq!(unfinished, vec!["fails", "slow"], "the failed and the overdue part are named");
+        assert!(!slow_finished.load(Ordering::SeqCst));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "the grace bounds the wait");
+    }
+}

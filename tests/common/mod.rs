@@ -185,9 +185,11 @@ impl TestServer {
             .unwrap_or(0.0)
     }
 
-    pub async fn shutdown(mut self) {
-        if let Some(r) = self.running.take() {
-            r.shutdown().await;
+    /// Drains as on SIGTERM; returns the parts that could not finish what they held.
+    pub async fn shutdown(mut self) -> Vec<&'static str> {
+        match self.running.take() {
+            Some(r) => r.shutdown().await,
+            None => vec![],
         }
     }
 

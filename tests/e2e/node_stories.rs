@@ -19,7 +19,7 @@ pub fn all() -> Vec<Scenario> {
             image_is_the_dockerfiles,
         ),
         (
-            "node: helm install of the unchanged chart: pods Ready through the kubelet's probes, a denial through the Service, parameters written by the audit pod's in-cluster client",
+            "node: helm install of the chart, client-certificate mode on: pods Ready through the kubelet's probes, a denial through the Service, a forged review from the node refused, parameters written by the audit pod's in-cluster client",
             helm_install_on_a_real_node,
         ),
         (
@@ -218,10 +218,12 @@ fn image_is_the_dockerfiles(_c: &Cluster) {
 /// The values a platform gives: the registry (the image is the chart's default).
 pub fn values(c: &Cluster) -> PathBuf {
     let path = c.dir.join("node-values.yaml");
+    // Who may ask: the pods answer only the API server's webhook client certificate.
+    let ca: String = c.webhook_client_ca.lines().map(|l| format!("      {l}\n")).collect();
     crate::cluster::write(
         &path,
         &format!(
-            "policy: {{override: {{groups: [platform-admins]}}}}\nregistry:\n  file:\n    pollIntervalSeconds: 1\n    limits:\n      entries:\n      - {{namespace: {TEAM}, deployment: payments-api, maxReplicas: 4, owner: payments-team@example.com}}\n      - {{namespace: {HELM_TEAM}, deployment: payments-api, maxReplicas: 4}}\n      - {{namespace: {WARN_TEAM}, deployment: api, maxReplicas: 4, mode: warn}}\n"
+            "webhook:\n  clientAuth:\n    enabled: true\n    names: [kube-apiserver]\n    caBundle: |\n{ca}policy: {{override: {{groups: [platform-admins]}}}}\nregistry:\n  file:\n    pollIntervalSeconds: 1\n    limits:\n      entries:\n      - {{namespace: {TEAM}, deployment: payments-api, maxReplicas: 4, owner: payments-team@example.com}}\n      - {{namespace: {HELM_TEAM}, deployment: payments-api, maxReplicas: 4}}\n      - {{namespace: {WARN_TEAM}, deployment: api, maxReplicas: 4, mode: warn}}\n"
         ),
     );
     path
@@ -332,6 +334,7 @@ fn helm_install_on_a_real_node(c: &Cluster) {
     });
     let ran = c.apply("alice", &deployment(TEAM, "payments-api", 6, "nginx:1"), &[]);
     assert!(!ran.ok && ran.stderr.contains("replicas 6 exceeds PED max 4 for team-a/payments-api"), "{}", ran.stderr);
+    a_forged_review_from_the_node_gets_nothing(c);
     // The audit pod (in-cluster client: projected token, kube-root-ca.crt, the kubernetes
     // Service through kube-proxy) writes the backstop's parameters under the chart's RBAC.
     eventually("the audit pod's backstop parameters", Duration::from_secs(60), || {
@@ -341,6 +344,39 @@ fn helm_install_on_a_real_node(c: &Cluster) {
         );
         if ran.ok && ran.stdout == "4" { Ok(()) } else { Err(format!("{}{}", ran.stdout, ran.stderr)) }
     });
+}
+
+/// Who may ask, on the node: a review posted to a webhook pod from the node's network without the
+/// API server's client certificate is refused in the handshake, counted, and leaves no Event.
+fn a_forged_review_from_the_node_gets_nothing(c: &Cluster) {
+    let events = c.events_about(TEAM, "payments-api").len();
+    let pod = pods(c, WEBHOOK_PODS).into_iter().next().expect("a webhook pod");
+    let (name, ip) = (pod["metadata"]["name"].as_str().unwrap(), pod["status"]["podIP"].as_str().unwrap());
+    let mut forged = crate::common::fixture_json("deployment-patch-4-to-7.json");
+    forged["request"]["namespace"] = TEAM.into();
+    forged["request"]["userInfo"]["username"] = "alice@example.com".into();
+    let body = c.dir.join("forged-review.json");
+    crate::cluster::write(&body, &forged.to_string());
+    let curl = crate::cluster::in_placement(&c.placement, Path::new("curl"))
+        .args(["-sS", "-k", "--max-time", "5", "-H", "Content-Type: application/json", "--data-binary"])
+        .arg(format!("@{}", body.display()))
+        .arg(format!("https://{ip}:8443/validate"))
+        .output()
+        .expect("curl runs");
+    let said = String::from_utf8_lossy(&curl.stdout);
+    assert!(!curl.status.success() && !said.contains("AdmissionReview"), "a forged review was answered: {said}");
+    let metrics = c
+        .kubectl("admin", &["get", "--raw", &format!("/api/v1/namespaces/{RELEASE}/pods/{name}:8080/proxy/metrics")])
+        .success()
+        .stdout;
+    let refused = metrics
+        .lines()
+        .find(|l| l.starts_with("replica_guard_unauthenticated_connections_total{reason=\"no-certificate\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert!(refused.is_some_and(|n| n >= 1.0), "the refused handshake is counted: {refused:?}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(c.events_about(TEAM, "payments-api").len(), events, "no Event for the forged review");
+    eprintln!("node: a review without the API server's certificate refused in the handshake ({})", said.trim());
 }
 
 fn every_webhook_pod_gone(c: &Cluster) {
