@@ -153,7 +153,7 @@ pub struct ClusterView {
     pub metrics: Arc<Metrics>,
     /// How often every workload is judged again.
     pub interval: Duration,
-    /// Set after the first complete pass (every subscriber told).
+    /// Set once the first pass is judged.
     pub ready: Ready,
     pub subscribers: Vec<Box<dyn Subscriber>>,
 }
@@ -237,11 +237,13 @@ impl ClusterView {
             let lookup = self.limits.lookup(&w.namespace, &w.deployment).await;
             judged.extend(status::judge(w.clone(), lookup, &self.policy));
         }
+        // Ready once everything is judged: the gauges and Events follow at once, the reports
+        // (API calls) may take a while longer and must not hold `/readyz`.
+        self.ready.set();
         let pass = Pass { running: &running, judged: &judged, limits: self.limits.as_ref() };
         for subscriber in &mut self.subscribers {
             subscriber.pass(&pass).await;
         }
-        self.ready.set();
         self.metrics.audit.pass(started.elapsed().as_secs_f64());
     }
 
