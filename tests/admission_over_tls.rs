@@ -288,14 +288,15 @@ async fn audit_record_is_complete_and_dry_runs_are_marked_but_not_counted() {
     // Only the real request counts as a violation and as changes.
     let labels = "{deployment=\"payments-api\",mode=\"enforce\",namespace=\"team-a\"}";
     assert_eq!(server.metric(&format!("replica_guard_violations_total{labels}")).await, 1.0);
-    let replicas = "{deployment=\"payments-api\",field=\"replicas\",namespace=\"team-a\"}";
-    assert_eq!(server.metric(&format!("replica_guard_field_changes_total{replicas}")).await, 1.0);
+    // By field only by default (`metrics.changesPerWorkload` adds the workload).
+    assert_eq!(server.metric("replica_guard_field_changes_total{field=\"replicas\"}").await, 1.0);
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn metrics_follow_the_naming_conventions() {
-    let server = TestServer::start(ENFORCE, REGISTRY).await;
+    let detail = "metrics: {registryEntries: true, changesPerWorkload: true}";
+    let server = TestServer::start_with(ENFORCE, REGISTRY, detail).await;
     let mut client = server.client(Protocol::Http2).await;
     client.review(fixture("deployment-create-replicas-3.json")).await;
     let (status, text) = server.admin_get("/metrics").await;
@@ -321,4 +322,41 @@ async fn health_and_readiness() {
     assert_eq!(server.admin_get("/readyz").await, (200, "ok\n".to_string()));
     assert_eq!(server.admin_get("/nope").await.0, 404);
     server.shutdown().await;
+}
+
+/// What a webhook pod exports by default grows with what goes wrong (violations, overrides), not
+/// with the registry: 20,000 entries add no series until `metrics.registryEntries` asks for them.
+#[tokio::test]
+async fn the_default_scrape_does_not_grow_with_the_registry() {
+    let mut registry = String::from("entries:\n  - {namespace: team-a, deployment: payments-api, maxReplicas: 4}\n");
+    for i in 0..20_000 {
+        registry.push_str(&format!("  - {{namespace: team-{}, deployment: app-{i}, maxReplicas: 4}}\n", i % 500));
+    }
+    let scrape = async |extra: &str| {
+        let server = TestServer::start_with(ENFORCE, &registry, extra).await;
+        let mut client = server.client(Protocol::Http2).await;
+        client.review(fixture("deployment-redeploy-replicas-3-to-6-and-image.json")).await;
+        let (status, text) = server.admin_get("/metrics").await;
+        assert_eq!(status, 200);
+        server.shutdown().await;
+        text
+    };
+    let default = scrape("").await;
+    let detailed = scrape("metrics: {registryEntries: true}").await;
+    let per_entry =
+        |text: &str| text.lines().filter(|l| l.starts_with("replica_guard_registered_max_replicas{")).count();
+    assert_eq!(per_entry(&default), 0, "no per-entry series by default");
+    assert!(default.contains("replica_guard_registry_entries 20001"), "the registry's size is one series");
+    assert!(default.len() < 40_000, "the default scrape is {} bytes", default.len());
+    assert_eq!(per_entry(&detailed), 20_001, "one series per entry when asked");
+    assert!(detailed.len() > default.len() + 20_000 * 60, "{} bytes with the opt-in", detailed.len());
+    // What went wrong is there either way: the violation, per workload.
+    let violation =
+        "replica_guard_violations_total{deployment=\"payments-api\",mode=\"enforce\",namespace=\"team-a\"} 1";
+    assert!(default.contains(violation) && detailed.contains(violation), "{default}");
+    eprintln!(
+        "/metrics with 20,000 entries: {} bytes by default, {} with registryEntries",
+        default.len(),
+        detailed.len()
+    );
 }

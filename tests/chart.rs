@@ -403,8 +403,16 @@ fn observability_objects() {
         "the audit's own gauge"
     );
     assert!(kinds(&objects).contains(&"ServiceMonitor/rg-replica-guard-audit".to_string()));
-    // Without the audit: the same alert from kube-state-metrics and the registry gauges.
+    // By default no rule needs a per-entry series: no billing group, which does.
+    assert!(rules.iter().all(|r| r["record"].is_null()), "no recording rules on the default metrics");
+    // Without the audit: the same alert from kube-state-metrics and the per-entry registry gauges,
+    // when the pods export them; not rendered (nothing could evaluate it) when they do not.
     let without = render("prometheusRule: {enabled: true}\naudit: {enabled: false}");
+    let rule = find(&without, "PrometheusRule", "rg-replica-guard");
+    let names: Vec<&Value> =
+        rule["spec"]["groups"][0]["rules"].as_array().unwrap().iter().map(|r| &r["alert"]).collect();
+    assert!(!names.contains(&&Value::from("ReplicaGuardReplicasAboveRegistered")), "{names:?}");
+    let without = render("prometheusRule: {enabled: true}\naudit: {enabled: false}\nmetrics: {registryEntries: true}");
     let rule = find(&without, "PrometheusRule", "rg-replica-guard");
     let above = rule["spec"]["groups"][0]["rules"]
         .as_array()
@@ -426,6 +434,10 @@ fn observability_objects() {
     for name in ["ReplicaGuardDenials", "ReplicaGuardBadRequests", "ReplicaGuardDown", "ReplicaGuardRegistryStale"] {
         alert(name);
     }
+    let detailed = render("prometheusRule: {enabled: true}\nmetrics: {registryEntries: true}");
+    let rule = find(&detailed, "PrometheusRule", "rg-replica-guard");
+    let rules: Vec<&Value> =
+        rule["spec"]["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()).collect();
     let cost =
         rules.iter().find(|r| r["record"] == "namespace_deployment:replica_guard_monthly_cost:registered").unwrap();
     assert_eq!(

@@ -171,7 +171,8 @@ async fn slowloris_clients_do_not_starve_others_and_are_cut_off() {
 #[tokio::test]
 async fn forged_reviews_with_made_up_names_do_not_grow_the_metrics() {
     // Anything that reaches the Service can post reviews; the API server is not the only client.
-    let server = TestServer::start("mode: warn", REGISTRY).await;
+    // Per workload (the opt-in): the labels a forger could choose.
+    let server = TestServer::start_with("mode: warn", REGISTRY, "metrics: {changesPerWorkload: true}").await;
     let mut client = server.client(Protocol::Http2).await;
     for i in 0..300 {
         let mut review = fixture_json("deployment-redeploy-replicas-3-to-6-and-image.json");

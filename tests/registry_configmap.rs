@@ -148,7 +148,8 @@ async fn list_update_broken_edit_delete_and_watch_restarts() {
     let api = FakeApi::default();
     api.update(&registry(4));
     let address = api.start().await;
-    let server = TestServer::start_full("mode: enforce", "", "", SECTION, Some(address)).await;
+    let server =
+        TestServer::start_full("mode: enforce", "", "metrics: {registryEntries: true}", SECTION, Some(address)).await;
     eventually_allowed(&server, false, "initial list (max 4)").await;
     assert_eq!(server.admin_get("/readyz").await.0, 200);
 

@@ -28,7 +28,8 @@ async fn eventually_allowed(server: &TestServer, want: bool) {
 
 #[tokio::test]
 async fn edits_apply_and_a_broken_edit_keeps_the_last_good_copy() {
-    let server = TestServer::start("mode: enforce", &registry(4)).await;
+    // The per-entry gauges (an opt-in) show which snapshot is in use.
+    let server = TestServer::start_with("mode: enforce", &registry(4), "metrics: {registryEntries: true}").await;
     let path = server.dir.path().join("limits.yaml");
     eventually_allowed(&server, false).await;
 

@@ -45,6 +45,9 @@ pub struct Config {
     /// The backstop policy's parameters, written by `watch`.
     #[serde(default)]
     pub backstop: BackstopConfig,
+    /// How much per-object detail `/metrics` exports.
+    #[serde(default)]
+    pub metrics: crate::metrics::Detail,
     /// The platform's monthly cost formula, for `audit` (optional).
     #[serde(default)]
     pub pricing: Option<Pricing>,

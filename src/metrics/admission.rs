@@ -7,6 +7,8 @@ use prometheus::{HistogramVec, IntCounterVec, Registry};
 use std::time::Instant;
 
 pub struct Families {
+    /// `metrics.changesPerWorkload`: field changes counted per namespace and deployment too.
+    changes_per_workload: bool,
     requests: IntCounterVec,
     duration: HistogramVec,
     field_changes: IntCounterVec,
@@ -16,8 +18,11 @@ pub struct Families {
 }
 
 impl Families {
-    pub(super) fn new(r: &Registry) -> Self {
+    pub(super) fn new(r: &Registry, changes_per_workload: bool) -> Self {
+        let change_labels: &[&str] =
+            if changes_per_workload { &["namespace", "deployment", "field"] } else { &["field"] };
         Self {
+            changes_per_workload,
             requests: counter(
                 r,
                 "replica_guard_admission_requests_total",
@@ -33,8 +38,8 @@ impl Families {
             field_changes: counter(
                 r,
                 "replica_guard_field_changes_total",
-                "Changed fields by class (replicas, image, resources, env, volumes, strategy, other); dry runs not counted.",
-                &["namespace", "deployment", "field"],
+                "Changed fields by class (replicas, image, resources, env, volumes, strategy, other), per namespace and deployment with metrics.changesPerWorkload; dry runs not counted.",
+                change_labels,
             ),
             violations: counter(
                 r,
@@ -103,7 +108,11 @@ impl Families {
     }
 
     pub fn field_changed(&self, w: WorkloadLabels<'_>, field: &'static str) {
-        self.field_changes.with_label_values(&[w.namespace, w.deployment, field]).inc();
+        if self.changes_per_workload {
+            self.field_changes.with_label_values(&[w.namespace, w.deployment, field]).inc();
+        } else {
+            self.field_changes.with_label_values(&[field]).inc();
+        }
     }
 
     pub fn violation(&self, w: WorkloadLabels<'_>, mode: &'static str) {

@@ -29,7 +29,9 @@ impl Families {
         }
     }
 
-    pub(super) fn new(r: &Registry) -> Self {
+    /// `watch`: where `watch`'s own families go; `every`: the Events counter (both processes).
+    pub(super) fn new(watch: &Registry, every: &Registry) -> Self {
+        let r = watch;
         Self {
             view: ArcSwapOption::empty(),
             workloads_audited: gauge(
@@ -43,7 +45,7 @@ impl Families {
                 "Deployments above their registered maximum (over or ratchet-only) in the last audit pass.",
             ),
             events: counter(
-                r,
+                every,
                 "replica_guard_events_total",
                 "Kubernetes Events from admission, by result (published, failed, dropped-queue-full, dropped-rate-limited per workload, dropped-namespace-limited, dropped-process-limited).",
                 &["result"],

@@ -2,6 +2,17 @@
 //! for prometheus objects writes its own samples at scrape time.
 
 use prometheus::core::Collector;
+/// Where each family is registered: on the registry the process exports, or on one nobody reads
+/// (its recording methods still work, and nothing shows at 0 in a process that never records it).
+pub(super) struct Exports<'a> {
+    /// What only the webhook records: admission, its listener's refusals, the serving certificate.
+    pub(super) webhook: &'a Registry,
+    /// What only `watch` records: its passes, the backstop writer, the usage state.
+    pub(super) watch: &'a Registry,
+    /// What both record: the registry, connections, Events.
+    pub(super) every: &'a Registry,
+}
+
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Something that writes its own samples into the text exposition at scrape time (the registry

@@ -23,7 +23,10 @@ pub struct ConnectionMetrics {
 }
 
 impl Families {
-    pub(super) fn new(r: &Registry) -> Self {
+    /// `admission`: where the admission listener's own families go (refusals, the certificate);
+    /// `every`: the connections of every listener.
+    pub(super) fn new(admission: &Registry, every: &Registry) -> Self {
+        let r = admission;
         Self {
             bad_requests: counter(
                 r,
@@ -38,14 +41,14 @@ impl Families {
                 &["reason"],
             ),
             connections_open: register(
-                r,
+                every,
                 IntGaugeVec::new(
                     Opts::new("replica_guard_open_connections", "Open connections, by listener (admission, admin)."),
                     &["listener"],
                 ),
             ),
             connections_at_limit: counter(
-                r,
+                every,
                 "replica_guard_connection_limit_reached_total",
                 "Times a new connection had to wait because server.maxConnections were open, by listener.",
                 &["listener"],

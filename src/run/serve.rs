@@ -9,7 +9,7 @@ use super::shutdown::Signals;
 use crate::config::{Config, Source, seconds};
 use crate::json_lines::JsonLines;
 use crate::limits;
-use crate::metrics::{Listener, Metrics};
+use crate::metrics::{Listener, Metrics, Process};
 use crate::part::Helper;
 use crate::server::callers::Callers;
 use crate::server::{body, connections, routes, tls};
@@ -44,7 +44,7 @@ pub async fn start_with(
     records: JsonLines,
     kube_client: impl AsyncFnOnce() -> Result<kube::Client, kube::Error>,
 ) -> Result<Running, RunError> {
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::exported_by(Process::Webhook, config.metrics));
     let (certificate, reload_certificate) = tls::load(&config.server.tls, &metrics)?;
     let needed_by = match config.registry.source() {
         Source::ConfigMap(_) => Some("registry.configMap"),

@@ -15,7 +15,7 @@ use crate::cluster::view::{ClusterView, Subscriber};
 use crate::config::{Config, seconds};
 use crate::json_lines::JsonLines;
 use crate::limits;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Process};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -38,7 +38,7 @@ pub async fn start_with(
     config: &Config,
     kube_client: impl AsyncFnOnce() -> Result<kube::Client, kube::Error>,
 ) -> Result<Running, RunError> {
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::exported_by(Process::Watch, config.metrics));
     let kube = client(kube_client, "replica-guard watch").await?;
     let mut config = config.clone();
     config.cluster.name = cluster_name(&config, &kube).await;

@@ -480,7 +480,7 @@ fn continuous_audit(c: &Cluster) {
     let config = dir.path().join("config.yaml");
     std::fs::write(
         &config,
-        "server: {adminAddress: '127.0.0.1:0'}\nregistry: {file: {path: limits.yaml, pollIntervalSeconds: 0.2}}\nevents: {enabled: true}\naudit: {intervalSeconds: 0.5}\nlogging: {format: json}\n",
+        "server: {adminAddress: '127.0.0.1:0'}\nregistry: {file: {path: limits.yaml, pollIntervalSeconds: 0.2}}\nevents: {enabled: true}\naudit: {intervalSeconds: 0.5}\nmetrics: {workloads: all}\nlogging: {format: json}\n",
     )
     .unwrap();
     // The chart's audit account: list/watch Deployments and HPAs, create/patch Events.

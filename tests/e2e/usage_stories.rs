@@ -66,7 +66,7 @@ fn day_of_3_6_4(c: &Cluster) {
     std::fs::write(
         &config,
         format!(
-            "server: {{adminAddress: '127.0.0.1:0'}}\nregistry: {{file: {{path: limits.yaml}}}}\npricing: {{base: 180, perVcpu: 19, perGib: 19, divisor: 4}}\naudit: {{intervalSeconds: 0.5, usage: {{enabled: true, state: {{namespace: {RELEASE_NS}, name: {STATE}}}}}}}\ncluster: {{name: e2e-east}}\nlogging: {{format: json}}\n"
+            "server: {{adminAddress: '127.0.0.1:0'}}\nregistry: {{file: {{path: limits.yaml}}}}\npricing: {{base: 180, perVcpu: 19, perGib: 19, divisor: 4}}\naudit: {{intervalSeconds: 0.5, usage: {{enabled: true, state: {{namespace: {RELEASE_NS}, name: {STATE}}}}}}}\ncluster: {{name: e2e-east}}\nmetrics: {{workloads: all}}\nlogging: {{format: json}}\n"
         ),
     )
     .unwrap();
