@@ -17,10 +17,14 @@
 #                                the cache (the machine's apt sources stay as they are) and unpacked
 #                                with dpkg-deb; when that cannot be had, the installed etcd-server 3.4
 #   ip                           Debian's iproute2 (network namespaces for the chart's Service)
+#   prometheus/prometheus,       Prometheus and promtool from the machine's own Debian release
+#   prometheus/promtool          (`apt-get download prometheus`, unpacked with dpkg-deb: nothing is
+#                                installed or started as a service): the alert rules' unit tests
+#                                and the Prometheus that scrapes the pods in the e2e suite
 # Prints the tools folder on its last line. Fails loudly: a missing tool never becomes a skip.
 #
 # Usage: tests/e2e/install-tools.sh [helm | kube MINOR...]
-#   helm          only Helm and kubectl (the chart checks)
+#   helm          only Helm, kubectl and Prometheus (the chart checks)
 #   kube MINOR    Helm, kubectl, etcd and the control plane of each MINOR (1.34, 1.37)
 #   (nothing)     as `kube` with the newest MINOR under tests/e2e/kube/
 set -euo pipefail
@@ -49,11 +53,12 @@ install_helm() {
 }
 
 apt_ready=""
+apt_ready_update() { if [ -z "$apt_ready" ]; then apt-get update -qq; apt_ready=1; fi; }
 apt_install() {
   local missing=()
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   [ ${#missing[@]} -eq 0 ] && return
-  if [ -z "$apt_ready" ]; then apt-get update -qq; apt_ready=1; fi
+  apt_ready_update
   log "apt-get install ${missing[*]}"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
@@ -84,6 +89,25 @@ install_etcd() {
   fi
   rm -rf "$tmp" "$apt"
   "$dir/etcd" --version 2>&1 | sed -n 1p >&2
+}
+
+# Prometheus and promtool, unpacked from the Debian package of the machine's release (never
+# installed: Debian's postinst would start a service).
+install_prometheus() {
+  local dir="$tools/prometheus"
+  if "$dir/promtool" --version >/dev/null 2>&1 && "$dir/prometheus" --version >/dev/null 2>&1; then return; fi
+  rm -rf "$dir"; mkdir -p "$dir"
+  local tmp; tmp=$(mktemp -d)
+  log "prometheus from Debian (apt-get download, unpacked with dpkg-deb)"
+  if ! (cd "$tmp" && apt-get download -qq prometheus >"$tmp/apt.log" 2>&1); then
+    apt_ready_update
+    (cd "$tmp" && apt-get download -qq prometheus >"$tmp/apt.log" 2>&1) \
+      || { tail -5 "$tmp/apt.log" >&2; fail "the Debian package prometheus could not be downloaded (apt-get download prometheus)"; }
+  fi
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
+  mv "$tmp/x/usr/bin/prometheus" "$tmp/x/usr/bin/promtool" "$dir/"
+  rm -rf "$tmp"
+  "$dir/promtool" --version 2>&1 | sed -n 1p >&2
 }
 
 # The commands a build module's tools.go imports (kube-apiserver kube-controller-manager ...).
@@ -142,6 +166,7 @@ install_node() {
 newest_minor() { ls "$here/kube" | sort -t. -k1,1n -k2,2n | tail -n 1; }
 
 install_helm
+install_prometheus
 case "${1:-}" in
   helm) ;;
   kube)
