@@ -387,6 +387,7 @@ fn observability_objects() {
     );
     let monitor = find(&objects, "ServiceMonitor", "rg-replica-guard");
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(monitor["spec"]["endpoints"][0]["honorLabels"], true, "the workload's namespace label is kept");
     assert_eq!(monitor["metadata"]["labels"]["release"], "prom");
     let rule = find(&objects, "PrometheusRule", "rg-replica-guard");
     let rules: Vec<&Value> =

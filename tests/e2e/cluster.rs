@@ -34,6 +34,8 @@ pub struct Tools {
     pub etcd: PathBuf,
     pub kubectl: PathBuf,
     pub helm: PathBuf,
+    /// Prometheus (Debian's), for the story that scrapes the chart's pods.
+    pub prometheus: PathBuf,
 }
 
 impl Tools {
@@ -56,9 +58,11 @@ impl Tools {
             etcd: dir.join("etcd/etcd"),
             kubectl: dir.join("kubectl/kubectl"),
             helm: dir.join("helm/helm"),
+            prometheus: dir.join("prometheus/prometheus"),
             minor,
         };
-        for path in [&tools.kube_apiserver, &tools.kube_controller_manager, &tools.etcd, &tools.kubectl, &tools.helm] {
+        let all = [&tools.kube_apiserver, &tools.kube_controller_manager, &tools.etcd, &tools.kubectl, &tools.helm];
+        for path in all.into_iter().chain([&tools.prometheus]) {
             if !path.exists() {
                 return Err(format!(
                     "{} is missing: run `bash tests/e2e/install-tools.sh kube {}` (it builds kube-apiserver from the Go module proxy, about 5 minutes once per machine and version)",

@@ -20,6 +20,7 @@ mod latency;
 mod node;
 mod node_stories;
 mod pods;
+mod prometheus_story;
 mod registry_stories;
 mod scale;
 mod scope_stories;

@@ -54,6 +54,10 @@ pub fn all() -> Vec<Scenario> {
             "node: kubectl rollout restart of the audit pod loses nothing: highs reached a second before it are saved, a workload that went over meanwhile gets exactly one Event",
             audit_pod_rollout_loses_nothing,
         ),
+        (
+            "node: a real Prometheus scrapes the pods as the chart's ServiceMonitors say: a denial, an override, a workload over a lowered limit and an unreadable registry edit show in the chart's alerts, every dashboard panel draws data",
+            crate::prometheus_story::prometheus_watches_the_pods,
+        ),
         ("node: kubectl drain of the node stops at the PodDisruptionBudget", drain_respects_the_budget),
     ]
 }
@@ -78,7 +82,7 @@ pub fn available(tools: &Tools) -> bool {
 
 /// The release namespace of the stories' install, and the teams' namespaces.
 pub const RELEASE: &str = "replica-guard";
-const TEAM: &str = "team-a";
+pub const TEAM: &str = "team-a";
 /// A team that deploys with Helm.
 const HELM_TEAM: &str = "team-b";
 /// A team whose entry is in warn mode: the webhook's alone (the backstop enforces only enforce-mode entries).
