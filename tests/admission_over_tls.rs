@@ -347,6 +347,8 @@ async fn the_default_scrape_does_not_grow_with_the_registry() {
         |text: &str| text.lines().filter(|l| l.starts_with("replica_guard_registered_max_replicas{")).count();
     assert_eq!(per_entry(&default), 0, "no per-entry series by default");
     assert!(default.contains("replica_guard_registry_entries 20001"), "the registry's size is one series");
+    // The registry's failure counters exist at 0 from the start: an alert's increase() sees the first failure.
+    assert!(default.contains("replica_guard_registry_reloads_total{result=\"error\",source=\"file\"} 0"), "{default}");
     assert!(default.len() < 40_000, "the default scrape is {} bytes", default.len());
     assert_eq!(per_entry(&detailed), 20_001, "one series per entry when asked");
     assert!(detailed.len() > default.len() + 20_000 * 60, "{} bytes with the opt-in", detailed.len());

@@ -388,6 +388,17 @@ fn observability_objects() {
     let monitor = find(&objects, "ServiceMonitor", "rg-replica-guard");
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
     assert_eq!(monitor["spec"]["endpoints"][0]["honorLabels"], true, "the workload's namespace label is kept");
+    // Each ServiceMonitor selects one Service: the audit pod is not scraped twice.
+    let services: Vec<&Value> = objects.iter().filter(|o| o["kind"] == "Service").collect();
+    for name in ["rg-replica-guard", "rg-replica-guard-audit"] {
+        let selector = find(&objects, "ServiceMonitor", name)["spec"]["selector"]["matchLabels"].as_object().unwrap();
+        let selected: Vec<&str> = services
+            .iter()
+            .filter(|s| selector.iter().all(|(k, v)| &s["metadata"]["labels"][k] == v))
+            .map(|s| s["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(selected, [name], "the ServiceMonitor {name} selects");
+    }
     assert_eq!(monitor["metadata"]["labels"]["release"], "prom");
     let rule = find(&objects, "PrometheusRule", "rg-replica-guard");
     let rules: Vec<&Value> =

@@ -369,7 +369,11 @@ async fn peak_after_sync(url: &str) -> (u64, bool, Vec<String>) {
             break;
         }
         let metrics = common::http_get_text(server.admin, "/metrics").await;
-        if metrics.lines().any(|l| l.starts_with("replica_guard_registry_reloads_total{") && l.contains("error")) {
+        // (The error count exists at 0 from the start: a failure is one above it.)
+        let failed = |l: &&str| {
+            l.starts_with("replica_guard_registry_reloads_total{") && l.contains("error") && !l.ends_with(" 0")
+        };
+        if metrics.lines().any(|l| failed(&l)) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -88,6 +88,7 @@ pub struct CachedSource<F> {
 
 impl<F: Fetch> CachedSource<F> {
     pub fn new(fetcher: F, settings: CacheSettings, metrics: Arc<Metrics>, source: SourceKind) -> Self {
+        metrics.registry.serving(source);
         Self {
             fetcher: Arc::new(fetcher),
             fresh: Cache::builder().max_capacity(settings.capacity).expire_after(PerAnswerExpiry(settings)).build(),

@@ -71,6 +71,7 @@ pub struct SnapshotStore {
 
 impl SnapshotStore {
     pub fn new(source: SourceKind, metrics: &Metrics) -> Self {
+        metrics.registry.serving(source);
         Self {
             current: ArcSwap::from_pointee(Current { table: Arc::default(), revision: None }),
             load: watch::Sender::new(Load::Pending),

@@ -139,6 +139,17 @@ impl Families {
 
     /// A sync the shrink guard held back (`result="held-back"`): the registry answered, but the
     /// new snapshot would remove too much at once, so the last good one stays.
+    /// The counters of `source` at 0 from the start, so that an alert's `increase()` sees the
+    /// first failure (a series born at 1 reads as no increase).
+    pub fn serving(&self, source: SourceKind) {
+        for result in ["success", "error", "held-back"] {
+            self.reloads.with_label_values(&[source.as_str(), result]);
+        }
+        for result in [LookupResult::Stale, LookupResult::Error] {
+            self.lookup_counter(source, result);
+        }
+    }
+
     pub fn held_back(&self, source: SourceKind) {
         self.reloads.with_label_values(&[source.as_str(), "held-back"]).inc();
     }

@@ -86,7 +86,7 @@ pub const TEAM: &str = "team-a";
 /// A team that deploys with Helm.
 const HELM_TEAM: &str = "team-b";
 /// A team whose entry is in warn mode: the webhook's alone (the backstop enforces only enforce-mode entries).
-const WARN_TEAM: &str = "team-w";
+pub const WARN_TEAM: &str = "team-w";
 /// The chart's image as the chart names it by default (repository and appVersion).
 const IMAGE: &str = "ghcr.io/example/replica-guard:0.1.0";
 
@@ -308,7 +308,7 @@ fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> Result<(),
     panic!("{what} not within {limit:?}: {last}");
 }
 
-fn warned(ran: &Ran, text: &str) -> Result<(), String> {
+pub fn warned(ran: &Ran, text: &str) -> Result<(), String> {
     if ran.ok && ran.warnings().iter().any(|w| w.contains(text)) {
         Ok(())
     } else {

@@ -1,15 +1,14 @@
 //! A real Prometheus (Debian's, `install-tools.sh`) scrapes the chart's pods on the real node the
-//! way the chart's ServiceMonitors tell the Prometheus operator to — Kubernetes endpoints
-//! discovery in the release namespace, the Services their selectors pick, the `metrics` port, the
-//! interval, `honorLabels`, the job named after the Service — and evaluates the chart's
-//! PrometheusRule. The story drives what the alerts are for (a denial, an override, a workload
+//! way the chart's ServiceMonitors tell the Prometheus operator to — the endpoints of the Services
+//! their selectors pick in the release namespace, the `metrics` port, the interval, `honorLabels`,
+//! the job named after the Service — and evaluates the chart's PrometheusRule. The story drives what the alerts are for (a denial, an override, a workload
 //! over a lowered limit, a registry edit that cannot be read) and asserts each alert goes pending
 //! or firing with the labels a receiver routes on, and that every panel query of the shipped
 //! dashboard draws at least one series.
 
 use crate::cluster::{Cluster, in_placement};
 use crate::common::process::Process;
-use crate::node_stories::{RELEASE, TEAM, chart, installed, values};
+use crate::node_stories::{RELEASE, TEAM, WARN_TEAM, chart, installed, values, warned};
 use crate::webhook::{deployment, deployment_with};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -24,14 +23,18 @@ pub fn prometheus_watches_the_pods(c: &Cluster) {
     let dir = c.dir.join("prometheus");
     std::fs::create_dir_all(dir.join("data")).unwrap();
 
-    // The chart's monitoring objects, rendered with the values it was installed with.
+    // The chart's monitoring objects, rendered with the values it was installed with, for this
+    // API server's version (whether the backstop is rendered depends on it).
     let values = values(c);
+    let version = c.tools.server_version();
     let rendered = c.helm(&[
         "template",
         "rg",
         chart(),
         "-n",
         RELEASE,
+        "--kube-version",
+        &version,
         "-f",
         &values.display().to_string(),
         "--set",
@@ -56,7 +59,7 @@ pub fn prometheus_watches_the_pods(c: &Cluster) {
     let config = json!({
         "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
         "rule_files": [dir.join("rules.yaml")],
-        "scrape_configs": monitors.iter().flat_map(|m| scrape_configs(c, m)).collect::<Vec<_>>(),
+        "scrape_configs": monitors.iter().flat_map(|m| scrape_configs(c, &dir, m)).chain([apiserver(c)]).collect::<Vec<_>>(),
     });
     std::fs::write(dir.join("prometheus.yml"), config.to_string()).unwrap();
     let _prometheus = Process::spawn(
@@ -83,12 +86,8 @@ pub fn prometheus_watches_the_pods(c: &Cluster) {
     });
     eprintln!("prometheus: 4 targets up {:.1} s after its start", started.elapsed().as_secs_f64());
 
-    // What the alerts are for. A workload the registry will hold to 2 replicas, running 3.
-    let registry = |extra: &str| {
-        format!(
-            "entries:\n- {{namespace: {TEAM}, deployment: payments-api, maxReplicas: 4, owner: payments-team@example.com}}\n{extra}"
-        )
-    };
+    // What the alerts are for. A registry that holds metrics-api (running 3) to 2, and warns
+    // about team-w's api above 4; it reaches the pods with the kubelet's volume update.
     let before = c
         .kubectl(
             "admin",
@@ -96,7 +95,6 @@ pub fn prometheus_watches_the_pods(c: &Cluster) {
         )
         .success()
         .stdout;
-    c.apply("admin", &deployment(TEAM, "metrics-api", 3, "nginx:1"), &[]).success();
     let set_registry = |text: &str| {
         let patch = json!({"data": {"limits.yaml": text}}).to_string();
         c.kubectl(
@@ -105,31 +103,60 @@ pub fn prometheus_watches_the_pods(c: &Cluster) {
         )
         .success();
     };
-    set_registry(&registry(&format!("- {{namespace: {TEAM}, deployment: metrics-api, maxReplicas: 2}}\n")));
-    // A denial (enforce), and the break-glass override by platform-admins.
+    c.apply("admin", &deployment(TEAM, "metrics-api", 3, "nginx:1"), &[]).success();
     c.apply("admin", &deployment(TEAM, "payments-api", 3, "nginx:1"), &[]).success();
+    c.apply("admin", &deployment(WARN_TEAM, "api", 3, "nginx:1"), &[]).success();
+    set_registry(&format!(
+        "entries:\n- {{namespace: {TEAM}, deployment: payments-api, maxReplicas: 4, owner: payments-team@example.com}}\n- {{namespace: {TEAM}, deployment: metrics-api, maxReplicas: 2}}\n- {{namespace: {WARN_TEAM}, deployment: api, maxReplicas: 4, mode: warn}}\n"
+    ));
+    // A denial: the backstop policy refuses it (the API server runs it before any webhook).
     let ran = c.apply("alice", &deployment(TEAM, "payments-api", 9, "nginx:1"), &[]);
     assert!(!ran.ok && ran.stderr.contains("exceeds PED max"), "{}", ran.stderr);
+    // The break-glass override by platform-admins: past the backstop, honoured by the webhook.
     let annotated =
         deployment_with(TEAM, "payments-api", 5, "nginx:1", "    replica-guard.io/override: \"INC-4711 black friday\"");
     let ran = c.apply("bob", &annotated, &[]);
     assert!(ran.ok && ran.warnings().iter().any(|w| w.starts_with("allowed by break-glass override")), "{ran:?}");
 
-    let denied = api.alert("ReplicaGuardDenials", &["firing"], Duration::from_secs(60));
-    assert_eq!(
-        (&denied["labels"]["namespace"], &denied["labels"]["deployment"]),
-        (&json!(TEAM), &json!("payments-api"))
-    );
+    api.until("the API server's count of the backstop's denial", Duration::from_secs(60), || {
+        let counted =
+            api.try_query("sum by (policy, enforcement_action) (apiserver_validating_admission_policy_check_total)")?;
+        if counted.iter().any(|s| s["metric"]["enforcement_action"] == "deny") {
+            return Ok(());
+        }
+        let targets = api.get("/api/v1/targets?state=active")?;
+        let apiserver: Vec<String> = targets["data"]["activeTargets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["labels"]["job"] == "apiserver")
+            .map(|t| format!("{} {} {}", t["scrapeUrl"], t["health"], t["lastError"]))
+            .collect();
+        Err(format!("counted: {counted:?}; the API server's target: {apiserver:?}"))
+    });
+    // alice's denial, by the backstop: counted by the API server, named by the policy.
+    let denied = api.alert_where("ReplicaGuardDenials", &["firing"], Duration::from_secs(60), |a| {
+        a["labels"]["policy"] == "rg-replica-guard-backstop"
+    });
+    // bob's override went past the backstop (his group is exempt from it) to the webhook, which
+    // counts the violation it let through, per workload.
+    let overridden = api.alert_where("ReplicaGuardDenials", &["firing"], Duration::from_secs(60), |a| {
+        a["labels"]["namespace"] == TEAM && a["labels"]["deployment"] == "payments-api"
+    });
     let overrides = api.query("sum by (namespace, deployment, result) (replica_guard_overrides_total)");
     assert!(
         overrides.iter().any(|s| s["metric"]["result"] == "honoured" && s["metric"]["namespace"] == TEAM),
         "the override, with the workload's own namespace label: {overrides:?}"
     );
-    // The lowered limit reaches the pods with the kubelet's volume update: the audit pod sees
-    // metrics-api over it (the alert waits 15 minutes before firing: pending is what shows now).
+    // The audit pod sees metrics-api over its lowered limit (the alert waits 15 minutes before
+    // firing: pending is what shows now), and payments-api over its own after the override.
     let over = api.alert("ReplicaGuardReplicasAboveRegistered", &["pending", "firing"], Duration::from_secs(180));
     assert_eq!(over["labels"]["namespace"], TEAM, "{over}");
     assert!(["metrics-api", "payments-api"].contains(&over["labels"]["deployment"].as_str().unwrap()), "{over}");
+    // A warn-mode entry: the webhook warns and counts the violation (the backstop enforces only).
+    api.until("a warn-mode violation", Duration::from_secs(180), || {
+        warned(&c.apply("alice", &deployment(WARN_TEAM, "api", 6, "nginx:1"), &[]), "exceeds PED max 4")
+    });
     // Every panel of the dashboard draws data.
     let mut panels = vec![];
     for panel in dashboard["panels"].as_array().unwrap() {
@@ -149,11 +176,13 @@ pub fn prometheus_watches_the_pods(c: &Cluster) {
     set_registry(&before);
     c.kubectl("alice", &["scale", "deploy/payments-api", "-n", TEAM, "--replicas=3"]).success();
     c.kubectl("admin", &["delete", "deploy/metrics-api", "-n", TEAM]).success();
+    c.kubectl("admin", &["scale", "deploy/api", "-n", WARN_TEAM, "--replicas=3"]).success();
     panels.dedup();
     eprintln!(
-        "prometheus: firing ReplicaGuardDenials ({}/{}), {} ReplicaGuardReplicasAboveRegistered ({}/{}), firing ReplicaGuardRegistryStale ({} pods' reloads); {} dashboard panels drew data: {}",
-        denied["labels"]["namespace"].as_str().unwrap_or_default(),
-        denied["labels"]["deployment"].as_str().unwrap_or_default(),
+        "prometheus: firing ReplicaGuardDenials ({} and {}/{}), {} ReplicaGuardReplicasAboveRegistered ({}/{}), firing ReplicaGuardRegistryStale (value {}); {} dashboard panels drew data: {}",
+        denied["labels"]["policy"].as_str().unwrap_or_default(),
+        overridden["labels"]["namespace"].as_str().unwrap_or_default(),
+        overridden["labels"]["deployment"].as_str().unwrap_or_default(),
         over["state"].as_str().unwrap_or_default(),
         over["labels"]["namespace"].as_str().unwrap_or_default(),
         over["labels"]["deployment"].as_str().unwrap_or_default(),
@@ -163,56 +192,95 @@ pub fn prometheus_watches_the_pods(c: &Cluster) {
     );
 }
 
-/// What the Prometheus operator generates from one ServiceMonitor endpoint, by hand: endpoints
-/// discovery in the ServiceMonitor's namespace through the API server, keep the Services its
-/// selector matches and the named port, and label the targets as the operator does.
-fn scrape_configs(c: &Cluster, monitor: &Value) -> Vec<Value> {
+/// What the Prometheus operator generates from one ServiceMonitor endpoint, by hand: the Services
+/// its selector matches in its namespace, their endpoints on the named port (the operator's
+/// endpoints discovery, done here through the API server because Debian builds Prometheus without
+/// Kubernetes discovery; written as a file of targets Prometheus re-reads), labelled as the operator
+/// labels them (namespace, service, pod, job = the Service, endpoint), scraped at the endpoint's
+/// interval and path with its `honorLabels`.
+fn scrape_configs(c: &Cluster, dir: &Path, monitor: &Value) -> Vec<Value> {
     let name = monitor["metadata"]["name"].as_str().unwrap();
     let namespace = monitor["metadata"]["namespace"].as_str().unwrap();
-    let pki = |file: &str| c.dir.join("pki").join(file);
-    let mut keep: Vec<Value> = monitor["spec"]["selector"]["matchLabels"]
+    let selector: Vec<String> = monitor["spec"]["selector"]["matchLabels"]
         .as_object()
         .unwrap()
         .iter()
-        .map(|(key, value)| {
-            let label = key.replace(['.', '/', '-'], "_");
-            json!({
-                "action": "keep",
-                "source_labels": [format!("__meta_kubernetes_service_label_{label}"), format!("__meta_kubernetes_service_labelpresent_{label}")],
-                "regex": format!("{};true", value.as_str().unwrap()),
-            })
-        })
+        .map(|(key, value)| format!("{key}={}", value.as_str().unwrap()))
         .collect();
+    let services =
+        c.kubectl("admin", &["get", "services", "-n", namespace, "-l", &selector.join(","), "-o", "json"]).success();
+    let services: Value = serde_json::from_str(&services.stdout).unwrap();
     let endpoints = monitor["spec"]["endpoints"].as_array().unwrap();
     endpoints
         .iter()
         .enumerate()
         .map(|(i, endpoint)| {
             let port = endpoint["port"].as_str().unwrap();
-            let mut relabel = std::mem::take(&mut keep);
-            relabel.extend([
-                json!({"action": "keep", "source_labels": ["__meta_kubernetes_endpoint_port_name"], "regex": port}),
-                json!({"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"}),
-                json!({"source_labels": ["__meta_kubernetes_service_name"], "target_label": "service"}),
-                json!({"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"}),
-                json!({"source_labels": ["__meta_kubernetes_service_name"], "target_label": "job"}),
-                json!({"target_label": "endpoint", "replacement": port}),
-            ]);
+            let mut groups = vec![];
+            for service in services["items"].as_array().unwrap() {
+                let service = service["metadata"]["name"].as_str().unwrap();
+                let slices = c
+                    .kubectl(
+                        "admin",
+                        &[
+                            "get",
+                            "endpointslices",
+                            "-n",
+                            namespace,
+                            "-l",
+                            &format!("kubernetes.io/service-name={service}"),
+                            "-o",
+                            "json",
+                        ],
+                    )
+                    .success();
+                let slices: Value = serde_json::from_str(&slices.stdout).unwrap();
+                for slice in slices["items"].as_array().unwrap() {
+                    let Some(number) = slice["ports"]
+                        .as_array()
+                        .and_then(|ps| ps.iter().find(|p| p["name"] == port))
+                        .map(|p| &p["port"])
+                    else {
+                        continue;
+                    };
+                    for address in slice["endpoints"].as_array().into_iter().flatten() {
+                        groups.push(json!({
+                            "targets": [format!("{}:{number}", address["addresses"][0].as_str().unwrap())],
+                            "labels": {
+                                "namespace": namespace,
+                                "service": service,
+                                "pod": address["targetRef"]["name"],
+                                "job": service,
+                                "endpoint": port,
+                            },
+                        }));
+                    }
+                }
+            }
+            let targets = dir.join(format!("{name}-{i}.json"));
+            std::fs::write(&targets, Value::from(groups).to_string()).unwrap();
             json!({
                 "job_name": format!("serviceMonitor/{namespace}/{name}/{i}"),
                 "scrape_interval": endpoint["interval"],
                 "metrics_path": endpoint["path"],
                 "honor_labels": endpoint["honorLabels"].as_bool().unwrap_or(false),
-                "kubernetes_sd_configs": [{
-                    "role": "endpoints",
-                    "api_server": format!("https://{}", c.api),
-                    "tls_config": {"ca_file": pki("ca.crt"), "cert_file": pki("admin.crt"), "key_file": pki("admin.key")},
-                    "namespaces": {"names": [namespace]},
-                }],
-                "relabel_configs": relabel,
+                "file_sd_configs": [{"files": [targets], "refresh_interval": "5s"}],
             })
         })
         .collect()
+}
+
+/// The API server's own metrics, scraped as kube-prometheus scrapes them (job `apiserver`): the
+/// backstop policy's denials are counted there, never by the webhook.
+fn apiserver(c: &Cluster) -> Value {
+    let pki = |file: &str| c.dir.join("pki").join(file);
+    json!({
+        "job_name": "apiserver",
+        "scheme": "https",
+        "scrape_interval": "2s",
+        "tls_config": {"ca_file": pki("ca.crt"), "cert_file": pki("admin.crt"), "key_file": pki("admin.key")},
+        "static_configs": [{"targets": [c.api.to_string()], "labels": {"job": "apiserver"}}],
+    })
 }
 
 /// Prometheus' HTTP API, through curl (inside the node's network, where it listens).
@@ -253,14 +321,19 @@ impl Api {
 
     /// The alert `name` once it is in one of `states`, waiting (bounded) for it.
     fn alert(&self, name: &str, states: &[&str], limit: Duration) -> Value {
+        self.alert_where(name, states, limit, |_| true)
+    }
+
+    /// `alert`, for an instance of it that `wanted` picks (by its labels).
+    fn alert_where(&self, name: &str, states: &[&str], limit: Duration, wanted: impl Fn(&Value) -> bool) -> Value {
         let mut found = Value::Null;
         self.until(&format!("alert {name} {states:?}"), limit, || {
             let alerts = self.get("/api/v1/alerts")?;
             let all = alerts["data"]["alerts"].as_array().cloned().unwrap_or_default();
-            match all
-                .iter()
-                .find(|a| a["labels"]["alertname"] == name && states.contains(&a["state"].as_str().unwrap_or("")))
-            {
+            let found_now = all.iter().find(|a| {
+                a["labels"]["alertname"] == name && states.contains(&a["state"].as_str().unwrap_or("")) && wanted(a)
+            });
+            match found_now {
                 Some(alert) => {
                     found = alert.clone();
                     Ok(())

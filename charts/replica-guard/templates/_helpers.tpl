@@ -168,3 +168,13 @@ only for namespaces in it). A YAML map:
 {{- end }}
 {{- toYaml $scope }}
 {{- end }}
+
+{{/*
+How much a counter grew over a range, counting a series born within it: the pods' counters with
+labels (a workload's violations, a reason's failures) and the API server's come into being at 1
+with their first event, which increase() alone reads as no increase. A new series counts with its
+value; an older one with its increase. Arguments: (list SELECTOR RANGE).
+*/}}
+{{- define "rg.grew" -}}
+({{ index . 0 }} unless {{ index . 0 }} offset {{ index . 1 }}) or increase({{ index . 0 }}[{{ index . 1 }}])
+{{- end -}}
