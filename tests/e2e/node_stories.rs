@@ -295,17 +295,24 @@ pub fn installed(c: &Cluster) {
 }
 
 /// The webhook's answer through the Service: retried (bounded) until `check` holds.
-fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> Result<(), String>) {
+fn eventually(what: &str, limit: Duration, check: impl FnMut() -> Result<(), String>) {
+    if let Err(last) = retried(limit, check) {
+        panic!("{what} not within {limit:?}: {last}");
+    }
+}
+
+/// Retries `check` every 250 ms until it holds; after `limit`, its last word.
+pub fn retried(limit: Duration, mut check: impl FnMut() -> Result<(), String>) -> Result<(), String> {
     let started = Instant::now();
     let mut last = String::new();
     while started.elapsed() < limit {
         match check() {
-            Ok(()) => return,
+            Ok(()) => return Ok(()),
             Err(e) => last = e,
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    panic!("{what} not within {limit:?}: {last}");
+    Err(last)
 }
 
 pub fn warned(ran: &Ran, text: &str) -> Result<(), String> {

@@ -8,7 +8,7 @@
 
 use crate::cluster::{Cluster, in_placement};
 use crate::common::process::Process;
-use crate::node_stories::{RELEASE, TEAM, WARN_TEAM, chart, installed, values, warned};
+use crate::node_stories::{RELEASE, TEAM, WARN_TEAM, chart, installed, retried, values, warned};
 use crate::webhook::{deployment, deployment_with};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -353,21 +353,12 @@ impl Api {
         found
     }
 
-    /// Retries `check` every 500 ms until it holds; after `limit`, fails with its last word and
-    /// the end of Prometheus' log.
-    fn until(&self, what: &str, limit: Duration, mut check: impl FnMut() -> Result<(), String>) {
-        let started = Instant::now();
-        let mut last = String::new();
-        while started.elapsed() < limit {
-            match check() {
-                Ok(()) => return,
-                Err(e) => last = e,
-            }
-            std::thread::sleep(Duration::from_millis(500));
+    /// Retries `check` until it holds; after `limit`, fails with its last word and the end of
+    /// Prometheus' log.
+    fn until(&self, what: &str, limit: Duration, check: impl FnMut() -> Result<(), String>) {
+        if let Err(last) = retried(limit, check) {
+            let log = crate::cluster::tail(Path::new(&self.log), 20);
+            panic!("{what}: not within {limit:?}: {last}\nprometheus log:\n{log}");
         }
-        panic!(
-            "{what}: not within {limit:?}: {last}\nprometheus log:\n{}",
-            crate::cluster::tail(Path::new(&self.log), 20)
-        );
     }
 }
