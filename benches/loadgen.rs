@@ -144,12 +144,18 @@ fn main() {
     }
 }
 
-/// The floor: parse the body as JSON, answer a fixed review.
+/// The floor: parse the body as JSON, answer a fixed review (allowed) carrying the request's uid,
+/// which a kube-apiserver checks: what any webhook must do at least. The end-to-end latency
+/// benchmark registers it with the API server beside replica-guard (`tests/e2e/latency.rs`).
 async fn floor(address: SocketAddr, cert: PathBuf, key: PathBuf) {
-    const ANSWER: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"00000000-0000-0000-0000-000000000000","allowed":true,"status":{}}}"#;
     async fn validate(body: Bytes) -> axum::response::Response {
         match serde_json::from_slice::<serde_json::Value>(&body) {
-            Ok(_) => ([(header::CONTENT_TYPE, "application/json")], ANSWER).into_response(),
+            Ok(review) => {
+                let uid = review["request"]["uid"].as_str().unwrap_or_default();
+                let answer = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                    "response": {"uid": uid, "allowed": true, "status": {}}});
+                ([(header::CONTENT_TYPE, "application/json")], answer.to_string()).into_response()
+            }
             Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
         }
     }

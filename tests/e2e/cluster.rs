@@ -427,6 +427,15 @@ impl Cluster {
         )
     }
 
+    /// A Kubernetes client as `user` (a context of the suite's kubeconfig), with its own
+    /// connections (a benchmark's writer keeps one alive).
+    pub async fn client(&self, user: &str) -> kube::Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
+        let options = kube::config::KubeConfigOptions { context: Some(user.into()), ..Default::default() };
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.unwrap();
+        kube::Client::try_from(config).unwrap()
+    }
+
     /// helm as admin.
     pub fn helm(&self, args: &[&str]) -> Ran {
         let kubeconfig = self.kubeconfig.display().to_string();

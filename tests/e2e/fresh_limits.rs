@@ -128,12 +128,7 @@ fn webhook_pods(c: &Cluster, replicas: usize) {
 
 /// team-f's Deployments, as the admin's client sees them.
 fn deployments(c: &Cluster, runtime: &tokio::runtime::Runtime) -> kube::Api<Deployment> {
-    runtime.block_on(async {
-        let kubeconfig = kube::config::Kubeconfig::read_from(&c.kubeconfig).unwrap();
-        let options = kube::config::KubeConfigOptions { context: Some("admin".into()), ..Default::default() };
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.unwrap();
-        kube::Api::namespaced(kube::Client::try_from(config).unwrap(), TEAM)
-    })
+    runtime.block_on(async { kube::Api::namespaced(c.client("admin").await, TEAM) })
 }
 
 /// How long after now a dry-run change of payments-api to 6 replicas gets `allowed` (polled every

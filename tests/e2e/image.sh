@@ -10,6 +10,8 @@
 #   bash tests/e2e/image.sh [--binary PATH] [--ref NAME:TAG] OUT.tar     the webhook's image
 #   bash tests/e2e/image.sh --pause [--ref NAME:TAG] OUT.tar             the node's pause image
 #                                                                        (Debian's catatonit -P)
+#   --install-as NAME   the binary's name under /usr/local/bin (default replica-guard; the latency
+#                       benchmark's fixed-answer webhook image holds the load generator as `floor`)
 # Load it with `ctr -n k8s.io images import OUT.tar`, or push it with
 # `skopeo copy oci-archive:OUT.tar docker://REGISTRY/replica-guard:TAG`. Prints the manifest digest.
 #
@@ -21,12 +23,13 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 tools="${REPLICA_GUARD_TOOLS:-$HOME/.cache/replica-guard-tools}"
 version=$(awk -F'"' '/^appVersion:/ {print $2}' "$root/charts/replica-guard/Chart.yaml")
-binary="" ref="" pause=""
+binary="" ref="" pause="" install_as="replica-guard"
 while [ $# -gt 1 ]; do
   case "$1" in
     --binary) binary="$2"; shift 2 ;;
     --ref) ref="$2"; shift 2 ;;
     --pause) pause=1; shift ;;
+    --install-as) install_as="$2"; shift 2 ;;
     *) echo "image.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -98,7 +101,7 @@ printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexi
 printf 'root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n' >"$rootfs/etc/group"
 mkdir -p "$rootfs/home/nonroot" "$rootfs/tmp" "$rootfs/root"
 chmod 1777 "$rootfs/tmp"
-install -D -m 0755 "$binary" "$rootfs/usr/local/bin/replica-guard"
+install -D -m 0755 "$binary" "$rootfs/usr/local/bin/$install_as"
 
 # The Dockerfile's final stage (after its last FROM): user, ports, entrypoint, command.
 python3 - "$root/Dockerfile" "$work/config.json" <<'EOF'

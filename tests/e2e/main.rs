@@ -40,6 +40,7 @@ fn main() -> ExitCode {
     let bench = args.iter().any(|a| a == "--bench-latency");
     let bench_scale = args.iter().any(|a| a == "--bench-scale");
     let bench_freshness = args.iter().any(|a| a == "--bench-freshness");
+    let bench_node = args.iter().any(|a| a == "--bench-latency-node");
     let capture = args.iter().any(|a| a == "--capture-fixtures");
     let filter: Vec<String> = args.into_iter().filter(|a| !a.starts_with('-')).collect();
     let tools = match cluster::Tools::find() {
@@ -50,8 +51,24 @@ fn main() -> ExitCode {
         }
     };
     let started = Instant::now();
-    if !(capture || bench || bench_scale || bench_freshness) {
+    if !(capture || bench || bench_scale || bench_freshness || bench_node) {
         return play_stories(tools, &filter, started);
+    }
+    // The latency benchmark's rounds and seconds per round.
+    let rounds = filter.first().and_then(|n| n.parse().ok()).unwrap_or(3);
+    let seconds = filter.get(1).and_then(|n| n.parse().ok()).unwrap_or(5.0);
+    if bench_node {
+        // The fixed-answer webhook's image beside the chart's, on the real node.
+        return match node_stories::Environment::start_with(tools, &[latency::floor_image_arguments()]) {
+            Ok(env) => {
+                latency::run_on_node(&env.cluster, rounds, seconds);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("e2e: the real node did not start: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if bench_freshness {
         // On the real node: the chart's pods, the registry's writes, the API server's verdicts.
@@ -76,8 +93,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if bench {
-        let number = |i: usize, default: usize| filter.get(i).and_then(|n| n.parse().ok()).unwrap_or(default);
-        latency::run(&cluster, number(0, 5), number(1, 300));
+        latency::run(&cluster, rounds, seconds);
         return ExitCode::SUCCESS;
     }
     ExitCode::SUCCESS

@@ -142,14 +142,26 @@ fn images(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
 
 impl Environment {
     pub fn start(tools: Tools) -> Result<Self, String> {
+        Self::start_with(tools, &[])
+    }
+
+    /// `start`, with more images on the node (each built by `tests/e2e/image.sh ARGUMENTS`).
+    pub fn start_with(tools: Tools, more_images: &[Vec<String>]) -> Result<Self, String> {
         crate::pods::remove_leftovers();
         node::remove_leftovers();
         let dir = tempfile::Builder::new().prefix("replica-guard-images-").tempdir().map_err(|e| e.to_string())?;
         let (image, pause) = images(dir.path())?;
+        let mut all = vec![pause, image];
+        for (i, arguments) in more_images.iter().enumerate() {
+            let archive = dir.path().join(format!("more-{i}.tar"));
+            let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+            build_image(&arguments, &archive)?;
+            all.push(archive);
+        }
         let started = Instant::now();
         let (host, placement): (Host, Placement) = node::network()?;
         let cluster = Cluster::start_at(tools, Some(placement))?;
-        let node = Node::start(&cluster, &[pause, image])?;
+        let node = Node::start(&cluster, &all)?;
         eprintln!(
             "e2e: Kubernetes {} control plane and node {} ready at https://{} in {:.1} s",
             cluster.tools.server_version(),
@@ -221,13 +233,18 @@ fn image_is_the_dockerfiles(_c: &Cluster) {
 
 /// The values a platform gives: the registry (the image is the chart's default).
 pub fn values(c: &Cluster) -> PathBuf {
+    values_with(c, "")
+}
+
+/// `values`, with more registry entries.
+fn values_with(c: &Cluster, more_entries: &str) -> PathBuf {
     let path = c.dir.join("node-values.yaml");
     // Who may ask: the pods answer only the API server's webhook client certificate.
     let ca: String = c.webhook_client_ca.lines().map(|l| format!("      {l}\n")).collect();
     crate::cluster::write(
         &path,
         &format!(
-            "webhook:\n  clientAuth:\n    enabled: true\n    names: [kube-apiserver]\n    caBundle: |\n{ca}policy: {{override: {{groups: [platform-admins]}}}}\nregistry:\n  file:\n    pollIntervalSeconds: 1\n    limits:\n      entries:\n      - {{namespace: {TEAM}, deployment: payments-api, maxReplicas: 4, owner: payments-team@example.com}}\n      - {{namespace: {HELM_TEAM}, deployment: payments-api, maxReplicas: 4}}\n      - {{namespace: {WARN_TEAM}, deployment: api, maxReplicas: 4, mode: warn}}\n"
+            "webhook:\n  clientAuth:\n    enabled: true\n    names: [kube-apiserver]\n    caBundle: |\n{ca}policy: {{override: {{groups: [platform-admins]}}}}\nregistry:\n  file:\n    pollIntervalSeconds: 1\n    limits:\n      entries:\n      - {{namespace: {TEAM}, deployment: payments-api, maxReplicas: 4, owner: payments-team@example.com}}\n      - {{namespace: {HELM_TEAM}, deployment: payments-api, maxReplicas: 4}}\n      - {{namespace: {WARN_TEAM}, deployment: api, maxReplicas: 4, mode: warn}}\n{more_entries}"
         ),
     );
     path
@@ -271,6 +288,11 @@ pub fn chart() -> &'static str {
 
 /// Installs the chart once per run (the stories after the first reuse it).
 pub fn installed(c: &Cluster) {
+    installed_with(c, "")
+}
+
+/// `installed`, with more registry entries (YAML list items indented by six spaces).
+pub fn installed_with(c: &Cluster, more_entries: &str) {
     let ran = c.kubectl("admin", &["get", "deploy", "rg-replica-guard", "-n", RELEASE]);
     if ran.ok {
         return;
@@ -286,7 +308,7 @@ pub fn installed(c: &Cluster) {
         RELEASE,
         "--create-namespace",
         "-f",
-        &values(c).display().to_string(),
+        &values_with(c, more_entries).display().to_string(),
     ]);
     assert!(ran.ok, "helm install: {}{}", ran.stdout, ran.stderr);
     let webhook = wait_ready(c, WEBHOOK_PODS, 3, Duration::from_secs(180));

@@ -5,7 +5,9 @@
 # the real node's stories (the chart's image on a kubelet; newest Kubernetes only).
 #   --kube MINOR                  the Kubernetes minor to run against (a build module under
 #                                 tests/e2e/kube/: 1.34 or 1.37); default: the newest
-#   --bench-latency [ROUNDS] [WRITES]   the added-latency benchmark instead (BENCHMARKS.md)
+#   --bench-latency [ROUNDS] [SECONDS]  the added-latency benchmark instead (BENCHMARKS.md): 1, 10
+#                                       and 50 writers, webhooks on 127.0.0.1
+#   --bench-latency-node [ROUNDS] [SECONDS]   the same through the chart's Service on the real node
 #   --bench-scale [DEPLOYMENTS]         the audit at scale (BENCHMARKS.md)
 #   --bench-freshness [ROUNDS]          from a registry write to enforcement, on the real node (BENCHMARKS.md)
 #   --capture-fixtures            records what the API server sends into tests/fixtures/k8s-MINOR/
@@ -27,7 +29,15 @@ echo "e2e: Kubernetes $version (kube-apiserver and kube-controller-manager built
 tools=$(bash tests/e2e/install-tools.sh kube "$minor" | tail -n 1)
 export REPLICA_GUARD_TOOLS="$tools" REPLICA_GUARD_KUBE="$minor"
 case "${args[0]:-}" in
-  --bench-latency|--bench-scale)
+  --bench-latency|--bench-latency-node)
+    # The release binary, and the fixed-answer webhook it is compared with (the load generator's
+    # `floor`, benches/loadgen.rs).
+    cargo build --release --locked --bin replica-guard
+    export REPLICA_GUARD_BIN="$PWD/target/release/replica-guard" REPLICA_GUARD_RELEASE_BIN="$PWD/target/release/replica-guard"
+    REPLICA_GUARD_FLOOR_BIN=$(cargo build --release --locked --bench loadgen --message-format=json \
+      | python3 -c 'import json, sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "loadgen" and m.get("executable")][-1])')
+    export REPLICA_GUARD_FLOOR_BIN ;;
+  --bench-scale)
     # The benchmark measures the release binary.
     cargo build --release --bin replica-guard
     export REPLICA_GUARD_BIN="$PWD/target/release/replica-guard" ;;
