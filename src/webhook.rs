@@ -106,7 +106,7 @@ impl Webhook {
             match subject::target(&request, &self.policy.override_rule.annotation) {
                 Ok(Target::Subject(subject)) => {
                     timer.decided_as(request_kind(&subject.path));
-                    Ok(self.decide(&request, subject).await)
+                    Ok(self.decide(&request, *subject).await)
                 }
                 Ok(Target::NotHandled(why)) => {
                     tracing::info!(kind = %request.kind.kind, why, "not a replica path; allowed");

@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::Lcg;
+
 use kube_cel::KubeCelExt;
 use kube_cel::cel::objects::{Key, Map};
 use kube_cel::cel::{Context, Program, Value};
@@ -217,18 +219,6 @@ async fn every_fixture_gets_the_same_answer_from_the_backstop_and_the_webhook() 
     }
     assert!(failures.is_empty(), "{} of {compared} disagree:\n{}", failures.len(), failures.join("\n"));
     assert!(denied > 20, "the fixtures must exercise denials too: {denied} of {compared}");
-}
-
-/// A small deterministic generator (no crate needed for this).
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.next(items.len() as u64) as usize]
-    }
 }
 
 /// A request on one of the three paths, built from a captured body of that path.

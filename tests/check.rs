@@ -250,6 +250,19 @@ fn admission_review_files_are_told_apart_by_their_kind() {
     assert_eq!(object["previousReplicas"], 3);
     assert_eq!(object["requestedReplicas"], 6);
     assert!(object["changes"].as_str().unwrap().starts_with("changes: replicas 3 -> 6, image of"), "{object}");
+    // The decision record's patch, in the README's order: replicas, then the image.
+    let image = review_image();
+    assert_eq!(
+        object["patch"],
+        serde_json::json!([{"op": "replace", "path": "/spec/replicas", "value": 6},
+            {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": image}])
+    );
+}
+
+/// The new image of the captured redeploy.
+fn review_image() -> serde_json::Value {
+    let review = common::fixture_json("deployment-redeploy-replicas-3-to-6-and-image.json");
+    review["request"]["object"]["spec"]["template"]["spec"]["containers"][0]["image"].clone()
 }
 
 #[test]
@@ -378,9 +391,16 @@ fn an_invalid_object_has_every_key_of_the_schema() {
     let report: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
     let object = &report["objects"][0];
     assert_eq!(object["decision"], "invalid");
-    for key in
-        ["deployment", "operation", "rule", "requestedReplicas", "previousReplicas", "registeredMaxReplicas", "changes"]
-    {
+    for key in [
+        "deployment",
+        "operation",
+        "rule",
+        "requestedReplicas",
+        "previousReplicas",
+        "registeredMaxReplicas",
+        "changes",
+        "patch",
+    ] {
         assert!(object.get(key).is_some_and(serde_json::Value::is_null), "{key} is null in {object}");
     }
     assert!(!object["message"].as_str().unwrap().contains("i32"), "in words: {object}");

@@ -23,6 +23,8 @@ fn subject(operation: Operation, old: Option<i32>, new: i32) -> Subject {
         dry_run: false,
         changes: vec![],
         unlisted_changes: Default::default(),
+        creation: vec![],
+        omitted_values: Default::default(),
     }
 }
 
@@ -49,7 +51,12 @@ fn hpa() -> Path {
 }
 
 fn change(field: Field, path: &str) -> FieldChange {
-    FieldChange { field, path: path.into(), container: Some("api".into()).filter(|_| field != Field::Replicas) }
+    FieldChange {
+        field,
+        path: path.into(),
+        container: Some("api".into()).filter(|_| field != Field::Replicas),
+        edit: replica_guard::decision::recorded::Edit::Remove { emptied_map: false },
+    }
 }
 
 fn limit(max: i32) -> Lookup {

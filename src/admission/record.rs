@@ -29,6 +29,12 @@ pub struct DecisionRecord<'a> {
     pub rule: &'static str,
     pub changed_fields: Vec<&'static str>,
     pub changed_paths: Vec<&'a str>,
+    /// What changed, as an RFC 6902 JSON Patch of the objects' recorded views
+    /// (`decision::patch`); on a CREATE, the object from nothing.
+    pub patch: json_patch::Patch,
+    /// What the patch leaves out: values redacted, values past the budget, changes past the
+    /// first 1,000.
+    pub patch_omitted: PatchOmitted,
     pub override_reason: Option<&'a str>,
     pub override_result: &'static str,
     pub warnings: &'a [String],
@@ -40,6 +46,14 @@ pub struct DecisionRecord<'a> {
     /// The registry revision the limit came from (`limits::store::Revision`: Firestore's read
     /// time, the ConfigMap's resourceVersion, the file's digest…); null when no limit was asked.
     pub registry_revision: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PatchOmitted {
+    pub redacted: usize,
+    pub over_budget: usize,
+    pub unlisted: usize,
 }
 
 /// Most paths a record lists; a rewrite of a whole object would otherwise make one huge line.
@@ -71,6 +85,12 @@ impl<'a> DecisionRecord<'a> {
             rule: decision.rule.as_str(),
             changed_fields: super::respond::changed_fields(subject),
             changed_paths: subject.changes.iter().take(MAX_PATHS).map(|c| c.path.as_str()).collect(),
+            patch: crate::decision::patch::of(subject.patched()),
+            patch_omitted: PatchOmitted {
+                redacted: subject.omitted_values.redacted,
+                over_budget: subject.omitted_values.over_budget,
+                unlisted: subject.unlisted_changes.count,
+            },
             override_reason: subject.override_reason.as_deref(),
             override_result: match decision.override_use {
                 Override::NotUsed => "none",

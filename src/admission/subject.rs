@@ -15,8 +15,8 @@ use serde_json::value::RawValue;
 /// What the webhook makes of a request.
 #[derive(Debug)]
 pub enum Target {
-    /// A request on a replica path: decide it.
-    Subject(Subject),
+    /// A request on a replica path: decide it. (Boxed: a subject is large beside a reason.)
+    Subject(Box<Subject>),
     /// Not a replica path (another kind, DELETE, an HPA on a StatefulSet...): allowed and logged.
     NotHandled(String),
 }
@@ -102,10 +102,11 @@ pub fn target(req: &Request<'_>, override_annotation: &str) -> Result<Target, Re
         (PathKind::Scale, _) => (Path::Scale, object_name(req, new)),
         _ => (Path::Deployment, object_name(req, new)),
     };
-    let changes = match old {
-        Some(old) => spec_changes(old, new)?,
-        None => changes::Diff::default(),
+    let (changes, creation) = match old {
+        Some(old) => (spec_changes(old, new)?, changes::Diff::default()),
+        None => (changes::Diff::default(), created(new)?),
     };
+    let omitted_values = if old.is_some() { &changes } else { &creation }.recorded.omitted.clone();
     let override_reason = new
         .metadata
         .annotations
@@ -113,7 +114,7 @@ pub fn target(req: &Request<'_>, override_annotation: &str) -> Result<Target, Re
         .and_then(|a| a.get(override_annotation))
         .map(|r| r.trim().to_string())
         .filter(|r| !r.is_empty());
-    Ok(Target::Subject(Subject {
+    Ok(Target::Subject(Box::new(Subject {
         path,
         operation,
         namespace,
@@ -127,7 +128,9 @@ pub fn target(req: &Request<'_>, override_annotation: &str) -> Result<Target, Re
         dry_run: req.dry_run,
         changes: changes.listed,
         unlisted_changes: changes.unlisted,
-    }))
+        creation: creation.listed,
+        omitted_values,
+    })))
 }
 
 /// The classified changes from `old` to `new`. Byte-identical specs (a controller touching
@@ -143,6 +146,16 @@ fn spec_changes<'a>(old: &KubernetesObject<'a>, new: &KubernetesObject<'a>) -> R
     let same_spec = old.spec.map(RawValue::get) == new.spec.map(RawValue::get);
     let (old_spec, new_spec) = if same_spec { (None, None) } else { (tree(old, "oldObject")?, tree(new, "object")?) };
     Ok(changes::between(view(old, old_spec.as_ref()), view(new, new_spec.as_ref())))
+}
+
+/// A created object as changes from nothing, for the decision record's patch.
+fn created<'a>(new: &KubernetesObject<'a>) -> Result<changes::Diff, ReviewError> {
+    let spec = new
+        .spec
+        .map(|raw| Node::parse(raw.get()))
+        .transpose()
+        .map_err(|e| ReviewError::NotJson(format!("request.object.spec: {e}")))?;
+    Ok(changes::between(ObjectView::default(), view(new, spec.as_ref())))
 }
 
 fn view<'a>(object: &'a KubernetesObject<'_>, spec: Option<&'a Node<'a>>) -> ObjectView<'a> {

@@ -197,6 +197,8 @@ fn object_json(c: &Checked) -> Value {
             "previousReplicas": d.subject.old_replicas,
             "registeredMaxReplicas": d.decision.limit.as_ref().map(|l| l.max_replicas),
             "changes": change_summary(&d.subject),
+            // The decision record's patch: against `--cluster`'s object, or the object from nothing.
+            "patch": crate::decision::patch::of(d.subject.patched()),
             "warnings": d.decision.warnings,
             "message": d.decision.deny_message,
         }),
@@ -204,7 +206,7 @@ fn object_json(c: &Checked) -> Value {
         Outcome::Invalid(why) => json!({
             "deployment": null, "operation": null, "decision": "invalid", "rule": null,
             "requestedReplicas": null, "previousReplicas": null, "registeredMaxReplicas": null,
-            "changes": null, "warnings": [], "message": why,
+            "changes": null, "patch": null, "warnings": [], "message": why,
         }),
         Outcome::PassedOver(_) => json!({"decision": "passed-over"}),
     };

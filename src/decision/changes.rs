@@ -1,7 +1,9 @@
 //! What a change changed: a diff of the old and new object, classified into the fields people
 //! ask about (replicas, image, resources, env, volumes, strategy, other). One walk over both
-//! trees, leaf by leaf, in the places a JSON patch would name; only the first `MAX_LISTED`
-//! changes get a path (the rest are counted), so a hostile body costs about what parsing it does.
+//! trees, leaf by leaf, in the places a JSON patch names; only the first `MAX_LISTED` changes get
+//! a path and their patch operation (`patch`: the value, kept or redacted, within the record's
+//! budget; the rest are counted), so a hostile body costs about what parsing it does. Items
+//! removed from the end of a list are listed last first, so that the patch applies in order.
 //!
 //! Only `spec`, labels and annotations are compared: status, managedFields, resourceVersion,
 //! generation and the like change on every write and say nothing about what the user did, and
@@ -9,6 +11,7 @@
 
 pub use super::field::Field;
 use super::field::{Step, classify, escape, pointer};
+use super::recorded::{Edit, Recorder, keeps_annotation};
 use super::tree::Node;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -21,6 +24,8 @@ pub struct FieldChange {
     pub path: String,
     /// The container the change is in, by name, when it is in one.
     pub container: Option<String>,
+    /// The change as a patch operation, with its value as the record keeps it.
+    pub edit: Edit,
 }
 
 /// Annotations that are bookkeeping, not intent.
@@ -45,6 +50,8 @@ pub const MAX_LISTED: usize = 1_000;
 pub struct Diff {
     pub listed: Vec<FieldChange>,
     pub unlisted: Unlisted,
+    /// What the listed changes' values took of the record's budget, and left out.
+    pub recorded: Recorder,
 }
 
 /// The changes beyond `MAX_LISTED`: how many, and which fields they touched (in `Field` order).
@@ -55,9 +62,9 @@ pub struct Unlisted {
 }
 
 impl Diff {
-    fn push(&mut self, change: impl FnOnce() -> FieldChange, field: Field) {
+    fn push(&mut self, change: impl FnOnce(&mut Recorder) -> FieldChange, field: Field) {
         if self.listed.len() < MAX_LISTED {
-            self.listed.push(change());
+            self.listed.push(change(&mut self.recorded));
         } else {
             self.unlisted.count += 1;
             if let Err(at) = self.unlisted.fields.binary_search(&field) {
@@ -100,7 +107,7 @@ impl<'a> Walk<'a> {
                     self.at.push(Step::Key(key));
                     match rest.first() {
                         Some((k, new_value)) if k == key => self.compare(old_value, new_value),
-                        _ => self.added_or_removed(old_value),
+                        _ => self.removed(old_value),
                     }
                     self.at.pop();
                 }
@@ -111,53 +118,96 @@ impl<'a> Walk<'a> {
                         continue;
                     }
                     self.at.push(Step::Key(key));
-                    self.added_or_removed(new_value);
+                    self.added(new_value);
                     self.at.pop();
                 }
             }
             (Node::Array(o), Node::Array(n)) => {
-                for i in 0..o.len().max(n.len()) {
+                for (i, (old_value, new_value)) in o.iter().zip(n).enumerate() {
                     self.at.push(Step::Index(i));
-                    match (o.get(i), n.get(i)) {
-                        (Some(old_value), Some(new_value)) => self.compare(old_value, new_value),
-                        _ => self.change(),
-                    }
+                    self.compare(old_value, new_value);
+                    self.at.pop();
+                }
+                for (i, new_value) in n.iter().enumerate().skip(o.len()) {
+                    self.at.push(Step::Index(i));
+                    self.change(Kind::Add(new_value, false));
+                    self.at.pop();
+                }
+                // Last first: removing item i moves those after it.
+                for i in (n.len()..o.len()).rev() {
+                    self.at.push(Step::Index(i));
+                    self.change(Kind::Remove(false));
                     self.at.pop();
                 }
             }
             _ if old == new => {}
-            _ => self.change(),
+            _ => self.change(Kind::Replace(new)),
         }
     }
 
-    /// A whole value added or removed. A labels/annotations map added or removed (the pod
-    /// template had none before a `kubectl rollout restart`, say) is one change per key, so
-    /// the summary can name the key.
-    fn added_or_removed(&mut self, value: &'a Node<'a>) {
-        let is_map = matches!(self.at.as_slice(), [.., Step::Key("metadata"), Step::Key("labels" | "annotations")]);
+    /// Whether the walk is at a labels or annotations map. One added or removed whole (the pod
+    /// template had none before a `kubectl rollout restart`, say) is one change per key, so the
+    /// summary can name the key.
+    fn at_a_map(&self) -> bool {
+        matches!(self.at.as_slice(), [.., Step::Key("metadata"), Step::Key("labels" | "annotations")])
+    }
+
+    fn added(&mut self, value: &'a Node<'a>) {
         match value {
-            Node::Object(map) if is_map && !map.is_empty() => {
-                for (key, _) in map {
+            Node::Object(map) if self.at_a_map() && !map.is_empty() => {
+                for (i, (key, value)) in map.iter().enumerate() {
                     self.at.push(Step::Key(key));
-                    self.change();
+                    self.change(Kind::Add(value, i == 0));
                     self.at.pop();
                 }
             }
-            _ => self.change(),
+            _ => self.change(Kind::Add(value, false)),
         }
     }
 
-    fn change(&mut self) {
+    fn removed(&mut self, value: &'a Node<'a>) {
+        match value {
+            Node::Object(map) if self.at_a_map() && !map.is_empty() => {
+                for (i, (key, _)) in map.iter().enumerate() {
+                    self.at.push(Step::Key(key));
+                    self.change(Kind::Remove(i + 1 == map.len()));
+                    self.at.pop();
+                }
+            }
+            _ => self.change(Kind::Remove(false)),
+        }
+    }
+
+    fn change(&mut self, kind: Kind<'a>) {
         let (field, list_index) = classify(&self.at);
-        let (at, old_spec, new_spec) = (&self.at, self.old_spec, self.new_spec);
-        let change = || FieldChange {
-            field,
-            path: pointer(at),
-            container: list_index
-                .and_then(|(list, i)| container_name(new_spec, list, i).or_else(|| container_name(old_spec, list, i))),
+        let (at, old_spec, new_spec) = (&mut self.at, self.old_spec, self.new_spec);
+        let change = |recorded: &mut Recorder| {
+            let path = pointer(at);
+            recorded.path(&path);
+            let edit = match kind {
+                Kind::Add(value, new_map) => Edit::Add { value: recorded.spec_value(at, value), new_map },
+                Kind::Replace(value) => Edit::Replace { value: recorded.spec_value(at, value) },
+                Kind::Remove(emptied_map) => Edit::Remove { emptied_map },
+            };
+            FieldChange {
+                field,
+                path,
+                container: list_index.and_then(|(list, i)| {
+                    container_name(new_spec, list, i).or_else(|| container_name(old_spec, list, i))
+                }),
+                edit,
+            }
         };
         self.diff.push(change, field);
     }
+}
+
+/// What happened at a place, and the new value there: added (the first key of a new map:
+/// `true`), replaced, removed (the last key of a map removed whole: `true`).
+enum Kind<'a> {
+    Add(&'a Node<'a>, bool),
+    Replace(&'a Node<'a>),
+    Remove(bool),
 }
 
 /// The pairs of a sorted object from the first whose key is not below `key`.
@@ -176,10 +226,22 @@ fn changed_keys(
     let empty = BTreeMap::new();
     let (old, new) = (old.unwrap_or(&empty), new.unwrap_or(&empty));
     let keys = old.keys().chain(new.keys().filter(|k| !old.contains_key(*k)));
+    let kept = |key: &str| prefix == "/metadata/labels" || keeps_annotation(key);
     for key in keys.filter(|k| !ignore.contains(&k.as_str())) {
-        if old.get(key) != new.get(key) {
-            let change =
-                || FieldChange { field: Field::Other, path: format!("{prefix}/{}", escape(key)), container: None };
+        let (before, after) = (old.get(key), new.get(key));
+        if before != after {
+            let change = |recorded: &mut Recorder| {
+                let path = format!("{prefix}/{}", escape(key));
+                recorded.path(&path);
+                let edit = match (before, after) {
+                    (_, None) => Edit::Remove { emptied_map: false },
+                    (None, Some(value)) => {
+                        Edit::Add { value: recorded.metadata_value(value, kept(key)), new_map: false }
+                    }
+                    (Some(_), Some(value)) => Edit::Replace { value: recorded.metadata_value(value, kept(key)) },
+                };
+                FieldChange { field: Field::Other, path, container: None, edit }
+            };
             out.push(change, Field::Other);
         }
     }

@@ -6,7 +6,9 @@ pub mod changes;
 pub mod field;
 pub mod limit;
 pub mod messages;
+pub mod patch;
 pub mod policy;
+pub mod recorded;
 pub mod subject;
 pub mod tree;
 

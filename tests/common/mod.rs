@@ -507,6 +507,11 @@ impl ServeProcess {
 
     /// Waits up to `limit` for the process to exit; returns its status and its log lines.
     pub fn wait(mut self, limit: std::time::Duration) -> (Option<std::process::ExitStatus>, Vec<String>) {
+        self.wait_here(limit)
+    }
+
+    /// `wait`, for a process owned by something else (its log lines are read once).
+    pub fn wait_here(&mut self, limit: std::time::Duration) -> (Option<std::process::ExitStatus>, Vec<String>) {
         let started = std::time::Instant::now();
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -554,4 +559,20 @@ pub async fn http_get_text(address: SocketAddr, path: &str) -> String {
     let mut text = String::new();
     let _ = tcp.read_to_string(&mut text).await;
     text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+}
+
+/// A small deterministic generator for generated test cases (no crate needed for this).
+pub struct Lcg(pub u64);
+
+#[allow(dead_code)]
+impl Lcg {
+    /// A number below `n` (`n` > 0).
+    pub fn next(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.next(items.len() as u64) as usize]
+    }
 }

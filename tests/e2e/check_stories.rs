@@ -53,7 +53,7 @@ fn check_answers_as_apply_does(c: &Cluster) {
     // Running above its PED maximum since before the webhook: 6 replicas, max 4.
     let image = |tag: &str| format!("registry.example/payments:{tag}");
     c.apply("admin", &deployment(ns, "payments-api", 6, &image("1.4.0")), &[]).success();
-    let _rg = Registered::start(c, ns, POLICY, &registry(ns, 4), "Fail");
+    let mut rg = Registered::start(c, ns, POLICY, &registry(ns, 4), "Fail");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("limits.yaml"), registry(ns, 4)).unwrap();
     let config = dir.path().join("config.yaml");
@@ -78,6 +78,9 @@ fn check_answers_as_apply_does(c: &Cluster) {
             .unwrap()
             .starts_with(&format!("replicas 6 -> 7 exceeds PED max 4 for {ns}/payments-api"))
     );
+    // The change itself, as the decision record will keep it.
+    let raise_patch = report["objects"][0]["patch"].clone();
+    assert_eq!(raise_patch, serde_json::json!([{"op": "replace", "path": "/spec/replicas", "value": 7}]));
 
     // Identical to the live object: silent (kubectl does not even send it).
     let same = deployment(ns, "payments-api", 6, &image("1.4.0"));
@@ -96,6 +99,11 @@ fn check_answers_as_apply_does(c: &Cluster) {
     assert_eq!(code, Some(0));
     assert_eq!(report["objects"][0]["rule"], "ratchet");
     assert_eq!(report["objects"][0]["changes"], "changes: image of api");
+    let image_patch = report["objects"][0]["patch"].clone();
+    assert_eq!(
+        image_patch,
+        serde_json::json!([{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": image("1.5.0")}])
+    );
     assert_eq!(seen_by_check(&report), seen_by_kubectl(&applied));
     assert!(!seen_by_check(&report).0.is_empty(), "the ratchet warns");
 
@@ -105,4 +113,18 @@ fn check_answers_as_apply_does(c: &Cluster) {
     let applied = c.apply("alice", &new, &[]);
     assert_eq!((code, report["objects"][0]["operation"].as_str()), (Some(1), Some("CREATE")));
     assert_eq!(seen_by_check(&report), seen_by_kubectl(&applied));
+    assert_eq!(report["objects"][0]["patch"][0]["op"], "replace", "a CREATE is the object from nothing");
+    assert_eq!(report["objects"][0]["patch"][0]["value"]["template"]["spec"]["containers"][0]["image"], image("1.0.0"));
+
+    // The webhook's decision records of the two updates carry the very patches check printed.
+    rg.process.signal("TERM");
+    let (_, log) = rg.process.wait_here(std::time::Duration::from_secs(30));
+    let records: Vec<serde_json::Value> = log
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["log"] == "replica-guard-audit" && r["name"] == "payments-api" && r["operation"] == "UPDATE")
+        .collect();
+    let patch_of = |rule: &str| records.iter().find(|r| r["rule"] == rule).map(|r| r["patch"].clone());
+    assert_eq!(patch_of("violation"), Some(raise_patch), "{records:?}");
+    assert_eq!(patch_of("ratchet"), Some(image_patch), "{records:?}");
 }
