@@ -67,6 +67,9 @@ pub struct Rotation {
     pub floor: Toggle,
     pub guard: Toggle,
     pub backstop: Toggle,
+    /// The webhooks' processes when they run here (the fixed-answer webhook's, replica-guard's):
+    /// their CPU time per call is measured too.
+    pub processes: Option<[u32; 2]>,
 }
 
 impl Rotation {
@@ -130,6 +133,30 @@ struct Figures {
     failed: u64,
     /// The API server's own account over the same rounds (sums and counts of its histograms).
     server: Account,
+    /// The webhook process's time on a CPU and waiting for one, nanoseconds, over the same rounds.
+    process: Scheduled,
+}
+
+/// A process's time on a CPU and waiting in the run queue, summed over its threads
+/// (`/proc/PID/task/*/schedstat`, nanoseconds).
+#[derive(Default, Clone, Copy)]
+struct Scheduled {
+    on_cpu: u64,
+    waiting: u64,
+}
+
+impl Scheduled {
+    fn read(pid: u32) -> Self {
+        let mut total = Self::default();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return total };
+        for task in tasks.flatten() {
+            let text = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
+            total.on_cpu += fields.next().unwrap_or(0);
+            total.waiting += fields.next().unwrap_or(0);
+        }
+        total
+    }
 }
 
 /// Sums and counts of the API server's admission histograms: the fixed-answer webhook's calls,
@@ -232,10 +259,22 @@ pub fn measure(c: &Cluster, rotation: &Rotation, rounds: usize, seconds: f64, en
                 rotation.set(c, SETUPS[setup].1);
                 // The API server's informers pick the configuration up within a second or so.
                 std::thread::sleep(Duration::from_secs(2));
+                // The process that answers this set-up's webhook calls, when it runs here.
+                let pid = rotation.processes.and_then(|[floor, guard]| match SETUPS[setup].1 {
+                    [true, ..] => Some(floor),
+                    [_, true, _] => Some(guard),
+                    _ => None,
+                });
+                let scheduled = pid.map(Scheduled::read);
                 let before = Account::read(c);
                 let (samples, failed) = runtime.block_on(write_round(&clients[..writers], measured));
                 let after = Account::read(c);
                 let f = &mut figures[setup];
+                if let (Some(pid), Some(was)) = (pid, scheduled) {
+                    let now = Scheduled::read(pid);
+                    f.process.on_cpu += now.on_cpu - was.on_cpu;
+                    f.process.waiting += now.waiting - was.waiting;
+                }
                 f.samples.extend(samples);
                 f.failed += failed;
                 f.server.add_change(&before, &after);
@@ -248,9 +287,12 @@ pub fn measure(c: &Cluster, rotation: &Rotation, rounds: usize, seconds: f64, en
         let mut here = serde_json::json!({});
         for ((name, has), f) in SETUPS.iter().zip(&figures) {
             let (p50, p99, max) = (pick(&f.samples, 0.5), pick(&f.samples, 0.99), pick(&f.samples, 1.0));
+            let calls = if has[0] { f.server.floor.1 } else { f.server.guard.1 };
+            let per_call = |ns: u64| if calls < 1.0 { f64::NAN } else { round(ns as f64 / calls / 1000.0) };
             let server = serde_json::json!({
                 "fixed_answer_webhook": mean(f.server.floor), "replica_guard_webhook": mean(f.server.guard),
                 "validating_step_per_update": mean(f.server.step),
+                "webhook_process_us_per_call": {"on_cpu": per_call(f.process.on_cpu), "waiting_for_a_cpu": per_call(f.process.waiting)},
             });
             here[*name] = serde_json::json!({
                 "writes": f.samples.len(), "failed": f.failed, "p50_ms": round(p50), "p99_ms": round(p99),
@@ -284,6 +326,16 @@ pub fn measure(c: &Cluster, rotation: &Rotation, rounds: usize, seconds: f64, en
             ),
         });
         eprintln!("bench-latency: {writers} writers: {}", here["replica_guard_added_over_fixed_answer_added"]);
+        if rotation.processes.is_some() {
+            let per_call = |setup: usize| &here[SETUPS[setup].0]["api_server"]["webhook_process_us_per_call"];
+            eprintln!(
+                "bench-latency: {writers} writers: per call, µs on a CPU / waiting for one: fixed-answer webhook {} / {}, replica-guard {} / {}",
+                per_call(FLOOR_SETUP)["on_cpu"],
+                per_call(FLOOR_SETUP)["waiting_for_a_cpu"],
+                per_call(GUARD_SETUP)["on_cpu"],
+                per_call(GUARD_SETUP)["waiting_for_a_cpu"],
+            );
+        }
         out[format!("{writers}_writers")] = here;
     }
     rotation.set(c, end);
@@ -374,6 +426,7 @@ pub fn run(c: &Cluster, rounds: usize, seconds: f64) {
             serde_yaml_ng::to_string(policy_binding).unwrap(),
             policy_binding["metadata"]["name"].as_str().unwrap(),
         ),
+        processes: Some([floor.child.id(), guard.child.id()]),
     };
     measure(c, &rotation, rounds, seconds, [false, false, false]);
     let reviews = crate::webhook::reviews_answered(guard.admin);
@@ -459,6 +512,8 @@ pub fn run_on_node(c: &Cluster, rounds: usize, seconds: f64) {
         floor: webhook_configuration(floor.to_string(), "rg-bench-floor"),
         guard: webhook_configuration(guard.to_string(), "rg-replica-guard"),
         backstop: binding(policy_binding.to_string(), "rg-replica-guard-backstop"),
+        // Three pods each, reached through the Services: the API server's clock only.
+        processes: None,
     };
     eprintln!(
         "bench-latency: on the node, failurePolicy {} and timeoutSeconds {} as the chart renders them",
