@@ -1,6 +1,7 @@
 //! Worst-case bodies for `loadgen worst`: UPDATEs of the redeploy fixture grown to `max` bytes
 //! in the way that costs most per byte, so the slowest one bounds what a tenant can make one
-//! review cost (the hardening target: under 5 ms of CPU).
+//! review cost (the hardening target: under 5 ms of CPU); and the CREATE of each new object
+//! (the decision record's patch of a CREATE copies the object from nothing, within its budget).
 
 use crate::common;
 use serde_json::{Value, json};
@@ -8,8 +9,8 @@ use serde_json::{Value, json};
 /// Turns the old and the new object of the fixture into a worst case.
 type Shape = dyn Fn(&mut Value, &mut Value);
 
-/// (name, body) for every shape.
-fn bodies(max: usize) -> Vec<(&'static str, Vec<u8>)> {
+/// (name, body) for every shape: its UPDATE, then the CREATE of its new object.
+fn bodies(max: usize) -> Vec<(String, Vec<u8>)> {
     // Each entry is about 24 bytes of JSON; old and new each take half of the body.
     let n = max / 2 / 28;
     let keyed = |prefix: &str, n: usize| -> Value {
@@ -78,19 +79,21 @@ fn bodies(max: usize) -> Vec<(&'static str, Vec<u8>)> {
         ),
     ];
     let base = common::fixture_json("deployment-redeploy-replicas-3-to-6-and-image.json");
-    shapes
-        .into_iter()
-        .map(|(name, shape)| {
-            let mut review = base.clone();
-            let (mut old, mut new) = (review["request"]["oldObject"].clone(), review["request"]["object"].clone());
-            shape(&mut old, &mut new);
-            review["request"]["oldObject"] = old;
-            review["request"]["object"] = new;
-            let body = serde_json::to_vec(&review).unwrap();
-            assert!(body.len() <= max, "{name}: {} bytes is over {max}", body.len());
-            (name, body)
-        })
-        .collect()
+    let mut all = vec![];
+    for (name, shape) in shapes {
+        let mut review = base.clone();
+        let (mut old, mut new) = (review["request"]["oldObject"].clone(), review["request"]["object"].clone());
+        shape(&mut old, &mut new);
+        review["request"]["oldObject"] = old;
+        review["request"]["object"] = new;
+        let body = serde_json::to_vec(&review).unwrap();
+        assert!(body.len() <= max, "{name}: {} bytes is over {max}", body.len());
+        all.push((name.to_string(), body));
+        review["request"]["operation"] = "CREATE".into();
+        review["request"]["oldObject"] = Value::Null;
+        all.push((format!("CREATE: {name}"), serde_json::to_vec(&review).unwrap()));
+    }
+    all
 }
 
 fn deep_chain(depth: usize, leaf: &str) -> Value {
