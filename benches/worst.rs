@@ -1,7 +1,6 @@
 //! Worst-case bodies for `loadgen worst`: UPDATEs of the redeploy fixture grown to `max` bytes
 //! in the way that costs most per byte, so the slowest one bounds what a tenant can make one
-//! review cost (the hardening target: under 5 ms of CPU); and the CREATE of each new object
-//! (the decision record's patch of a CREATE copies the object from nothing, within its budget).
+//! review cost (the hardening target: under 5 ms of CPU); and the CREATE of each new object.
 
 use crate::common;
 use serde_json::{Value, json};

@@ -23,7 +23,6 @@ fn subject(operation: Operation, old: Option<i32>, new: i32) -> Subject {
         dry_run: false,
         changes: vec![],
         unlisted_changes: Default::default(),
-        creation: vec![],
         omitted_values: Default::default(),
     }
 }

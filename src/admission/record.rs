@@ -30,8 +30,9 @@ pub struct DecisionRecord<'a> {
     pub changed_fields: Vec<&'static str>,
     pub changed_paths: Vec<&'a str>,
     /// What changed, as an RFC 6902 JSON Patch of the objects' recorded views
-    /// (`decision::patch`); on a CREATE, the object from nothing.
-    pub patch: json_patch::Patch,
+    /// (`decision::patch`); null for a CREATE (no old object; the review of a CREATE reads only
+    /// what it decides on, and its cost stays there).
+    pub patch: Option<json_patch::Patch>,
     /// What the patch leaves out: values redacted, values past the budget, changes past the
     /// first 1,000.
     pub patch_omitted: PatchOmitted,
@@ -85,7 +86,8 @@ impl<'a> DecisionRecord<'a> {
             rule: decision.rule.as_str(),
             changed_fields: super::respond::changed_fields(subject),
             changed_paths: subject.changes.iter().take(MAX_PATHS).map(|c| c.path.as_str()).collect(),
-            patch: crate::decision::patch::of(subject.patched()),
+            patch: (subject.operation == crate::decision::Operation::Update)
+                .then(|| crate::decision::patch::of(&subject.changes)),
             patch_omitted: PatchOmitted {
                 redacted: subject.omitted_values.redacted,
                 over_budget: subject.omitted_values.over_budget,

@@ -102,11 +102,10 @@ pub fn target(req: &Request<'_>, override_annotation: &str) -> Result<Target, Re
         (PathKind::Scale, _) => (Path::Scale, object_name(req, new)),
         _ => (Path::Deployment, object_name(req, new)),
     };
-    let (changes, creation) = match old {
-        Some(old) => (spec_changes(old, new)?, changes::Diff::default()),
-        None => (changes::Diff::default(), created(new)?),
+    let changes = match old {
+        Some(old) => spec_changes(old, new)?,
+        None => changes::Diff::default(),
     };
-    let omitted_values = if old.is_some() { &changes } else { &creation }.recorded.omitted.clone();
     let override_reason = new
         .metadata
         .annotations
@@ -128,8 +127,7 @@ pub fn target(req: &Request<'_>, override_annotation: &str) -> Result<Target, Re
         dry_run: req.dry_run,
         changes: changes.listed,
         unlisted_changes: changes.unlisted,
-        creation: creation.listed,
-        omitted_values,
+        omitted_values: changes.recorded.omitted,
     })))
 }
 
@@ -146,16 +144,6 @@ fn spec_changes<'a>(old: &KubernetesObject<'a>, new: &KubernetesObject<'a>) -> R
     let same_spec = old.spec.map(RawValue::get) == new.spec.map(RawValue::get);
     let (old_spec, new_spec) = if same_spec { (None, None) } else { (tree(old, "oldObject")?, tree(new, "object")?) };
     Ok(changes::between(view(old, old_spec.as_ref()), view(new, new_spec.as_ref())))
-}
-
-/// A created object as changes from nothing, for the decision record's patch.
-fn created<'a>(new: &KubernetesObject<'a>) -> Result<changes::Diff, ReviewError> {
-    let spec = new
-        .spec
-        .map(|raw| Node::parse(raw.get()))
-        .transpose()
-        .map_err(|e| ReviewError::NotJson(format!("request.object.spec: {e}")))?;
-    Ok(changes::between(ObjectView::default(), view(new, spec.as_ref())))
 }
 
 fn view<'a>(object: &'a KubernetesObject<'_>, spec: Option<&'a Node<'a>>) -> ObjectView<'a> {

@@ -197,8 +197,9 @@ fn object_json(c: &Checked) -> Value {
             "previousReplicas": d.subject.old_replicas,
             "registeredMaxReplicas": d.decision.limit.as_ref().map(|l| l.max_replicas),
             "changes": change_summary(&d.subject),
-            // The decision record's patch: against `--cluster`'s object, or the object from nothing.
-            "patch": crate::decision::patch::of(d.subject.patched()),
+            // The decision record's patch, for a manifest judged against `--cluster`'s object.
+            "patch": (d.subject.operation == crate::decision::Operation::Update)
+                .then(|| crate::decision::patch::of(&d.subject.changes)),
             "warnings": d.decision.warnings,
             "message": d.decision.deny_message,
         }),

@@ -55,10 +55,7 @@ pub struct Subject {
     pub changes: Vec<FieldChange>,
     /// The changes beyond those, counted with their fields.
     pub unlisted_changes: changes::Unlisted,
-    /// CREATE only: the new object as changes from nothing (a `replace` of `/spec`, an `add` per
-    /// label and annotation), for the decision record's patch; empty for an UPDATE.
-    pub creation: Vec<FieldChange>,
-    /// What the recorded values of the patch's changes left out (`recorded`).
+    /// What the recorded values of the listed changes left out (`recorded`).
     pub omitted_values: super::recorded::Omitted,
 }
 
@@ -83,15 +80,6 @@ impl std::fmt::Display for WorkloadKey {
 }
 
 impl Subject {
-    /// The changes the decision record's patch writes: what an UPDATE changed, or what a CREATE
-    /// brings.
-    pub fn patched(&self) -> &[FieldChange] {
-        match self.operation {
-            Operation::Create => &self.creation,
-            Operation::Update => &self.changes,
-        }
-    }
-
     /// `namespace/deployment`, the name users and the registry know the workload by.
     pub fn workload(&self) -> String {
         format!("{}/{}", self.namespace, self.deployment)
