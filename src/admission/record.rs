@@ -86,8 +86,7 @@ impl<'a> DecisionRecord<'a> {
             rule: decision.rule.as_str(),
             changed_fields: super::respond::changed_fields(subject),
             changed_paths: subject.changes.iter().take(MAX_PATHS).map(|c| c.path.as_str()).collect(),
-            patch: (subject.operation == crate::decision::Operation::Update)
-                .then(|| crate::decision::patch::of(&subject.changes)),
+            patch: crate::decision::patch::of_subject(subject),
             patch_omitted: PatchOmitted {
                 redacted: subject.omitted_values.redacted,
                 over_budget: subject.omitted_values.over_budget,

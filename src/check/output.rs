@@ -198,8 +198,7 @@ fn object_json(c: &Checked) -> Value {
             "registeredMaxReplicas": d.decision.limit.as_ref().map(|l| l.max_replicas),
             "changes": change_summary(&d.subject),
             // The decision record's patch, for a manifest judged against `--cluster`'s object.
-            "patch": (d.subject.operation == crate::decision::Operation::Update)
-                .then(|| crate::decision::patch::of(&d.subject.changes)),
+            "patch": crate::decision::patch::of_subject(&d.subject),
             "warnings": d.decision.warnings,
             "message": d.decision.deny_message,
         }),

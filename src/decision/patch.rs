@@ -10,8 +10,14 @@
 
 use super::changes::{FieldChange, ObjectView};
 use super::recorded::Edit;
-use super::tree::Node;
+use super::subject::{Operation, Subject};
 use serde_json::{Map, Value};
+
+/// The decision record's patch of a subject: its listed changes for an UPDATE; `None` for a
+/// CREATE, which has no old object (the record's and `check -o json`'s `patch`).
+pub fn of_subject(subject: &Subject) -> Option<json_patch::Patch> {
+    (subject.operation == Operation::Update).then(|| of(&subject.changes))
+}
 
 /// The record's patch of `changes` (a subject's listed changes), in their order.
 pub fn of(changes: &[FieldChange]) -> json_patch::Patch {
@@ -60,18 +66,6 @@ pub fn view(object: ObjectView<'_>) -> Value {
         .filter(|(k, _)| !NOISE_ANNOTATIONS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
-    let spec = object.spec.map_or(Value::Null, copy_all);
+    let spec = object.spec.map_or(Value::Null, super::recorded::whole);
     serde_json::json!({"metadata": {"labels": labels, "annotations": annotations}, "spec": spec})
-}
-
-/// A tree as a `Value`, every value kept.
-fn copy_all(node: &Node<'_>) -> Value {
-    match node {
-        Node::Null => Value::Null,
-        Node::Bool(b) => Value::Bool(*b),
-        Node::Number(n) => Value::Number(n.clone()),
-        Node::String(s) => Value::String(s.to_string()),
-        Node::Array(items) => Value::Array(items.iter().map(copy_all).collect()),
-        Node::Object(pairs) => Value::Object(pairs.iter().map(|(k, v)| (k.to_string(), copy_all(v))).collect()),
-    }
 }

@@ -80,7 +80,7 @@ impl Recorder {
     /// The value recorded for `node`, found at `at` below `spec`.
     pub(super) fn spec_value<'a>(&mut self, at: &mut Vec<Step<'a>>, node: &'a Node<'a>) -> Value {
         let mut redacted = 0;
-        match copy(at, node, &mut self.room, &mut redacted) {
+        match copy(at, node, &mut self.room, &mut redacted, false) {
             Some(value) => {
                 self.omitted.redacted += redacted;
                 value
@@ -144,10 +144,23 @@ fn take(room: &mut usize, bytes: usize) -> Option<()> {
     Some(())
 }
 
-/// `node` as recorded at `at`: kept where `keeps` says, elsewhere its structure with every
-/// scalar `REDACTED` (counted). `None` when it does not fit in `room`.
-fn copy<'a>(at: &mut Vec<Step<'a>>, node: &'a Node<'a>, room: &mut usize, redacted: &mut usize) -> Option<Value> {
-    let kept = keeps(at);
+/// A tree as a `Value`, every value kept and no budget (the recorded view of `patch::view`).
+pub(super) fn whole(node: &Node<'_>) -> Value {
+    let (mut room, mut redacted) = (usize::MAX, 0);
+    copy(&mut vec![], node, &mut room, &mut redacted, true).unwrap_or(Value::Null)
+}
+
+/// `node` as recorded at `at`: kept where `keeps` says (`kept`: a place above it is, and so is
+/// everything below: `keeps` holds for every path below a kept one), elsewhere its structure with
+/// every scalar `REDACTED` (counted). `None` when it does not fit in `room`.
+fn copy<'a>(
+    at: &mut Vec<Step<'a>>,
+    node: &'a Node<'a>,
+    room: &mut usize,
+    redacted: &mut usize,
+    kept: bool,
+) -> Option<Value> {
+    let kept = kept || keeps(at);
     Some(match node {
         Node::Object(pairs) => {
             take(room, 2)?;
@@ -155,7 +168,7 @@ fn copy<'a>(at: &mut Vec<Step<'a>>, node: &'a Node<'a>, room: &mut usize, redact
             for (key, value) in pairs {
                 take(room, key.len() + 4)?;
                 at.push(Step::Key(key));
-                let copied = copy(at, value, room, redacted);
+                let copied = copy(at, value, room, redacted, kept);
                 at.pop();
                 map.insert(key.to_string(), copied?);
             }
@@ -167,7 +180,7 @@ fn copy<'a>(at: &mut Vec<Step<'a>>, node: &'a Node<'a>, room: &mut usize, redact
             for (i, item) in items.iter().enumerate() {
                 take(room, 1)?;
                 at.push(Step::Index(i));
-                let copied = copy(at, item, room, redacted);
+                let copied = copy(at, item, room, redacted, kept);
                 at.pop();
                 list.push(copied?);
             }
